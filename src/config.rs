@@ -1,0 +1,162 @@
+//! Everything a server can be told at construction, with the defaults of the daemon.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which cross-origin pages may read the stream and publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers; `OPTIONS` is answered `405`.
+    #[default]
+    Off,
+    /// `Access-Control-Allow-Origin: *` (no credentials).
+    Any,
+    /// Only these origins, each echoed back with credentials allowed.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// Parses `*` or a comma-separated list of origins.
+    pub fn parse(text: &str) -> Result<Cors, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Cors::Any);
+        }
+        let origins: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect();
+        if origins.is_empty() {
+            return Err("expected * or a comma-separated list of origins".into());
+        }
+        if let Some(bad) = origins
+            .iter()
+            .find(|o| o.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(format!("invalid origin {bad:?}"));
+        }
+        Ok(Cors::Origins(origins))
+    }
+}
+
+/// How much the server says on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Quiet,
+    /// Start, bind, refused clients, slow clients dropped.
+    #[default]
+    Info,
+    /// Also every connection accepted and closed.
+    Verbose,
+}
+
+/// Server settings. `Config::default()` is the daemon's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Events kept for `Last-Event-ID` replay.
+    pub history: usize,
+    /// Interval between heartbeat comments; zero turns them off.
+    pub heartbeat: Duration,
+    /// `retry:` sent at the start of every stream.
+    pub retry: Option<u32>,
+    /// Most open client connections, subscribers and requests being read alike.
+    pub max_clients: usize,
+    /// Most bytes waiting for one subscriber before it is dropped.
+    pub max_queue: usize,
+    /// Largest publish body.
+    pub max_body: usize,
+    /// Time a client has to send a whole request head.
+    pub head_timeout: Duration,
+    /// Most events waiting between publishing threads and the loop.
+    pub publish_queue: usize,
+    /// CORS policy.
+    pub cors: Cors,
+    /// When set, publishing needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
+    /// When set, subscribing needs the bearer token or `?token=`.
+    pub subscribe_token: Option<String>,
+    /// How much is logged on stderr.
+    pub log: LogLevel,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            history: 1024,
+            heartbeat: Duration::from_secs(15),
+            retry: None,
+            max_clients: 10_000,
+            max_queue: 1 << 20,
+            max_body: 1 << 20,
+            head_timeout: Duration::from_secs(10),
+            publish_queue: 65_536,
+            cors: Cors::Off,
+            publish_token: None,
+            subscribe_token: None,
+            log: LogLevel::Info,
+        }
+    }
+}
+
+impl Config {
+    /// Refuses settings the server cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_clients == 0 {
+            return Err("max_clients must be at least 1".into());
+        }
+        if self.max_queue == 0 {
+            return Err("max_queue must be at least 1 byte".into());
+        }
+        if self.publish_queue == 0 {
+            return Err("publish_queue must be at least 1".into());
+        }
+        if self.head_timeout.is_zero() {
+            return Err("head_timeout must be positive".into());
+        }
+        for token in [&self.publish_token, &self.subscribe_token]
+            .into_iter()
+            .flatten()
+        {
+            if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return Err("a token must be non-empty printable text without spaces".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_parses_star_and_lists() {
+        assert_eq!(Cors::parse("*"), Ok(Cors::Any));
+        assert_eq!(
+            Cors::parse("https://a.test, https://b.test"),
+            Ok(Cors::Origins(vec![
+                "https://a.test".into(),
+                "https://b.test".into()
+            ]))
+        );
+        assert!(Cors::parse(" , ").is_err());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad = Config {
+            publish_token: Some("a b".into()),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! One client connection: where it is in its life, and the frames waiting to be written to it.
+//!
+//! Output is a queue of shared frames plus an offset into the first one, drained with one
+//! vectored write per turn. Frames are never copied per connection; the read buffer exists only
+//! while a request head or body is incomplete.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::http::Request;
+use crate::sys;
+
+/// Most frames handed to one `sendmsg`.
+const IOV_BATCH: usize = 128;
+
+/// Where a connection is in its life. It only moves forward, except that a keep-alive request
+/// connection goes back to `Head` after each response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading a request head.
+    Head,
+    /// Reading the body of a publish request.
+    Body,
+    /// An open event stream.
+    Streaming,
+    /// Writing a last response, then closing.
+    Closing,
+    /// Output done and our side shut; reading until the client closes, so that unread input
+    /// does not turn our close into a reset that destroys the response.
+    Lingering,
+}
+
+/// A request whose body is still arriving.
+pub struct PendingBody {
+    pub request: Request,
+    pub length: usize,
+}
+
+/// What one flush achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing is left to write.
+    All,
+    /// The socket is full; a writable event will come.
+    Blocked,
+    /// The batch was written but more frames are queued.
+    More,
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    /// Frames to write, oldest first.
+    out: VecDeque<Arc<[u8]>>,
+    /// Bytes of `out[0]` already written.
+    out_offset: usize,
+    /// Bytes queued and not yet written.
+    pub out_bytes: usize,
+    /// Partial request bytes; empty (and unallocated) once a request is parsed.
+    pub inbuf: Vec<u8>,
+    /// Topics of a stream; empty means every topic.
+    pub topics: Box<[Box<str>]>,
+    pub body: Option<Box<PendingBody>>,
+    /// When the current head (or linger) must be done.
+    pub deadline: Option<Instant>,
+    /// Position in the loop's subscriber list while streaming.
+    pub sub_index: u32,
+    pub keep_alive: bool,
+    pub peer_loopback: bool,
+    /// A write returned short: wait for a writable event.
+    pub write_blocked: bool,
+    /// Listed for a flush this turn.
+    pub dirty: bool,
+    /// The client has closed its side.
+    pub read_closed: bool,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer_loopback: bool, deadline: Instant) -> Conn {
+        Conn {
+            stream,
+            phase: Phase::Head,
+            out: VecDeque::new(),
+            out_offset: 0,
+            out_bytes: 0,
+            inbuf: Vec::new(),
+            topics: Box::new([]),
+            body: None,
+            deadline: Some(deadline),
+            sub_index: u32::MAX,
+            keep_alive: false,
+            peer_loopback,
+            write_blocked: false,
+            dirty: false,
+            read_closed: false,
+        }
+    }
+
+    /// Queues a frame; returns the bytes now waiting.
+    pub fn push(&mut self, frame: Arc<[u8]>) -> usize {
+        self.out_bytes += frame.len();
+        self.out.push_back(frame);
+        self.out_bytes
+    }
+
+    /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.
+    pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
+        if self.out.is_empty() {
+            return Ok((Flushed::All, 0));
+        }
+        let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+        let mut count = 0;
+        for (i, frame) in self.out.iter().take(IOV_BATCH).enumerate() {
+            let start = if i == 0 { self.out_offset } else { 0 };
+            slices[i] = IoSlice::new(&frame[start..]);
+            count += 1;
+        }
+        let batch_bytes: usize = slices[..count].iter().map(|s| s.len()).sum();
+        let written = match sys::send_vectored(self.stream.as_raw_fd(), &slices[..count]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((Flushed::Blocked, 0)),
+            Err(e) => return Err(e),
+        };
+        self.consume(written);
+        let state = if self.out.is_empty() {
+            Flushed::All
+        } else if written < batch_bytes {
+            Flushed::Blocked
+        } else {
+            Flushed::More
+        };
+        Ok((state, written))
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        self.out_bytes -= written;
+        while written > 0 {
+            let Some(front) = self.out.front() else { break };
+            let left = front.len() - self.out_offset;
+            if written < left {
+                self.out_offset += written;
+                return;
+            }
+            written -= left;
+            self.out_offset = 0;
+            self.out.pop_front();
+        }
+    }
+
+    /// Reads everything available into `scratch`-sized pieces, handing each to `each`.
+    /// Returns false when the peer closed or the read failed.
+    pub fn read_available(
+        &mut self,
+        scratch: &mut [u8],
+        mut each: impl FnMut(&mut Conn, &[u8]) -> bool,
+    ) -> bool {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return false;
+                }
+                Ok(n) => {
+                    if !each(self, &scratch[..n]) {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.read_closed = true;
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn pair() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let conn = Conn::new(TcpStream::from_std(server), true, Instant::now());
+        (conn, client)
+    }
+
+    #[test]
+    fn flush_writes_shared_frames_in_order_with_offsets() {
+        let (mut conn, mut client) = pair();
+        let a: Arc<[u8]> = Arc::from(&b"hello "[..]);
+        let b: Arc<[u8]> = Arc::from(&b"world"[..]);
+        conn.push(a.clone());
+        conn.push(b);
+        conn.consume(2);
+        assert_eq!(conn.out_bytes, 9);
+        let (state, n) = conn.flush().unwrap();
+        assert_eq!((state, n), (Flushed::All, 9));
+        let mut got = [0u8; 9];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"llo world");
+        assert_eq!(Arc::strong_count(&a), 1, "written frames are released");
+    }
+
+    #[test]
+    fn a_full_socket_blocks_instead_of_waiting() {
+        let (mut conn, _client) = pair();
+        let big: Arc<[u8]> = Arc::from(vec![b'x'; 1 << 20]);
+        for _ in 0..64 {
+            conn.push(big.clone());
+        }
+        let mut blocked = false;
+        for _ in 0..64 {
+            match conn.flush().unwrap().0 {
+                Flushed::Blocked => {
+                    blocked = true;
+                    break;
+                }
+                Flushed::More => continue,
+                Flushed::All => panic!("64 MiB cannot fit an unread socket"),
+            }
+        }
+        assert!(blocked);
+        assert!(conn.out_bytes > 0);
+    }
+
+    #[test]
+    fn writing_to_a_closed_peer_is_an_error_not_a_signal() {
+        let (mut conn, client) = pair();
+        drop(client);
+        conn.push(Arc::from(vec![b'x'; 1 << 16]));
+        let mut failed = false;
+        for _ in 0..100 {
+            match conn.flush() {
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+                Ok(_) => conn.push(Arc::from(vec![b'x'; 1 << 16])),
+            };
+        }
+        assert!(failed, "a reset peer must surface as an error");
+    }
+}

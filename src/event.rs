@@ -1,0 +1,108 @@
+//! What a publisher hands to ssed: one event, before it is given an id and encoded.
+
+use crate::frame::{self, FieldError};
+
+/// One event to publish. Build it with [`Event::new`] and the chained setters.
+///
+/// ```
+/// let event = ssed::Event::new("hello").topic("news").event_type("update");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// Topics the event goes to; none means the empty topic. A subscriber to any of them gets it
+    /// once.
+    pub topics: Vec<String>,
+    /// Event type; empty means the default type `message`.
+    pub event_type: String,
+    /// The payload. Line breaks of every kind reach the browser as LF.
+    pub data: String,
+    /// The id; empty means the server assigns one.
+    pub id: String,
+    /// Reconnection delay to send with the event, in milliseconds.
+    pub retry: Option<u32>,
+}
+
+impl Event {
+    /// An event of the default type to the empty topic, with a server-assigned id.
+    pub fn new(data: impl Into<String>) -> Event {
+        Event {
+            data: data.into(),
+            ..Event::default()
+        }
+    }
+
+    /// Adds a topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Event {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Sets the event type.
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Event {
+        self.event_type = event_type.into();
+        self
+    }
+
+    /// Sets the id (otherwise the server assigns one).
+    pub fn id(mut self, id: impl Into<String>) -> Event {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the `retry` field sent with this event.
+    pub fn retry(mut self, ms: u32) -> Event {
+        self.retry = Some(ms);
+        self
+    }
+
+    /// Refuses an event whose type or id would inject fields into the stream.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !frame::is_single_line(&self.event_type) {
+            return Err(FieldError::EventType);
+        }
+        if !frame::is_single_line(&self.id) {
+            return Err(FieldError::Id);
+        }
+        Ok(())
+    }
+
+    /// The topics as stored: the empty topic when none was given.
+    pub(crate) fn topic_set(&self) -> Box<[Box<str>]> {
+        if self.topics.is_empty() {
+            return Box::new([Box::from("")]);
+        }
+        let mut topics: Vec<Box<str>> = Vec::with_capacity(self.topics.len());
+        for topic in &self.topics {
+            if !topics.iter().any(|t| **t == **topic) {
+                topics.push(topic.as_str().into());
+            }
+        }
+        topics.into_boxed_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newline_or_nul_in_type_or_id_is_refused() {
+        assert_eq!(
+            Event::new("x").event_type("a\nb").validate(),
+            Err(FieldError::EventType)
+        );
+        assert_eq!(
+            Event::new("x").event_type("a\0").validate(),
+            Err(FieldError::EventType)
+        );
+        assert_eq!(Event::new("x").id("1\r").validate(), Err(FieldError::Id));
+        assert_eq!(Event::new("multi\nline data is fine").validate(), Ok(()));
+    }
+
+    #[test]
+    fn topics_default_to_the_empty_topic_and_are_deduplicated() {
+        assert_eq!(&*Event::new("x").topic_set(), &[Box::from("")]);
+        let set = Event::new("x").topic("a").topic("b").topic("a").topic_set();
+        assert_eq!(&*set, &[Box::from("a"), Box::from("b")]);
+    }
+}

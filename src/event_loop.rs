@@ -1,0 +1,1113 @@
+//! The single-threaded mio loop that owns the listener and every connection.
+//!
+//! Each turn: wait for readiness (or the next timer), accept and read what is ready, take every
+//! event published since the last turn and queue it for its subscribers, fire due timers, then
+//! write: at most one `sendmsg` per connection per turn, carrying every frame it has pending.
+//! Sockets are edge-triggered, so every read and accept goes on until `WouldBlock`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::{Config, Cors, LogLevel};
+use crate::conn::{Conn, Flushed, PendingBody, Phase};
+use crate::frame;
+use crate::history::{Entry, History};
+use crate::http::{self, Head, Method, Request, Status};
+use crate::inbox::{Inbox, PublishError};
+use crate::params::{self, Body};
+use crate::stats::{Counters, Refusal};
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// Low bits of a token name the slot, high bits its generation, so an event for a closed
+/// connection can never reach the one that took its slot.
+const SLOT_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+
+/// How long to stop accepting after running out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a last response may take to be read before the connection is closed anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued output.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Reads per readiness event on a connection whose input is discarded.
+const MAX_DISCARD_READS: usize = 64;
+/// Size of the shared read buffer.
+const SCRATCH: usize = 16 * 1024;
+/// A viewer page lists at most this many event types seen in the history.
+const VIEWER_TYPES: usize = 32;
+
+const VIEWER_HTML: &str = include_str!("viewer.html");
+const PREFLIGHT_HEADERS: &str = "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
+    Access-Control-Allow-Headers: Last-Event-ID, Authorization, Content-Type, Cache-Control\r\n\
+    Access-Control-Max-Age: 86400\r\n";
+
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+pub(crate) struct EventLoop {
+    poll: Poll,
+    listener: TcpListener,
+    inbox: Arc<Inbox>,
+    config: Config,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    open: usize,
+    /// Slots of open streams.
+    subscribers: Vec<u32>,
+    history: History,
+    /// Head-read and close deadlines; stale entries are skipped when they come due.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Slots with output to write this turn.
+    dirty: Vec<u32>,
+    /// Scratch vectors kept between turns so that a turn allocates nothing.
+    batch: Vec<Entry>,
+    flushing: Vec<u32>,
+    scratch: Box<[u8]>,
+    next_heartbeat: Option<Instant>,
+    accept_paused_until: Option<Instant>,
+    shutdown_by: Option<Instant>,
+    rng: u64,
+    stream_head: Arc<[u8]>,
+    heartbeat: Arc<[u8]>,
+    gap: Arc<[u8]>,
+    retry: Option<Arc<[u8]>>,
+}
+
+impl EventLoop {
+    pub fn new(poll: Poll, listener: TcpListener, inbox: Arc<Inbox>, config: Config) -> EventLoop {
+        EventLoop {
+            poll,
+            listener,
+            inbox,
+            history: History::new(config.history),
+            retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            subscribers: Vec::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            batch: Vec::new(),
+            flushing: Vec::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            next_heartbeat: None,
+            accept_paused_until: None,
+            shutdown_by: None,
+            rng: seed(),
+            stream_head: Arc::from(http::stream_head("")),
+            heartbeat: Arc::from(frame::HEARTBEAT),
+            gap: Arc::from(frame::GAP),
+        }
+    }
+
+    /// Runs until stopped, then flushes for up to a second and closes everything.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    // The wake only ends the poll; the inbox is taken every turn below.
+                    WAKER => {}
+                    token => self.conn_event(
+                        token,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
+                }
+            }
+            let stop = self.take_published();
+            if stop && self.shutdown_by.is_none() {
+                self.begin_shutdown(now);
+            }
+            self.fire_timers(now);
+            self.flush_dirty(now);
+            if let Some(by) = self.shutdown_by {
+                if now >= by || self.nothing_left_to_write() {
+                    self.close_all();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.timers.peek().map(|Reverse((when, _))| *when),
+            self.next_heartbeat,
+            self.accept_paused_until,
+            self.shutdown_by,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        // Rounded up to the next millisecond so that a wakeup never comes before the deadline.
+        Some(next.saturating_duration_since(now) + Duration::from_micros(999))
+    }
+
+    fn log(&self, level: LogLevel, args: std::fmt::Arguments) {
+        if self.config.log >= level {
+            eprintln!("ssed: {args}");
+        }
+    }
+
+    // ---- connections and tokens -------------------------------------------------------------
+
+    fn token(&self, slot: u32) -> Token {
+        let generation = self.slots[slot as usize].generation as usize;
+        Token((generation << SLOT_BITS) | (slot as usize + FIRST_CONN))
+    }
+
+    fn slot_of(&self, token: Token) -> Option<u32> {
+        let low = token.0 & ((1usize << SLOT_BITS) - 1);
+        let slot = low.checked_sub(FIRST_CONN)?;
+        let entry = self.slots.get(slot)?;
+        let generation = (token.0 >> SLOT_BITS) as u32;
+        let wanted = entry.generation & (u32::MAX >> (32 - (usize::BITS - SLOT_BITS).min(32)));
+        (entry.conn.is_some() && generation == wanted).then_some(slot as u32)
+    }
+
+    fn conn(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.conn.as_mut()
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        if self.shutdown_by.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // Out of descriptors or memory: the pending connection stays in the backlog,
+                    // and retrying at once would spin. Try again in a moment.
+                    self.log(
+                        LogLevel::Quiet,
+                        format_args!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}"),
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.open >= self.config.max_clients {
+            self.inbox.counters.refused(Refusal::MaxClients);
+            self.log(
+                LogLevel::Info,
+                format_args!("refused {peer}: too many clients ({})", self.open),
+            );
+            let busy = http::error(
+                Status::UNAVAILABLE,
+                "Retry-After: 5\r\n",
+                "too many clients, try again later",
+            );
+            // Best effort: a fresh socket has room for a short answer; it is closed either way.
+            let _ = stream.write(&busy);
+            return;
+        }
+        // Frames are written whole, one batch per turn: waiting to coalesce only adds latency.
+        let _ = stream.set_nodelay(true);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let token = self.token(slot);
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.log(
+                LogLevel::Quiet,
+                format_args!("cannot watch connection from {peer}: {e}"),
+            );
+            self.free.push(slot);
+            return;
+        }
+        let deadline = now + self.config.head_timeout;
+        self.timers.push(Reverse((deadline, token.0)));
+        self.slots[slot as usize].conn = Some(Conn::new(stream, is_loopback(peer.ip()), deadline));
+        self.open += 1;
+        Counters::set(&self.inbox.counters.connections, self.open as u64);
+        self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
+    }
+
+    fn close(&mut self, slot: u32) {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(mut conn) = entry.conn.take() else {
+            return;
+        };
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        if conn.phase == Phase::Streaming {
+            self.remove_subscriber(conn.sub_index);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.open -= 1;
+        Counters::set(&self.inbox.counters.connections, self.open as u64);
+    }
+
+    fn remove_subscriber(&mut self, index: u32) {
+        let index = index as usize;
+        if index >= self.subscribers.len() {
+            return;
+        }
+        self.subscribers.swap_remove(index);
+        if let Some(&moved) = self.subscribers.get(index) {
+            if let Some(conn) = self.slots[moved as usize].conn.as_mut() {
+                conn.sub_index = index as u32;
+            }
+        }
+        Counters::set(
+            &self.inbox.counters.subscribers,
+            self.subscribers.len() as u64,
+        );
+        if self.subscribers.is_empty() {
+            self.next_heartbeat = None;
+        }
+    }
+
+    fn mark_dirty(dirty: &mut Vec<u32>, conn: &mut Conn, slot: u32) {
+        if !conn.dirty {
+            conn.dirty = true;
+            dirty.push(slot);
+        }
+    }
+
+    fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(slot) = self.slot_of(token) else {
+            return; // A late event for a connection already closed.
+        };
+        if writable {
+            let dirty = &mut self.dirty;
+            if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+                conn.write_blocked = false;
+                if conn.out_bytes > 0 {
+                    Self::mark_dirty(dirty, conn, slot);
+                }
+            }
+        }
+        if readable {
+            self.on_readable(slot);
+        }
+    }
+
+    // ---- reading and requests ---------------------------------------------------------------
+
+    fn on_readable(&mut self, slot: u32) {
+        let Some(mut conn) = self.slots[slot as usize].conn.take() else {
+            return;
+        };
+        let keep = self.read_from(&mut conn, slot);
+        let finished = conn.phase == Phase::Lingering && conn.read_closed;
+        self.slots[slot as usize].conn = Some(conn);
+        if !keep || finished {
+            self.close(slot);
+        }
+    }
+
+    /// Returns false when the connection should be closed now.
+    fn read_from(&mut self, conn: &mut Conn, slot: u32) -> bool {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let open = match conn.phase {
+            Phase::Head | Phase::Body => {
+                let open = conn.read_available(&mut scratch, |conn, bytes| {
+                    conn.inbuf.extend_from_slice(bytes);
+                    // Stop reading once the input cannot be a valid request; the parser says why.
+                    conn.inbuf.len() <= http::MAX_HEAD + self.config.max_body
+                });
+                self.scratch = scratch;
+                self.process_input(conn, slot);
+                open
+            }
+            Phase::Streaming | Phase::Closing | Phase::Lingering => {
+                let mut reads = 0;
+                let open = conn.read_available(&mut scratch, |_, _| {
+                    reads += 1;
+                    reads < MAX_DISCARD_READS
+                });
+                self.scratch = scratch;
+                open
+            }
+        };
+        match conn.phase {
+            // A client that closes its side after a request still gets the answer.
+            Phase::Closing | Phase::Lingering => true,
+            _ => open,
+        }
+    }
+
+    fn process_input(&mut self, conn: &mut Conn, slot: u32) {
+        loop {
+            match conn.phase {
+                Phase::Head => {
+                    if conn.inbuf.is_empty() {
+                        break;
+                    }
+                    match http::parse(&conn.inbuf) {
+                        Head::Partial => break,
+                        Head::Invalid(status, why) => {
+                            let refusal = if status == Status::HEAD_TOO_LARGE {
+                                Refusal::TooLarge
+                            } else {
+                                Refusal::BadRequest
+                            };
+                            self.reject(conn, slot, status, "", why, refusal);
+                        }
+                        Head::Complete { request, len } => {
+                            conn.inbuf.drain(..len);
+                            self.handle_request(conn, slot, request);
+                        }
+                    }
+                }
+                Phase::Body => {
+                    let Some(pending) = conn.body.as_ref() else {
+                        break;
+                    };
+                    if conn.inbuf.len() < pending.length {
+                        break;
+                    }
+                    let Some(pending) = conn.body.take() else {
+                        break;
+                    };
+                    let body: Vec<u8> = conn.inbuf.drain(..pending.length).collect();
+                    self.finish_publish(conn, slot, &pending.request, &body);
+                }
+                Phase::Streaming | Phase::Closing | Phase::Lingering => {
+                    conn.inbuf = Vec::new();
+                    break;
+                }
+            }
+        }
+        if conn.inbuf.is_empty() && conn.inbuf.capacity() > SCRATCH {
+            conn.inbuf = Vec::new();
+        }
+    }
+
+    fn handle_request(&mut self, conn: &mut Conn, slot: u32, request: Request) {
+        conn.deadline = None;
+        // A body we do not read would be parsed as the next request: close after answering.
+        let has_body = request.chunked || request.content_length.unwrap_or(0) > 0;
+        conn.keep_alive = request.keep_alive && (request.method() == Method::Post || !has_body);
+        let cors = self.cors_headers(request.origin.as_deref());
+        let known_get = matches!(
+            request.path.as_str(),
+            "/" | "/health" | "/metrics" | "/events"
+        );
+        match (request.method(), request.path.as_str()) {
+            (Method::Options, _) if self.config.cors != Cors::Off => {
+                let extra = format!("{cors}{PREFLIGHT_HEADERS}");
+                self.respond(
+                    conn,
+                    slot,
+                    http::response(Status::NO_CONTENT, "", &extra, b"", !conn.keep_alive),
+                );
+            }
+            (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors),
+            (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors),
+            (Method::Get, "/") => {
+                let page = self.viewer_page();
+                let ok = http::response(
+                    Status::OK,
+                    "text/html; charset=utf-8",
+                    &cors,
+                    page.as_bytes(),
+                    !conn.keep_alive,
+                );
+                self.respond(conn, slot, ok);
+            }
+            (Method::Get, "/health") => {
+                let ok = http::response(
+                    Status::OK,
+                    "text/plain; charset=utf-8",
+                    &cors,
+                    b"ok\n",
+                    !conn.keep_alive,
+                );
+                self.respond(conn, slot, ok);
+            }
+            (Method::Get, "/metrics") => {
+                let text = self.inbox.counters.render();
+                let ok = http::response(
+                    Status::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    &cors,
+                    text.as_bytes(),
+                    !conn.keep_alive,
+                );
+                self.respond(conn, slot, ok);
+            }
+            (_, path) if known_get || path == "/publish" => {
+                let allowed = if path == "/publish" { "POST" } else { "GET" };
+                let options = if self.config.cors != Cors::Off {
+                    ", OPTIONS"
+                } else {
+                    ""
+                };
+                let extra = format!("{cors}Allow: {allowed}{options}\r\n");
+                let why = format!(
+                    "{} is not allowed on {path}; use {allowed}",
+                    method_name(request.method())
+                );
+                self.reject(
+                    conn,
+                    slot,
+                    Status::METHOD_NOT_ALLOWED,
+                    &extra,
+                    &why,
+                    Refusal::MethodNotAllowed,
+                );
+            }
+            (_, path) => {
+                let why = format!("no such path: {path}");
+                self.reject(
+                    conn,
+                    slot,
+                    Status::NOT_FOUND,
+                    &cors,
+                    &why,
+                    Refusal::NotFound,
+                );
+            }
+        }
+    }
+
+    /// Queues a complete response; the connection then reads its next request or closes.
+    fn respond(&mut self, conn: &mut Conn, slot: u32, bytes: Vec<u8>) {
+        conn.push(Arc::from(bytes));
+        Self::mark_dirty(&mut self.dirty, conn, slot);
+        if conn.keep_alive {
+            conn.phase = Phase::Head;
+            self.set_deadline(conn, slot, self.config.head_timeout);
+        } else {
+            self.start_closing(conn, slot);
+        }
+    }
+
+    fn reject(
+        &mut self,
+        conn: &mut Conn,
+        slot: u32,
+        status: Status,
+        extra: &str,
+        why: &str,
+        refusal: Refusal,
+    ) {
+        self.inbox.counters.refused(refusal);
+        self.log(
+            LogLevel::Verbose,
+            format_args!("refused a request: {} {why}", status.0),
+        );
+        conn.push(Arc::from(http::error(status, extra, why)));
+        Self::mark_dirty(&mut self.dirty, conn, slot);
+        conn.keep_alive = false;
+        self.start_closing(conn, slot);
+    }
+
+    fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
+        conn.phase = Phase::Closing;
+        conn.body = None;
+        conn.inbuf = Vec::new();
+        self.set_deadline(conn, slot, CLOSE_GRACE);
+    }
+
+    fn set_deadline(&mut self, conn: &mut Conn, slot: u32, after: Duration) {
+        let when = Instant::now() + after;
+        conn.deadline = Some(when);
+        self.timers.push(Reverse((when, self.token(slot).0)));
+    }
+
+    fn cors_headers(&self, origin: Option<&str>) -> String {
+        match (&self.config.cors, origin) {
+            (Cors::Off, _) => String::new(),
+            (Cors::Any, _) => "Access-Control-Allow-Origin: *\r\n".into(),
+            (Cors::Origins(list), Some(origin)) if list.iter().any(|o| o == origin) => format!(
+                "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
+            ),
+            (Cors::Origins(_), _) => "Vary: Origin\r\n".into(),
+        }
+    }
+
+    fn subscribe(&mut self, conn: &mut Conn, slot: u32, request: &Request, cors: &str) {
+        let query = match params::subscribe(&request.query) {
+            Ok(query) => query,
+            Err(why) => {
+                return self.reject(
+                    conn,
+                    slot,
+                    Status::BAD_REQUEST,
+                    cors,
+                    why,
+                    Refusal::BadRequest,
+                );
+            }
+        };
+        if let Some(token) = &self.config.subscribe_token {
+            let given = bearer(request.authorization.as_deref()).or(query.token.as_deref());
+            if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+                let extra = format!("{cors}WWW-Authenticate: Bearer\r\n");
+                let why = "subscribing needs a token: Authorization: Bearer <token> or ?token=";
+                return self.reject(
+                    conn,
+                    slot,
+                    Status::UNAUTHORIZED,
+                    &extra,
+                    why,
+                    Refusal::Unauthorized,
+                );
+            }
+        }
+        conn.phase = Phase::Streaming;
+        conn.inbuf = Vec::new();
+        conn.deadline = None;
+        conn.topics = query
+            .topics
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect();
+        let head = if cors.is_empty() {
+            self.stream_head.clone()
+        } else {
+            Arc::from(http::stream_head(cors))
+        };
+        conn.push(head);
+        if let Some(retry) = &self.retry {
+            conn.push(retry.clone());
+        }
+        let last_id = request
+            .last_event_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .or(query.last_event_id.as_deref());
+        if let Some(last_id) = last_id {
+            let replay = self.history.since(last_id);
+            if replay.gap {
+                conn.push(self.gap.clone());
+            }
+            for entry in replay.entries {
+                if entry.matches(&conn.topics) {
+                    conn.push(entry.frame.clone());
+                }
+            }
+        }
+        conn.sub_index = self.subscribers.len() as u32;
+        self.subscribers.push(slot);
+        Counters::set(
+            &self.inbox.counters.subscribers,
+            self.subscribers.len() as u64,
+        );
+        if self.next_heartbeat.is_none() && !self.config.heartbeat.is_zero() {
+            self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
+        }
+        Self::mark_dirty(&mut self.dirty, conn, slot);
+    }
+
+    fn start_publish(&mut self, conn: &mut Conn, slot: u32, request: Request, cors: &str) {
+        if let Some(token) = &self.config.publish_token {
+            let given = bearer(request.authorization.as_deref());
+            if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+                let extra = format!("{cors}WWW-Authenticate: Bearer\r\n");
+                let why = "publishing needs Authorization: Bearer <token>";
+                return self.reject(
+                    conn,
+                    slot,
+                    Status::UNAUTHORIZED,
+                    &extra,
+                    why,
+                    Refusal::Unauthorized,
+                );
+            }
+        } else if !conn.peer_loopback || request.proxied {
+            let why = "publishing without a token is allowed only from loopback, not through a proxy; set --publish-token";
+            return self.reject(conn, slot, Status::FORBIDDEN, cors, why, Refusal::Forbidden);
+        }
+        if request.chunked {
+            let why = "chunked publish bodies are not accepted; send a Content-Length";
+            return self.reject(
+                conn,
+                slot,
+                Status::LENGTH_REQUIRED,
+                cors,
+                why,
+                Refusal::BadRequest,
+            );
+        }
+        let length = request.content_length.unwrap_or(0);
+        if length > self.config.max_body {
+            let why = format!(
+                "the body is larger than the limit of {} bytes",
+                self.config.max_body
+            );
+            return self.reject(
+                conn,
+                slot,
+                Status::BODY_TOO_LARGE,
+                cors,
+                &why,
+                Refusal::TooLarge,
+            );
+        }
+        if conn.inbuf.len() < length {
+            if request.expect_continue {
+                conn.push(Arc::from(http::CONTINUE));
+                Self::mark_dirty(&mut self.dirty, conn, slot);
+            }
+            self.set_deadline(conn, slot, self.config.head_timeout);
+        }
+        conn.body = Some(Box::new(PendingBody { request, length }));
+        conn.phase = Phase::Body;
+    }
+
+    fn finish_publish(&mut self, conn: &mut Conn, slot: u32, request: &Request, body: &[u8]) {
+        conn.deadline = None;
+        let cors = self.cors_headers(request.origin.as_deref());
+        let event = match params::publish(
+            &request.query,
+            Body::new(request.content_type.as_deref(), body),
+        ) {
+            Ok(event) => event,
+            Err(why) => {
+                return self.reject(
+                    conn,
+                    slot,
+                    Status::BAD_REQUEST,
+                    &cors,
+                    why,
+                    Refusal::BadRequest,
+                );
+            }
+        };
+        let mut result = self.inbox.publish(&event);
+        if result == Err(PublishError::QueueFull) {
+            // Other threads filled the queue; deliver what is there and try once more.
+            if self.take_published() && self.shutdown_by.is_none() {
+                result = Err(PublishError::Stopped);
+            } else {
+                result = self.inbox.publish(&event);
+            }
+        }
+        match result {
+            Ok(assigned) => {
+                let id = assigned.map(|n| n.to_string()).unwrap_or(event.id);
+                let ok = http::response(
+                    Status::OK,
+                    "text/plain; charset=utf-8",
+                    &cors,
+                    id.as_bytes(),
+                    !conn.keep_alive,
+                );
+                self.respond(conn, slot, ok);
+            }
+            Err(PublishError::Invalid(why)) => self.reject(
+                conn,
+                slot,
+                Status::BAD_REQUEST,
+                &cors,
+                why.message(),
+                Refusal::BadRequest,
+            ),
+            Err(PublishError::QueueFull) => {
+                let extra = format!("{cors}Retry-After: 1\r\n");
+                self.reject(
+                    conn,
+                    slot,
+                    Status::UNAVAILABLE,
+                    &extra,
+                    "the publish queue is full",
+                    Refusal::QueueFull,
+                )
+            }
+            Err(PublishError::Stopped) => self.reject(
+                conn,
+                slot,
+                Status::UNAVAILABLE,
+                &cors,
+                "the server is shutting down",
+                Refusal::QueueFull,
+            ),
+        }
+    }
+
+    fn viewer_page(&self) -> String {
+        let mut types = String::from("[");
+        for (i, ty) in self
+            .history
+            .event_types(VIEWER_TYPES)
+            .iter()
+            .filter(|t| !t.is_empty())
+            .enumerate()
+        {
+            if i > 0 {
+                types.push(',');
+            }
+            push_json_string(&mut types, ty);
+        }
+        types.push(']');
+        VIEWER_HTML.replace("/*EVENT_TYPES*/[]", &types)
+    }
+
+    // ---- publishing -------------------------------------------------------------------------
+
+    /// Takes every event published since the last turn, queues each for its subscribers and
+    /// keeps it for replay. Returns true when a stop was requested.
+    fn take_published(&mut self) -> bool {
+        let mut batch = std::mem::take(&mut self.batch);
+        let stop = self.inbox.take(&mut batch).stop;
+        if !batch.is_empty() {
+            self.fan_out(&batch);
+            Counters::add(&self.inbox.counters.events_published, batch.len() as u64);
+            for entry in batch.drain(..) {
+                self.history.push(entry);
+            }
+            Counters::set(
+                &self.inbox.counters.history_events,
+                self.history.len() as u64,
+            );
+        }
+        self.batch = batch;
+        stop
+    }
+
+    fn fan_out(&mut self, batch: &[Entry]) {
+        let max_queue = self.config.max_queue;
+        let mut slow: Vec<u32> = Vec::new();
+        for &slot in &self.subscribers {
+            // Absent only while its own request is being handled; it has nothing to receive yet.
+            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+                continue;
+            };
+            let mut added = false;
+            for entry in batch {
+                if entry.matches(&conn.topics) {
+                    conn.push(entry.frame.clone());
+                    added = true;
+                }
+            }
+            if added {
+                if conn.out_bytes > max_queue {
+                    slow.push(slot);
+                } else {
+                    Self::mark_dirty(&mut self.dirty, conn, slot);
+                }
+            }
+        }
+        for slot in slow {
+            Counters::add(&self.inbox.counters.dropped_slow, 1);
+            let peer = self.conn(slot).and_then(|c| c.stream.peer_addr().ok());
+            self.log(
+                LogLevel::Info,
+                format_args!(
+                    "dropped slow subscriber {}: over {max_queue} bytes behind",
+                    display_peer(peer)
+                ),
+            );
+            self.close(slot);
+        }
+    }
+
+    // ---- writing ----------------------------------------------------------------------------
+
+    fn flush_dirty(&mut self, now: Instant) {
+        let mut flushing = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.flushing));
+        let mut sent = 0u64;
+        for &slot in &flushing {
+            let Some(conn) = self
+                .slots
+                .get_mut(slot as usize)
+                .and_then(|s| s.conn.as_mut())
+            else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.write_blocked {
+                continue;
+            }
+            match conn.flush() {
+                Ok((state, written)) => {
+                    sent += written as u64;
+                    match state {
+                        Flushed::All => self.after_flushed(slot, now),
+                        Flushed::Blocked => conn.write_blocked = true,
+                        Flushed::More => Self::mark_dirty(&mut self.dirty, conn, slot),
+                    }
+                }
+                Err(_) => self.close(slot),
+            }
+        }
+        Counters::add(&self.inbox.counters.bytes_sent, sent);
+        flushing.clear();
+        self.flushing = flushing;
+    }
+
+    fn after_flushed(&mut self, slot: u32, now: Instant) {
+        let Some(conn) = self.conn(slot) else { return };
+        match conn.phase {
+            Phase::Closing if conn.read_closed => self.close(slot),
+            Phase::Closing => {
+                // Half-close, then read until the client closes, so that its unread input does
+                // not make the kernel reset the connection and destroy the answer.
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                conn.phase = Phase::Lingering;
+                let when = now + CLOSE_GRACE;
+                conn.deadline = Some(when);
+                let token = self.token(slot);
+                self.timers.push(Reverse((when, token.0)));
+            }
+            Phase::Head if !conn.inbuf.is_empty() => {
+                // Pipelined requests wait behind a full socket; go on with them now.
+                if let Some(mut conn) = self.slots[slot as usize].conn.take() {
+                    self.process_input(&mut conn, slot);
+                    self.slots[slot as usize].conn = Some(conn);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- timers -----------------------------------------------------------------------------
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((when, token))) = self.timers.peek() {
+            if when > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slot_of(Token(token)) else {
+                continue;
+            };
+            let Some(conn) = self.conn(slot) else {
+                continue;
+            };
+            if conn.deadline != Some(when) {
+                continue; // Superseded by a later deadline.
+            }
+            match conn.phase {
+                Phase::Head if conn.inbuf.is_empty() && conn.keep_alive => self.close(slot),
+                Phase::Head | Phase::Body => self.time_out(slot),
+                Phase::Closing | Phase::Lingering => self.close(slot),
+                Phase::Streaming => {}
+            }
+        }
+        if self.next_heartbeat.is_some_and(|at| at <= now) {
+            self.send_heartbeats();
+            self.next_heartbeat = Some(now + self.config.heartbeat);
+        }
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.accept_paused_until = None;
+            self.accept_all(now);
+        }
+    }
+
+    fn time_out(&mut self, slot: u32) {
+        let Some(mut conn) = self.slots[slot as usize].conn.take() else {
+            return;
+        };
+        let why = "the request was not received in time";
+        self.reject(&mut conn, slot, Status::TIMEOUT, "", why, Refusal::Timeout);
+        self.slots[slot as usize].conn = Some(conn);
+    }
+
+    fn send_heartbeats(&mut self) {
+        for &slot in &self.subscribers {
+            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+                continue;
+            };
+            // A stream with output pending is not idle; a comment would only add to its queue.
+            if conn.out_bytes == 0 {
+                conn.push(self.heartbeat.clone());
+                Self::mark_dirty(&mut self.dirty, conn, slot);
+            }
+        }
+    }
+
+    // ---- shutdown ---------------------------------------------------------------------------
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.log(
+            LogLevel::Info,
+            format_args!("shutting down: flushing {} streams", self.subscribers.len()),
+        );
+        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        self.next_heartbeat = None;
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        for slot in 0..self.slots.len() as u32 {
+            let Some(phase) = self.conn(slot).map(|c| c.phase) else {
+                continue;
+            };
+            match phase {
+                Phase::Streaming => {
+                    // Spread reconnects over a few seconds so that a restart is not a stampede.
+                    let ms = 1000 + (self.next_random() % 4000) as u32;
+                    let block: Arc<[u8]> = Arc::from(frame::retry_block(ms));
+                    if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+                        conn.push(block);
+                        Self::mark_dirty(&mut self.dirty, conn, slot);
+                    }
+                }
+                Phase::Closing => {}
+                Phase::Head | Phase::Body | Phase::Lingering => self.close(slot),
+            }
+        }
+    }
+
+    fn nothing_left_to_write(&self) -> bool {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .all(|c| c.out_bytes == 0)
+    }
+
+    fn close_all(&mut self) {
+        for slot in 0..self.slots.len() as u32 {
+            self.close(slot);
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: enough to spread reconnect delays.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ (std::process::id() as u64) << 32) | 1
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without an early exit, so that the time taken does not reveal how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0 && a.len() == b.len()
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Options => "OPTIONS",
+        Method::Other => "this method",
+    }
+}
+
+fn display_peer(peer: Option<SocketAddr>) -> String {
+    peer.map(|p| p.to_string())
+        .unwrap_or_else(|| "(gone)".into())
+}
+
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            // Escaped so that no type name can close the page's script element.
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn json_strings_cannot_break_out_of_a_script() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"</script>\n");
+        assert_eq!(out, r#""a\"\u003c/script\u003e\u000a""#);
+    }
+
+    #[test]
+    fn mapped_loopback_counts_as_loopback() {
+        assert!(is_loopback("127.0.0.1".parse().unwrap()));
+        assert!(is_loopback("::1".parse().unwrap()));
+        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
+    }
+}

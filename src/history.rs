@@ -1,0 +1,166 @@
+//! The ring of the last N published events, kept for `Last-Event-ID` replay.
+//!
+//! Entries hold the encoded frame that live subscribers were sent, so a replay shares those
+//! bytes too. Ids are compared as strings, newest first, since publishers may choose their own.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// One published event, encoded.
+#[derive(Debug)]
+pub struct Entry {
+    pub id: Box<str>,
+    pub event_type: Box<str>,
+    pub topics: Box<[Box<str>]>,
+    pub frame: Arc<[u8]>,
+}
+
+impl Entry {
+    /// True when a subscriber to `wanted` (empty: every topic) receives this event.
+    pub fn matches(&self, wanted: &[Box<str>]) -> bool {
+        wanted.is_empty() || self.topics.iter().any(|t| wanted.contains(t))
+    }
+}
+
+/// What a reconnecting subscriber is sent before live events.
+pub struct Replay<'a> {
+    /// The requested id is not retained: events may be missing.
+    pub gap: bool,
+    /// Retained events after the requested id (or all of them, after a gap), oldest first.
+    pub entries: std::collections::vec_deque::Iter<'a, Entry>,
+}
+
+/// A bounded ring of entries, oldest first.
+pub struct History {
+    ring: VecDeque<Entry>,
+    capacity: usize,
+}
+
+impl History {
+    /// A ring that keeps the last `capacity` events (0 keeps none).
+    pub fn new(capacity: usize) -> History {
+        History {
+            ring: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+        }
+    }
+
+    /// Appends an event, forgetting the oldest when full.
+    pub fn push(&mut self, entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.ring.len() == self.capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(entry);
+    }
+
+    /// Number of events retained.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Events published after `last_id`. An id equal to the oldest retained one is retained,
+    /// so it is no gap.
+    pub fn since(&self, last_id: &str) -> Replay<'_> {
+        match self.ring.iter().rposition(|e| &*e.id == last_id) {
+            Some(i) => Replay {
+                gap: false,
+                entries: self.ring.range(i + 1..),
+            },
+            None => Replay {
+                gap: true,
+                entries: self.ring.range(..),
+            },
+        }
+    }
+
+    /// The distinct event types retained, newest first, at most `limit` of them.
+    pub fn event_types(&self, limit: usize) -> Vec<&str> {
+        let mut types: Vec<&str> = Vec::new();
+        for entry in self.ring.iter().rev() {
+            if types.len() == limit {
+                break;
+            }
+            if !types.contains(&&*entry.event_type) {
+                types.push(&entry.event_type);
+            }
+        }
+        types
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, topic: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            event_type: "".into(),
+            topics: vec![Box::from(topic)].into_boxed_slice(),
+            frame: Arc::from(format!("id: {id}\n\n").into_bytes()),
+        }
+    }
+
+    fn ids(replay: Replay) -> (bool, Vec<String>) {
+        (
+            replay.gap,
+            replay.entries.map(|e| e.id.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn ring_forgets_the_oldest() {
+        let mut h = History::new(3);
+        for id in ["1", "2", "3", "4"] {
+            h.push(entry(id, "t"));
+        }
+        assert_eq!(h.len(), 3);
+        assert_eq!(ids(h.since("2")), (false, vec!["3".into(), "4".into()]));
+        assert_eq!(
+            ids(h.since("1")),
+            (true, vec!["2".into(), "3".into(), "4".into()])
+        );
+    }
+
+    #[test]
+    fn oldest_retained_id_is_no_gap_and_newest_replays_nothing() {
+        let mut h = History::new(3);
+        for id in ["1", "2", "3"] {
+            h.push(entry(id, "t"));
+        }
+        assert_eq!(ids(h.since("1")), (false, vec!["2".into(), "3".into()]));
+        assert_eq!(ids(h.since("3")), (false, vec![]));
+    }
+
+    #[test]
+    fn empty_history_is_a_gap() {
+        let h = History::new(3);
+        assert_eq!(ids(h.since("9")), (true, vec![]));
+        let mut none = History::new(0);
+        none.push(entry("1", "t"));
+        assert_eq!(none.len(), 0);
+    }
+
+    #[test]
+    fn topic_matching() {
+        let e = entry("1", "a");
+        assert!(e.matches(&[]));
+        assert!(e.matches(&[Box::from("b"), Box::from("a")]));
+        assert!(!e.matches(&[Box::from("b")]));
+    }
+
+    #[test]
+    fn event_types_are_distinct_and_bounded() {
+        let mut h = History::new(10);
+        for (i, ty) in ["a", "b", "a", "c"].iter().enumerate() {
+            let mut e = entry(&i.to_string(), "t");
+            e.event_type = (*ty).into();
+            h.push(e);
+        }
+        assert_eq!(h.event_types(10), ["c", "a", "b"]);
+        assert_eq!(h.event_types(2), ["c", "a"]);
+    }
+}

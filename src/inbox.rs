@@ -1,0 +1,207 @@
+//! The bounded hand-off from publishing threads to the loop.
+//!
+//! Ids are assigned and frames encoded under the same lock that appends to the queue, so the
+//! loop sees events in id order whatever thread published them. A publisher never blocks on the
+//! loop: a full queue is an error, and the loop takes the whole queue in one swap.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::event::Event;
+use crate::frame::{self, FieldError};
+use crate::history::Entry;
+use crate::stats::Counters;
+
+/// Why an event was not published. Nothing was published when one of these is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// A field would corrupt the stream.
+    Invalid(FieldError),
+    /// The queue to the loop is full; the loop is behind. Try again later.
+    QueueFull,
+    /// The server has been stopped.
+    Stopped,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Invalid(why) => why.fmt(f),
+            PublishError::QueueFull => f.write_str("the publish queue is full"),
+            PublishError::Stopped => f.write_str("the server is stopped"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+struct Queue {
+    events: Vec<Entry>,
+    capacity: usize,
+    next_id: u64,
+    stopped: bool,
+}
+
+/// State shared by the loop and every handle.
+pub(crate) struct Inbox {
+    queue: Mutex<Queue>,
+    waker: mio::Waker,
+    /// Set while a wake is on its way, so a burst of publishes costs one wake.
+    wake_pending: AtomicBool,
+    pub counters: Counters,
+}
+
+/// What the loop takes from the inbox in one turn.
+pub(crate) struct Taken {
+    pub stop: bool,
+}
+
+impl Inbox {
+    pub fn new(waker: mio::Waker, capacity: usize) -> Inbox {
+        Inbox {
+            queue: Mutex::new(Queue {
+                events: Vec::new(),
+                capacity,
+                next_id: first_id(),
+                stopped: false,
+            }),
+            waker,
+            wake_pending: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The lock guards no invariant a panic could break halfway, so a poisoned lock is usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `event` for the loop. Returns the id the server assigned, or `None` when the event
+    /// carried its own.
+    pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
+        event.validate().map_err(PublishError::Invalid)?;
+        let topics = event.topic_set();
+        let event_type: Box<str> = event.event_type.as_str().into();
+        let mut queue = self.lock();
+        if queue.stopped {
+            return Err(PublishError::Stopped);
+        }
+        if queue.events.len() >= queue.capacity {
+            return Err(PublishError::QueueFull);
+        }
+        let (id, assigned): (Box<str>, Option<u64>) = if event.id.is_empty() {
+            let n = queue.next_id;
+            queue.next_id += 1;
+            (n.to_string().into(), Some(n))
+        } else {
+            (event.id.as_str().into(), None)
+        };
+        let mut bytes = Vec::new();
+        frame::encode(&mut bytes, &id, &event_type, event.retry, &event.data);
+        queue.events.push(Entry {
+            id,
+            event_type,
+            topics,
+            frame: Arc::from(bytes),
+        });
+        drop(queue);
+        self.wake();
+        Ok(assigned)
+    }
+
+    /// Asks the loop to stop; later publishes fail with `Stopped`.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake_pending.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            // A failed wake leaves the event queued; the loop takes it on its next turn.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Moves every queued event into `into` (which must be empty), keeping both allocations.
+    pub fn take(&self, into: &mut Vec<Entry>) -> Taken {
+        // Cleared before taking: a publish that lands after the swap will wake us again.
+        self.wake_pending.store(false, Ordering::SeqCst);
+        let mut queue = self.lock();
+        std::mem::swap(&mut queue.events, into);
+        Taken {
+            stop: queue.stopped,
+        }
+    }
+
+    /// True once `stop` has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+}
+
+/// Ids start at the current time in microseconds, so that they keep growing across restarts.
+fn first_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox(capacity: usize) -> (mio::Poll, Inbox) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(1)).unwrap();
+        (poll, Inbox::new(waker, capacity))
+    }
+
+    #[test]
+    fn ids_grow_from_the_current_time() {
+        let (_poll, inbox) = inbox(8);
+        let before = first_id();
+        let a = inbox.publish(&Event::new("a")).unwrap().unwrap();
+        let b = inbox.publish(&Event::new("b")).unwrap().unwrap();
+        assert!(a >= before && b == a + 1);
+        assert_eq!(inbox.publish(&Event::new("c").id("mine")), Ok(None));
+        let mut taken = Vec::new();
+        inbox.take(&mut taken);
+        let ids: Vec<&str> = taken.iter().map(|e| &*e.id).collect();
+        assert_eq!(
+            ids,
+            [a.to_string().as_str(), b.to_string().as_str(), "mine"]
+        );
+    }
+
+    #[test]
+    fn full_queue_and_stop_are_errors_not_blocks() {
+        let (_poll, inbox) = inbox(1);
+        inbox.publish(&Event::new("a")).unwrap();
+        assert_eq!(
+            inbox.publish(&Event::new("b")),
+            Err(PublishError::QueueFull)
+        );
+        inbox.stop();
+        assert_eq!(inbox.publish(&Event::new("c")), Err(PublishError::Stopped));
+        let bad = Event::new("x").event_type("a\nb");
+        assert_eq!(
+            inbox.publish(&bad),
+            Err(PublishError::Invalid(FieldError::EventType))
+        );
+    }
+
+    #[test]
+    fn invalid_events_are_refused() {
+        let (_poll, inbox) = inbox(4);
+        let bad = Event::new("x").id("1\n2");
+        assert_eq!(
+            inbox.publish(&bad),
+            Err(PublishError::Invalid(FieldError::Id))
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! ssed: a tiny, fast Server-Sent Events server.
+//!
+//! One single-threaded mio loop owns every socket. Publishers on any thread hand events to it
+//! through a bounded queue and a waker; each event is encoded once into a frame that all its
+//! subscribers share, and each subscriber is written with one vectored send per loop turn.
+//!
+//! ```no_run
+//! use ssed::{Config, Event, Server};
+//!
+//! let server = Server::bind(Config::default())?;
+//! let handle = server.handle();
+//! let thread = server.spawn()?;
+//! handle.publish(&Event::new("hello").topic("news"))?;
+//! handle.stop();
+//! thread.join().expect("loop thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+
+mod config;
+mod conn;
+mod event;
+mod event_loop;
+pub mod ffi;
+mod frame;
+mod history;
+mod http;
+mod inbox;
+mod params;
+mod server;
+mod stats;
+#[doc(hidden)]
+pub mod sys;
+
+pub use config::{Config, Cors, LogLevel};
+pub use event::Event;
+pub use frame::FieldError;
+pub use inbox::PublishError;
+pub use server::{Handle, Server};
+pub use stats::Stats;

@@ -1,0 +1,416 @@
+//! `ssed`, the daemon: a command line over the library.
+//!
+//! The loop runs on the main thread. SIGINT and SIGTERM are blocked in every thread and taken by
+//! one small thread with `sigwait`, which asks the loop to stop; nothing runs in a signal
+//! handler. `--stdin` and `--demo` publish from threads of their own through the same handle any
+//! library user gets.
+
+use std::io::{self, BufRead, Read};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ssed::{Config, Cors, Event, Handle, LogLevel, PublishError, Server};
+
+const HELP: &str = "\
+ssed: a tiny, fast Server-Sent Events server
+
+Usage: ssed [OPTIONS]
+
+Options:
+  --listen ADDR          address to listen on [default: 127.0.0.1:8080] (port 0 picks one)
+  --history N            events kept for Last-Event-ID replay [default: 1024]
+  --heartbeat SECS       comment sent on every stream this often, 0 = off [default: 15]
+  --retry MS             reconnection delay sent at the start of every stream
+  --max-clients N        most open client connections [default: 10000]
+  --max-queue BYTES      most bytes pending for one subscriber before it is dropped [default: 1048576]
+  --max-body BYTES       largest publish body [default: 1048576]
+  --cors-origin ORIGIN   * or a comma-separated list of allowed origins
+  --publish-token T      publishing needs 'Authorization: Bearer T' (env SSED_PUBLISH_TOKEN)
+  --subscribe-token T    subscribing needs the bearer token or ?token=T (env SSED_SUBSCRIBE_TOKEN)
+  --stdin                publish every line of standard input as one event
+    --topic T            ... to this topic [default: the empty topic]
+    --event TYPE         ... with this event type
+  --demo                 publish the time every second to topic 'demo'
+  -q, --quiet            log errors only
+  -v, --verbose          log every connection too
+  -h, --help             print this help
+  -V, --version          print the version
+
+Endpoints: GET /events[?topic=A&topic=B], POST /publish, GET / (live viewer), GET /health,
+GET /metrics. Example:
+  curl -N http://127.0.0.1:8080/events
+  curl -d topic=news -d data=hello http://127.0.0.1:8080/publish
+";
+
+/// What the command line asked for, beyond the server's own settings.
+struct Options {
+    config: Config,
+    stdin: bool,
+    stdin_topic: String,
+    stdin_event: String,
+    demo: bool,
+}
+
+enum Parsed {
+    Run(Box<Options>),
+    Exit(&'static str),
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Exit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("ssed: {message}");
+            eprintln!("Try 'ssed --help' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    run(*options)
+}
+
+fn run(options: Options) -> ExitCode {
+    if let Err(e) = ssed::sys::block_termination_signals() {
+        eprintln!("ssed: cannot block termination signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let listen = options.config.listen;
+    let log = options.config.log;
+    let server = match Server::bind(options.config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("ssed: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if log > LogLevel::Off {
+        eprintln!("ssed: listening on http://{}", server.local_addr());
+    }
+    let handle = server.handle();
+    let stopper = handle.clone();
+    std::thread::spawn(move || {
+        let signal = ssed::sys::wait_for_termination();
+        if log >= LogLevel::Info {
+            eprintln!("ssed: signal {signal}: stopping");
+        }
+        stopper.stop();
+        // A second signal means: do not wait for the flush.
+        ssed::sys::wait_for_termination();
+        std::process::exit(1);
+    });
+    if options.stdin {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            publish_stdin(&handle, &options.stdin_topic, &options.stdin_event, log)
+        });
+    }
+    if options.demo {
+        let handle = handle.clone();
+        std::thread::spawn(move || publish_demo(&handle));
+    }
+    match server.run() {
+        Ok(()) => {
+            if log >= LogLevel::Info {
+                eprintln!("ssed: stopped");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ssed: event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let mut options = Options {
+        config: Config::default(),
+        stdin: false,
+        stdin_topic: String::new(),
+        stdin_event: String::new(),
+        demo: false,
+    };
+    options.config.publish_token = std::env::var("SSED_PUBLISH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    options.config.subscribe_token = std::env::var("SSED_SUBSCRIBE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let mut args = args.peekable();
+    let mut topic_or_event_given = false;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args.next().ok_or_else(|| format!("{flag} needs a value")),
+            }
+        };
+        let config = &mut options.config;
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Exit(HELP)),
+            "-V" | "--version" => {
+                return Ok(Parsed::Exit(concat!(
+                    "ssed ",
+                    env!("CARGO_PKG_VERSION"),
+                    "\n"
+                )));
+            }
+            "--listen" => config.listen = parse_addr(&flag, &value()?)?,
+            "--history" => config.history = number(&flag, &value()?)?,
+            "--heartbeat" => config.heartbeat = Duration::from_secs(number(&flag, &value()?)?),
+            "--retry" => config.retry = Some(number(&flag, &value()?)?),
+            "--max-clients" => config.max_clients = positive(&flag, &value()?)?,
+            "--max-queue" => config.max_queue = positive(&flag, &value()?)?,
+            "--max-body" => config.max_body = number(&flag, &value()?)?,
+            "--cors-origin" => {
+                config.cors = Cors::parse(&value()?).map_err(|e| format!("{flag}: {e}"))?
+            }
+            "--publish-token" => config.publish_token = Some(token(&flag, value()?)?),
+            "--subscribe-token" => config.subscribe_token = Some(token(&flag, value()?)?),
+            "--stdin" => options.stdin = true,
+            "--topic" => {
+                options.stdin_topic = value()?;
+                topic_or_event_given = true;
+            }
+            "--event" => {
+                let event = value()?;
+                if event.contains(['\r', '\n', '\0']) {
+                    return Err(format!(
+                        "{flag}: the event type must not contain CR, LF or NUL"
+                    ));
+                }
+                options.stdin_event = event;
+                topic_or_event_given = true;
+            }
+            "--demo" => options.demo = true,
+            "-q" | "--quiet" => config.log = LogLevel::Quiet,
+            "-v" | "--verbose" => config.log = LogLevel::Verbose,
+            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    if topic_or_event_given && !options.stdin {
+        return Err("--topic and --event go with --stdin".into());
+    }
+    options
+        .config
+        .validate()
+        .map_err(|e| format!("invalid settings: {e}"))?;
+    Ok(Parsed::Run(Box::new(options)))
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: expected an address such as 127.0.0.1:8080, got {value:?}"))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{flag}: expected a whole number, got {value:?}"));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: {value:?} is out of range"))
+}
+
+fn positive(flag: &str, value: &str) -> Result<usize, String> {
+    match number(flag, value)? {
+        0 => Err(format!("{flag}: must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn token(flag: &str, value: String) -> Result<String, String> {
+    if value.is_empty() || value.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!(
+            "{flag}: a token must be non-empty printable text without spaces"
+        ));
+    }
+    Ok(value)
+}
+
+/// Publishes each line of standard input. A full queue is waited out, so no line is lost.
+fn publish_stdin(handle: &Handle, topic: &str, event_type: &str, log: LogLevel) {
+    // Longer lines are skipped rather than buffered without bound.
+    const MAX_LINE: usize = 1 << 20;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let read = (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => return, // End of input: the server goes on.
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("ssed: reading standard input failed: {e}");
+                return;
+            }
+        }
+        number += 1;
+        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+            if log >= LogLevel::Quiet {
+                eprintln!("ssed: stdin line {number} is longer than {MAX_LINE} bytes; skipped");
+            }
+            skip_rest_of_line(&mut input);
+            continue;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let Ok(text) = std::str::from_utf8(text) else {
+            if log >= LogLevel::Quiet {
+                eprintln!("ssed: stdin line {number} is not valid UTF-8; skipped");
+            }
+            continue;
+        };
+        let mut event = Event::new(text).event_type(event_type);
+        if !topic.is_empty() {
+            event = event.topic(topic);
+        }
+        if publish_patiently(handle, &event).is_err() {
+            return;
+        }
+    }
+}
+
+fn skip_rest_of_line(input: &mut impl BufRead) {
+    loop {
+        let (done, used) = match input.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (false, buf.len()),
+            },
+        };
+        input.consume(used);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Publishes, waiting while the queue is full. Fails only when the server has stopped.
+fn publish_patiently(handle: &Handle, event: &Event) -> Result<(), PublishError> {
+    loop {
+        match handle.publish(event) {
+            Err(PublishError::QueueFull) => std::thread::sleep(Duration::from_millis(2)),
+            Err(PublishError::Stopped) => return Err(PublishError::Stopped),
+            Err(e @ PublishError::Invalid(_)) => {
+                eprintln!("ssed: cannot publish: {e}");
+                return Ok(());
+            }
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Publishes the current UTC time to topic `demo` every second, for the viewer page.
+fn publish_demo(handle: &Handle) {
+    loop {
+        let event = Event::new(utc_now()).topic("demo");
+        if publish_patiently(handle, &event).is_err() {
+            return;
+        }
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_millis())
+            .unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(1000 - millis as u64));
+    }
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_and_values() {
+        let Ok(Parsed::Run(o)) = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--history=5",
+            "--heartbeat",
+            "0",
+            "--retry",
+            "250",
+        ]) else {
+            panic!("should parse");
+        };
+        assert_eq!(o.config.listen.port(), 0);
+        assert_eq!(o.config.history, 5);
+        assert!(o.config.heartbeat.is_zero());
+        assert_eq!(o.config.retry, Some(250));
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        for (args, needle) in [
+            (&["--history", "ten"][..], "--history"),
+            (&["--bogus"], "--bogus"),
+            (&["--listen", "nowhere"], "--listen"),
+            (&["--max-clients", "0"], "--max-clients"),
+            (&["--retry"], "--retry"),
+            (&["--topic", "x"], "--topic"),
+            (&["--stdin", "--event", "a\nb"], "--event"),
+        ] {
+            match parse(args) {
+                Err(message) => assert!(message.contains(needle), "{message}"),
+                Ok(_) => panic!("{args:?} should fail"),
+            }
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,219 @@
+//! Query strings and form bodies: percent-decoding, and the parameters of a publish or a
+//! subscribe request.
+
+use crate::event::Event;
+use crate::frame;
+
+/// Splits `a=1&b=2` into decoded pairs. `+` is a space; bad escapes are kept as written; a
+/// value that does not decode to UTF-8 refuses the whole request.
+pub fn pairs(text: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    let mut out = Vec::new();
+    for part in text.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match part.iter().position(|&b| b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        out.push((decode(name)?, decode(value)?));
+    }
+    Ok(out)
+}
+
+fn decode(raw: &[u8]) -> Result<String, &'static str> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "parameters must be valid UTF-8")
+}
+
+fn hex(digit: Option<&u8>) -> Option<u8> {
+    let d = *digit?;
+    (d as char).to_digit(16).map(|v| v as u8)
+}
+
+/// What a subscriber asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Topics to receive; empty means every topic.
+    pub topics: Vec<String>,
+    pub last_event_id: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Reads the query of `GET /events`.
+pub fn subscribe(query: &str) -> Result<Subscribe, &'static str> {
+    let mut out = Subscribe::default();
+    for (name, value) in pairs(query.as_bytes())? {
+        match name.as_str() {
+            "topic" => {
+                if !out.topics.contains(&value) {
+                    out.topics.push(value)
+                }
+            }
+            "lastEventId" | "lastEventID" | "last_event_id" => out.last_event_id = Some(value),
+            "token" => out.token = Some(value),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// How the body of a publish request is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// `application/x-www-form-urlencoded`: fields, taking precedence over the query.
+    Form(&'a [u8]),
+    /// Any other content type: the bytes are the data.
+    Raw(&'a [u8]),
+}
+
+impl<'a> Body<'a> {
+    /// Classifies a body by its content type.
+    pub fn new(content_type: Option<&str>, bytes: &'a [u8]) -> Body<'a> {
+        let mime = content_type
+            .and_then(|ct| ct.split(';').next())
+            .unwrap_or("")
+            .trim();
+        if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Body::Form(bytes)
+        } else {
+            Body::Raw(bytes)
+        }
+    }
+}
+
+/// Builds the event of a `POST /publish` from its query and body.
+pub fn publish(query: &str, body: Body) -> Result<Event, &'static str> {
+    let mut event = Event::default();
+    let mut data: Option<String> = None;
+    let mut retry: Option<String> = None;
+    let query_pairs = pairs(query.as_bytes())?;
+    let body_pairs = match body {
+        Body::Form(bytes) => pairs(bytes)?,
+        Body::Raw(bytes) if !bytes.is_empty() => {
+            if query_pairs.iter().any(|(name, _)| name == "data") {
+                return Err(
+                    "the data parameter cannot be used with a request body that is not a form",
+                );
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| "data must be valid UTF-8")?;
+            data = Some(text.to_owned());
+            Vec::new()
+        }
+        Body::Raw(_) => Vec::new(),
+    };
+    // Body fields come second, so they override the query's; topics from both add up.
+    for (name, value) in query_pairs.into_iter().chain(body_pairs) {
+        match name.as_str() {
+            "topic" => event.topics.push(value),
+            "data" => data = Some(value),
+            "event" | "type" => event.event_type = value,
+            "id" => event.id = value,
+            "retry" => retry = Some(value),
+            _ => {}
+        }
+    }
+    event.data = data.unwrap_or_default();
+    if let Some(value) = retry.filter(|v| !v.is_empty()) {
+        event.retry = Some(frame::parse_retry(&value).map_err(|e| e.message())?);
+    }
+    event.validate().map_err(|e| e.message())?;
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_and_plus_decode() {
+        let got = pairs(b"a=1+2&b=%E2%82%AC&c&d=%zz&e=%4").unwrap();
+        let want = [
+            ("a", "1 2"),
+            ("b", "€"),
+            ("c", ""),
+            ("d", "%zz"),
+            ("e", "%4"),
+        ];
+        let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(got, want);
+        assert!(pairs(b"a=%FF").is_err());
+    }
+
+    #[test]
+    fn subscribe_reads_topics_and_every_last_event_id_spelling() {
+        let s = subscribe("topic=a&topic=b&topic=a&lastEventId=5").unwrap();
+        assert_eq!(s.topics, ["a", "b"]);
+        assert_eq!(s.last_event_id.as_deref(), Some("5"));
+        for key in ["lastEventID", "last_event_id"] {
+            let s = subscribe(&format!("{key}=9&token=t")).unwrap();
+            assert_eq!(s.last_event_id.as_deref(), Some("9"));
+            assert_eq!(s.token.as_deref(), Some("t"));
+        }
+        assert!(subscribe("").unwrap().topics.is_empty());
+    }
+
+    #[test]
+    fn form_body_overrides_query_and_topics_add_up() {
+        let body = Body::new(
+            Some("application/x-www-form-urlencoded"),
+            b"data=body&topic=b&type=t2",
+        );
+        let e = publish("data=query&topic=a&event=t1&id=7&retry=100", body).unwrap();
+        assert_eq!(e.data, "body");
+        assert_eq!(e.topics, ["a", "b"]);
+        assert_eq!(e.event_type, "t2");
+        assert_eq!(e.id, "7");
+        assert_eq!(e.retry, Some(100));
+    }
+
+    #[test]
+    fn raw_body_is_the_data() {
+        let body = Body::new(Some("application/json"), b"{\"a\":1}\n");
+        let e = publish("topic=news&event=update", body).unwrap();
+        assert_eq!(e.data, "{\"a\":1}\n");
+        assert_eq!(e.topics, ["news"]);
+        assert_eq!(e.event_type, "update");
+    }
+
+    #[test]
+    fn raw_body_with_data_parameter_is_refused() {
+        assert!(publish("data=x", Body::new(None, b"y")).is_err());
+    }
+
+    #[test]
+    fn no_data_at_all_is_empty_data() {
+        let e = publish("topic=a", Body::new(None, b"")).unwrap();
+        assert_eq!(e.data, "");
+        let e = publish("data=q", Body::new(Some("text/plain"), b"")).unwrap();
+        assert_eq!(e.data, "q");
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        assert!(publish("event=a%0Ab", Body::new(None, b"")).is_err());
+        assert!(publish("id=1%0D", Body::new(None, b"")).is_err());
+        assert!(publish("retry=soon", Body::new(None, b"")).is_err());
+        assert!(publish("", Body::new(Some("text/plain"), b"\xff")).is_err());
+        assert!(
+            publish(
+                "",
+                Body::new(Some("application/x-www-form-urlencoded"), b"data=%ff")
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The public Rust API: bind a server, run its loop, publish to it from any thread, stop it.
+//!
+//! The daemon is a thin command line over this module, and the C API wraps it too.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Waker};
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::event_loop::{EventLoop, LISTENER, WAKER};
+use crate::inbox::{Inbox, PublishError};
+use crate::stats::Stats;
+use crate::sys;
+
+/// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// A bound server whose loop has not started yet.
+pub struct Server {
+    event_loop: EventLoop,
+    handle: Handle,
+}
+
+/// A cheap, cloneable, `Send + Sync` handle to a server: publish, stop, read stats.
+#[derive(Clone)]
+pub struct Handle {
+    inbox: Arc<Inbox>,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds `config.listen` at once (port 0 picks a free port) and prepares the loop.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        let listener = sys::listen(config.listen, BACKLOG)?;
+        let local_addr = listener.local_addr()?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let inbox = Arc::new(Inbox::new(waker, config.publish_queue));
+        let event_loop = EventLoop::new(poll, listener, inbox.clone(), config);
+        Ok(Server {
+            event_loop,
+            handle: Handle { inbox, local_addr },
+        })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr
+    }
+
+    /// A handle to publish to, stop, and watch this server.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the loop on the calling thread until [`Handle::stop`] is called, then flushes for
+    /// up to a second and closes every connection.
+    pub fn run(self) -> io::Result<()> {
+        // However the loop ends, even by a panic, publishers must learn that it is gone.
+        struct StopOnExit(Arc<Inbox>);
+        impl Drop for StopOnExit {
+            fn drop(&mut self) {
+                self.0.stop();
+            }
+        }
+        let _guard = StopOnExit(self.handle.inbox.clone());
+        self.event_loop.run()
+    }
+
+    /// Runs the loop on a new thread named `ssed`.
+    pub fn spawn(self) -> io::Result<JoinHandle<io::Result<()>>> {
+        std::thread::Builder::new()
+            .name("ssed".into())
+            .spawn(move || self.run())
+    }
+}
+
+impl Handle {
+    /// Publishes one event: validates it, assigns an id when it has none, encodes it once and
+    /// queues it for the loop. Never blocks on the loop.
+    ///
+    /// Returns the id the server assigned, or `None` when the event carried its own.
+    pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
+        self.inbox.publish(event)
+    }
+
+    /// Asks the loop to stop. Returns at once; publishing fails from now on.
+    pub fn stop(&self) {
+        self.inbox.stop();
+    }
+
+    /// True once the server has been stopped or its loop has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.inbox.is_stopped()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        self.inbox.counters.snapshot()
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}

@@ -1,0 +1,188 @@
+//! Counters the loop updates and any thread reads, and their Prometheus rendering.
+//!
+//! Only the loop thread writes them, so relaxed atomics are enough: readers want a recent
+//! value, not a consistent snapshot across counters.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a request or connection was refused, for `ssed_requests_refused_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    Timeout,
+    MaxClients,
+    Unauthorized,
+    Forbidden,
+    QueueFull,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 9] = [
+        Refusal::BadRequest,
+        Refusal::NotFound,
+        Refusal::MethodNotAllowed,
+        Refusal::TooLarge,
+        Refusal::Timeout,
+        Refusal::MaxClients,
+        Refusal::Unauthorized,
+        Refusal::Forbidden,
+        Refusal::QueueFull,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadRequest => "bad_request",
+            Refusal::NotFound => "not_found",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::TooLarge => "too_large",
+            Refusal::Timeout => "timeout",
+            Refusal::MaxClients => "max_clients",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
+            Refusal::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open client connections.
+    pub connections: u64,
+    /// Open event streams.
+    pub subscribers: u64,
+    /// Events published since start.
+    pub events_published: u64,
+    /// Bytes written to clients since start.
+    pub bytes_sent: u64,
+    /// Subscribers dropped for falling more than `max_queue` bytes behind.
+    pub subscribers_dropped_slow: u64,
+    /// Events retained for replay.
+    pub history_events: u64,
+    /// Requests and connections refused, all reasons together.
+    pub requests_refused: u64,
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub connections: AtomicU64,
+    pub subscribers: AtomicU64,
+    pub events_published: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub dropped_slow: AtomicU64,
+    pub history_events: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+}
+
+impl Counters {
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            connections: self.connections.load(Relaxed),
+            subscribers: self.subscribers.load(Relaxed),
+            events_published: self.events_published.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            subscribers_dropped_slow: self.dropped_slow.load(Relaxed),
+            history_events: self.history_events.load(Relaxed),
+            requests_refused: self.refused.iter().map(|c| c.load(Relaxed)).sum(),
+        }
+    }
+
+    /// The `/metrics` body, Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        metric(
+            "ssed_connections",
+            "gauge",
+            "Open client connections.",
+            s.connections,
+        );
+        metric(
+            "ssed_subscribers",
+            "gauge",
+            "Open event streams.",
+            s.subscribers,
+        );
+        metric(
+            "ssed_events_published_total",
+            "counter",
+            "Events published.",
+            s.events_published,
+        );
+        metric(
+            "ssed_bytes_sent_total",
+            "counter",
+            "Bytes written to clients.",
+            s.bytes_sent,
+        );
+        metric(
+            "ssed_subscribers_dropped_slow_total",
+            "counter",
+            "Subscribers dropped for falling too far behind.",
+            s.subscribers_dropped_slow,
+        );
+        metric(
+            "ssed_history_events",
+            "gauge",
+            "Events retained for replay.",
+            s.history_events,
+        );
+        out.push_str(
+            "# HELP ssed_requests_refused_total Requests and connections refused, by reason.\n",
+        );
+        out.push_str("# TYPE ssed_requests_refused_total counter\n");
+        for why in Refusal::ALL {
+            let n = self.refused[why as usize].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "ssed_requests_refused_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_help_type_and_every_reason() {
+        let c = Counters::default();
+        c.refused(Refusal::TooLarge);
+        Counters::add(&c.events_published, 3);
+        let text = c.render();
+        assert!(text.contains(
+            "# TYPE ssed_events_published_total counter\nssed_events_published_total 3\n"
+        ));
+        assert!(text.contains("ssed_requests_refused_total{reason=\"too_large\"} 1\n"));
+        assert!(text.contains("ssed_requests_refused_total{reason=\"max_clients\"} 0\n"));
+        assert!(text.contains("# HELP ssed_connections "));
+        assert_eq!(c.snapshot().requests_refused, 1);
+    }
+}
