@@ -1,0 +1,273 @@
+//! Helpers shared by the integration tests: an in-process server on a loopback port, raw HTTP
+//! clients, and an event-stream reader. Every read has a timeout, so no test can hang.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ssed::{Config, Handle, LogLevel, Server};
+
+/// Upper bound for anything a test waits on.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server running on its own thread; stopped and joined on drop.
+pub struct TestServer {
+    pub handle: Handle,
+    pub addr: SocketAddr,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(mut config: Config) -> TestServer {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.log = LogLevel::Off;
+        let server = Server::bind(config).expect("bind");
+        let handle = server.handle();
+        let addr = server.local_addr();
+        let thread = Some(server.spawn().expect("spawn"));
+        TestServer { handle, addr, thread }
+    }
+
+    pub fn default() -> TestServer {
+        TestServer::start(Config::default())
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Sends one request on a fresh connection and returns the whole response (read to close).
+    pub fn request(&self, raw: impl AsRef<[u8]>) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(raw.as_ref()).unwrap();
+        read_response(&mut stream)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+    }
+
+    /// Publishes a form body and returns the response.
+    pub fn publish_form(&self, form: &str) -> Response {
+        self.request(&format!(
+            "POST /publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ))
+    }
+
+    /// Opens a stream and checks its head.
+    pub fn subscribe(&self, target: &str, extra_headers: &str) -> Sse {
+        let mut stream = self.connect();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra_headers}\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut sse = Sse { stream, buf: Vec::new() };
+        let head = sse.read_head();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "not a stream: {head}");
+        sse
+    }
+
+    /// Waits until the server counts `n` subscribers, so that a publish that follows reaches them.
+    pub fn wait_subscribers(&self, n: u64) {
+        wait_until(|| self.handle.stats().subscribers == n, "subscriber count");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Polls `condition` every few milliseconds, failing the test after `PATIENCE`.
+pub fn wait_until(mut condition: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Reads one response with a Content-Length, or to the close.
+pub fn read_response(stream: &mut TcpStream) -> Response {
+    HttpReader::default().read_response(stream)
+}
+
+/// Reads successive responses from one connection, keeping bytes that belong to the next one.
+#[derive(Default)]
+pub struct HttpReader {
+    buf: Vec<u8>,
+}
+
+impl HttpReader {
+    fn fill(&mut self, stream: &mut TcpStream, what: &str) {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).unwrap_or_else(|e| panic!("reading {what}: {e}"));
+        assert!(n > 0, "closed while reading {what}: {:?}", String::from_utf8_lossy(&self.buf));
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    pub fn read_response(&mut self, stream: &mut TcpStream) -> Response {
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill(stream, "a response head");
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).unwrap();
+        self.buf.drain(..head_end);
+        let status: u16 = head[9..12].parse().unwrap();
+        let length = head.lines().find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+        });
+        let body = match length {
+            _ if status < 200 => Vec::new(),
+            Some(length) => {
+                while self.buf.len() < length {
+                    self.fill(stream, "a body");
+                }
+                self.buf.drain(..length).collect()
+            }
+            None => {
+                let mut rest = std::mem::take(&mut self.buf);
+                let _ = stream.read_to_end(&mut rest);
+                rest
+            }
+        };
+        Response { status, head, body }
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One block of an event stream, as a browser would parse it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<String>,
+    pub retry: Option<String>,
+    pub comments: Vec<String>,
+}
+
+/// A raw event-stream reader over a loopback socket.
+pub struct Sse {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Sse {
+    fn read_more(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) => panic!("stream read failed: {e}"),
+        }
+    }
+
+    fn read_head(&mut self) -> String {
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8(self.buf[..i + 4].to_vec()).unwrap();
+                self.buf.drain(..i + 4);
+                return head;
+            }
+            assert!(self.read_more(), "closed before the stream head");
+        }
+    }
+
+    /// The next block, or None when the server closed the stream.
+    pub fn next_block(&mut self) -> Option<Block> {
+        loop {
+            if let Some(i) = find(&self.buf, b"\n\n") {
+                let raw = String::from_utf8(self.buf[..i + 1].to_vec()).expect("stream is UTF-8");
+                self.buf.drain(..i + 2);
+                return Some(parse_block(&raw));
+            }
+            if !self.read_more() {
+                return None;
+            }
+        }
+    }
+
+    /// The next block that carries data, skipping comments and retry blocks.
+    pub fn next_event(&mut self) -> Block {
+        loop {
+            let block = self.next_block().expect("stream closed while waiting for an event");
+            if block.data.is_some() {
+                return block;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the blocks seen.
+    pub fn read_to_close(&mut self) -> Vec<Block> {
+        let mut blocks = Vec::new();
+        while let Some(block) = self.next_block() {
+            blocks.push(block);
+        }
+        blocks
+    }
+}
+
+fn parse_block(raw: &str) -> Block {
+    let mut block = Block::default();
+    let mut data_lines: Vec<&str> = Vec::new();
+    for line in raw.lines() {
+        if let Some(comment) = line.strip_prefix(':') {
+            block.comments.push(comment.trim_start().to_owned());
+            continue;
+        }
+        let (name, value) = line.split_once(": ").unwrap_or((line.trim_end_matches(':'), ""));
+        match name {
+            "id" => block.id = Some(value.to_owned()),
+            "event" => block.event = Some(value.to_owned()),
+            "retry" => block.retry = Some(value.to_owned()),
+            "data" => data_lines.push(value),
+            other => panic!("unexpected field {other:?} in {raw:?}"),
+        }
+    }
+    if !data_lines.is_empty() {
+        block.data = Some(data_lines.join("\n"));
+    }
+    block
+}
