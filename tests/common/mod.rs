@@ -188,7 +188,7 @@ pub struct Block {
 /// A raw event-stream reader over a loopback socket.
 pub struct Sse {
     pub stream: TcpStream,
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
 }
 
 impl Sse {
@@ -204,7 +204,8 @@ impl Sse {
         }
     }
 
-    fn read_head(&mut self) -> String {
+    /// Reads the response head of the stream.
+    pub fn read_head(&mut self) -> String {
         loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 let head = String::from_utf8(self.buf[..i + 4].to_vec()).unwrap();
