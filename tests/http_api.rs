@@ -56,7 +56,7 @@ fn publish_by_query_form_and_raw_body() {
     assert_eq!(by_form.status, 200);
     assert_eq!(by_form.text(), "custom-1", "the body is the event's id");
     let json = "{\"a\": 1}";
-    let by_raw = server.request(&format!(
+    let by_raw = server.request(format!(
         "POST /publish?topic=r&type=update HTTP/1.1\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
         json.len()
@@ -258,7 +258,7 @@ fn publish_token_is_required_when_set() {
 fn without_a_token_proxied_publishes_are_forbidden() {
     let server = TestServer::default();
     for header in ["X-Forwarded-For: 203.0.113.9", "Forwarded: for=203.0.113.9", "X-Real-IP: 203.0.113.9"] {
-        let response = server.request(&format!("POST /publish?data=x HTTP/1.1\r\n{header}\r\nConnection: close\r\n\r\n"));
+        let response = server.request(format!("POST /publish?data=x HTTP/1.1\r\n{header}\r\nConnection: close\r\n\r\n"));
         assert_eq!(response.status, 403, "{header}");
         assert!(response.text().contains("--publish-token"));
     }

@@ -46,12 +46,12 @@ impl TestServer {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.request(&format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
     }
 
     /// Publishes a form body and returns the response.
     pub fn publish_form(&self, form: &str) -> Response {
-        self.request(&format!(
+        self.request(format!(
             "POST /publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
             form.len()
