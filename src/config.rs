@@ -35,7 +35,7 @@ impl Cors {
             .iter()
             .find(|o| o.bytes().any(|b| b.is_ascii_control() || b == b' '))
         {
-            return Err(format!("invalid origin {bad:?}"));
+            return Err(format!("invalid origin '{bad}'"));
         }
         Ok(Cors::Origins(origins))
     }

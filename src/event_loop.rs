@@ -45,6 +45,9 @@ const SCRATCH: usize = 16 * 1024;
 const VIEWER_TYPES: usize = 32;
 
 const VIEWER_HTML: &str = include_str!("viewer.html");
+/// Where the viewer page takes the list of event types to listen to.
+const VIEWER_MARK: &str = "/*EVENT_TYPES*/[]";
+const VIEWER_MARK_AT: usize = find_in_page(VIEWER_HTML.as_bytes(), VIEWER_MARK.as_bytes());
 const PREFLIGHT_HEADERS: &str = "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
     Access-Control-Allow-Headers: Last-Event-ID, Authorization, Content-Type, Cache-Control\r\n\
     Access-Control-Max-Age: 86400\r\n";
@@ -207,7 +210,7 @@ impl EventLoop {
                     // and retrying at once would spin. Try again in a moment.
                     self.log(
                         LogLevel::Quiet,
-                        format_args!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}"),
+                        format_args!("accept failed ({e}); pausing accepts for {} ms", ACCEPT_PAUSE.as_millis()),
                     );
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
@@ -778,7 +781,8 @@ impl EventLoop {
             push_json_string(&mut types, ty);
         }
         types.push(']');
-        VIEWER_HTML.replace("/*EVENT_TYPES*/[]", &types)
+        let (head, tail) = VIEWER_HTML.split_at(VIEWER_MARK_AT);
+        format!("{head}{types}{}", &tail[VIEWER_MARK.len()..])
     }
 
     // ---- publishing -------------------------------------------------------------------------
@@ -1007,6 +1011,22 @@ impl EventLoop {
         self.rng = x;
         x
     }
+}
+
+/// Finds the viewer's mark at compile time; a page without it fails the build.
+const fn find_in_page(page: &[u8], mark: &[u8]) -> usize {
+    let mut at = 0;
+    while at + mark.len() <= page.len() {
+        let mut i = 0;
+        while i < mark.len() && page[at + i] == mark[i] {
+            i += 1;
+        }
+        if i == mark.len() {
+            return at;
+        }
+        at += 1;
+    }
+    panic!("the viewer page lacks its event-type mark")
 }
 
 fn seed() -> u64 {

@@ -196,7 +196,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "-q" | "--quiet" => config.log = LogLevel::Quiet,
             "-v" | "--verbose" => config.log = LogLevel::Verbose,
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
-            other => return Err(format!("unexpected argument {other:?}")),
+            other => return Err(format!("unexpected argument '{other}'")),
         }
     }
     if topic_or_event_given && !options.stdin {
@@ -212,16 +212,16 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
-        .map_err(|_| format!("{flag}: expected an address such as 127.0.0.1:8080, got {value:?}"))
+        .map_err(|_| format!("{flag}: expected an address such as 127.0.0.1:8080, got '{value}'"))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{flag}: expected a whole number, got {value:?}"));
+        return Err(format!("{flag}: expected a whole number, got '{value}'"));
     }
     value
         .parse()
-        .map_err(|_| format!("{flag}: {value:?} is out of range"))
+        .map_err(|_| format!("{flag}: '{value}' is out of range"))
 }
 
 fn positive(flag: &str, value: &str) -> Result<usize, String> {
