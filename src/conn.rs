@@ -61,6 +61,10 @@ pub struct Conn {
     out_offset: usize,
     /// Bytes queued and not yet written.
     pub out_bytes: usize,
+    /// Replayed bytes allowed beyond `max_queue` until the queue first drains: history frames
+    /// are shared with the ring, so they cost no memory, and a large replay must not get a
+    /// reconnecting subscriber dropped again and again.
+    pub replay_allowance: usize,
     /// Partial request bytes; empty (and unallocated) once a request is parsed.
     pub inbuf: Vec<u8>,
     /// Topics of a stream; empty means every topic.
@@ -88,6 +92,7 @@ impl Conn {
             out: VecDeque::new(),
             out_offset: 0,
             out_bytes: 0,
+            replay_allowance: 0,
             inbuf: Vec::new(),
             topics: Box::new([]),
             body: None,
@@ -128,6 +133,7 @@ impl Conn {
         };
         self.consume(written);
         let state = if self.out.is_empty() {
+            self.replay_allowance = 0;
             Flushed::All
         } else if written < batch_bytes {
             Flushed::Blocked

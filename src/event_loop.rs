@@ -210,7 +210,10 @@ impl EventLoop {
                     // and retrying at once would spin. Try again in a moment.
                     self.log(
                         LogLevel::Quiet,
-                        format_args!("accept failed ({e}); pausing accepts for {} ms", ACCEPT_PAUSE.as_millis()),
+                        format_args!(
+                            "accept failed ({e}); pausing accepts for {} ms",
+                            ACCEPT_PAUSE.as_millis()
+                        ),
                     );
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
@@ -622,11 +625,13 @@ impl EventLoop {
             if replay.gap {
                 conn.push(self.gap.clone());
             }
+            let before = conn.out_bytes;
             for entry in replay.entries {
                 if entry.matches(&conn.topics) {
                     conn.push(entry.frame.clone());
                 }
             }
+            conn.replay_allowance = conn.out_bytes - before;
         }
         conn.sub_index = self.subscribers.len() as u32;
         self.subscribers.push(slot);
@@ -823,7 +828,7 @@ impl EventLoop {
                 }
             }
             if added {
-                if conn.out_bytes > max_queue {
+                if conn.out_bytes > max_queue + conn.replay_allowance {
                     slow.push(slot);
                 } else {
                     Self::mark_dirty(&mut self.dirty, conn, slot);

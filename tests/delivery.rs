@@ -10,7 +10,14 @@ use ssed::{Config, Event};
 
 fn publish_n(server: &TestServer, topic: &str, n: usize) -> Vec<String> {
     (0..n)
-        .map(|i| server.handle.publish(&Event::new(format!("{topic}-{i}")).topic(topic)).unwrap().unwrap().to_string())
+        .map(|i| {
+            server
+                .handle
+                .publish(&Event::new(format!("{topic}-{i}")).topic(topic))
+                .unwrap()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -52,15 +59,24 @@ fn replay_by_query_parameter_in_every_spelling() {
 fn replay_keeps_to_the_subscribers_topics() {
     let server = TestServer::default();
     let start = publish_n(&server, "a", 1);
-    server.handle.publish(&Event::new("b-0").topic("b")).unwrap();
-    server.handle.publish(&Event::new("a-1").topic("a")).unwrap();
+    server
+        .handle
+        .publish(&Event::new("b-0").topic("b"))
+        .unwrap();
+    server
+        .handle
+        .publish(&Event::new("a-1").topic("a"))
+        .unwrap();
     let mut sub = server.subscribe(&format!("/events?topic=a&lastEventId={}", start[0]), "");
     assert_eq!(sub.next_event().data.as_deref(), Some("a-1"));
 }
 
 #[test]
 fn an_id_no_longer_retained_gets_a_gap_then_the_whole_history() {
-    let server = TestServer::start(Config { history: 3, ..Config::default() });
+    let server = TestServer::start(Config {
+        history: 3,
+        ..Config::default()
+    });
     let ids = publish_n(&server, "t", 5);
     let mut sub = server.subscribe(&format!("/events?lastEventId={}", ids[0]), "");
     let gap = sub.next_block().unwrap();
@@ -97,7 +113,7 @@ fn every_subscriber_sees_publish_order_across_threads() {
                             Err(ssed::PublishError::QueueFull) => std::thread::yield_now(),
                             other => break other.unwrap(),
                         };
-                    };
+                    }
                 }
             })
         })
@@ -120,12 +136,18 @@ fn every_subscriber_sees_publish_order_across_threads() {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in publish order");
         orders.push(ids);
     }
-    assert!(orders.windows(2).all(|w| w[0] == w[1]), "all subscribers see one order");
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "all subscribers see one order"
+    );
 }
 
 #[test]
 fn a_reader_that_never_reads_is_dropped_while_others_get_everything() {
-    let server = TestServer::start(Config { max_queue: 256 * 1024, ..Config::default() });
+    let server = TestServer::start(Config {
+        max_queue: 256 * 1024,
+        ..Config::default()
+    });
     let mut stuck = server.connect();
     stuck.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
     let mut good = server.subscribe("/events", "");
@@ -145,8 +167,14 @@ fn a_reader_that_never_reads_is_dropped_while_others_get_everything() {
     for sent in 0..total {
         // Keep the reading subscriber within a few events of the publisher, far under max_queue:
         // only the one that never reads can fall behind.
-        wait_until(|| sent < seen.load(std::sync::atomic::Ordering::SeqCst) + 4 || reader.is_finished(), "the reader");
-        server.handle.publish(&Event::new(payload.as_str())).unwrap();
+        wait_until(
+            || sent < seen.load(std::sync::atomic::Ordering::SeqCst) + 4 || reader.is_finished(),
+            "the reader",
+        );
+        server
+            .handle
+            .publish(&Event::new(payload.as_str()))
+            .unwrap();
     }
     let _good = reader.join().unwrap();
     let stats = server.handle.stats();
@@ -155,12 +183,17 @@ fn a_reader_that_never_reads_is_dropped_while_others_get_everything() {
     // The stuck client finds its stream closed once it reads what was sent.
     stuck.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut sink = Vec::new();
-    stuck.read_to_end(&mut sink).expect("the dropped stream ends with a close");
+    stuck
+        .read_to_end(&mut sink)
+        .expect("the dropped stream ends with a close");
 }
 
 #[test]
 fn heartbeats_arrive_on_idle_streams() {
-    let server = TestServer::start(Config { heartbeat: Duration::from_millis(300), ..Config::default() });
+    let server = TestServer::start(Config {
+        heartbeat: Duration::from_millis(300),
+        ..Config::default()
+    });
     let mut sub = server.subscribe("/events", "");
     let start = Instant::now();
     let mut beats = 0;
@@ -179,9 +212,13 @@ fn heartbeats_arrive_on_idle_streams() {
 
 #[test]
 fn a_slow_head_times_out_while_others_are_served() {
-    let server = TestServer::start(Config { head_timeout: Duration::from_millis(400), ..Config::default() });
+    let server = TestServer::start(Config {
+        head_timeout: Duration::from_millis(400),
+        ..Config::default()
+    });
     let mut slow = server.connect();
-    slow.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n").unwrap();
+    slow.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
     let started = Instant::now();
     // Others are served meanwhile.
     let mut sub = server.subscribe("/events", "");
@@ -192,18 +229,33 @@ fn a_slow_head_times_out_while_others_are_served() {
     assert_eq!(answer.status, 408);
     assert!(started.elapsed() >= Duration::from_millis(350));
     let mut rest = Vec::new();
-    assert_eq!(slow.read_to_end(&mut rest).unwrap(), 0, "closed after the 408");
-    assert!(server.get("/metrics").text().contains("reason=\"timeout\"} 1"));
+    assert_eq!(
+        slow.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the 408"
+    );
+    assert!(
+        server
+            .get("/metrics")
+            .text()
+            .contains("reason=\"timeout\"} 1")
+    );
 }
 
 #[test]
 fn an_idle_connection_that_sends_nothing_is_closed_too() {
-    let server = TestServer::start(Config { head_timeout: Duration::from_millis(200), ..Config::default() });
+    let server = TestServer::start(Config {
+        head_timeout: Duration::from_millis(200),
+        ..Config::default()
+    });
     let mut idle = server.connect();
     let mut buf = Vec::new();
     idle.read_to_end(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"));
-    wait_until(|| server.handle.stats().connections == 0, "the idle connection to close");
+    wait_until(
+        || server.handle.stats().connections == 0,
+        "the idle connection to close",
+    );
 }
 
 #[test]
@@ -217,12 +269,53 @@ fn stop_flushes_and_spreads_reconnects() {
     for sub in &mut subs {
         let blocks = sub.read_to_close();
         assert_eq!(blocks[0].data.as_deref(), Some("last words"));
-        let retry: u32 = blocks.last().unwrap().retry.as_ref().expect("a retry before close").parse().unwrap();
+        let retry: u32 = blocks
+            .last()
+            .unwrap()
+            .retry
+            .as_ref()
+            .expect("a retry before close")
+            .parse()
+            .unwrap();
         assert!((1000..5000).contains(&retry), "{retry}");
         retries.push(retry);
     }
     retries.sort();
     retries.dedup();
-    assert!(retries.len() > 1, "reconnect delays are spread: {retries:?}");
-    assert_eq!(server.handle.publish(&Event::new("too late")), Err(ssed::PublishError::Stopped));
+    assert!(
+        retries.len() > 1,
+        "reconnect delays are spread: {retries:?}"
+    );
+    assert_eq!(
+        server.handle.publish(&Event::new("too late")),
+        Err(ssed::PublishError::Stopped)
+    );
+}
+
+#[test]
+fn a_replay_larger_than_max_queue_is_not_dropped() {
+    let server = TestServer::start(Config {
+        max_queue: 64 * 1024,
+        history: 64,
+        ..Config::default()
+    });
+    let big = "y".repeat(128 * 1024);
+    for _ in 0..64 {
+        server.handle.publish(&Event::new(big.as_str())).unwrap();
+    }
+    // 8 MiB of replay: more than the socket buffers take, so most of it is still queued when
+    // the live event arrives.
+    let mut sub = server.subscribe("/events?lastEventId=none", "");
+    server.wait_subscribers(1);
+    server.handle.publish(&Event::new("live")).unwrap();
+    wait_until(
+        || server.handle.stats().events_published == 65,
+        "the live event",
+    );
+    assert_eq!(sub.next_block().unwrap().comments, ["gap"]);
+    for _ in 0..64 {
+        assert_eq!(sub.next_event().data.map(|d| d.len()), Some(128 * 1024));
+    }
+    assert_eq!(sub.next_event().data.as_deref(), Some("live"));
+    assert_eq!(server.handle.stats().subscribers_dropped_slow, 0);
 }
