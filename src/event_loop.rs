@@ -6,7 +6,7 @@
 //! Sockets are edge-triggered, so every read and accept goes on until `WouldBlock`.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -41,6 +41,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const MAX_DISCARD_READS: usize = 64;
 /// Size of the shared read buffer.
 const SCRATCH: usize = 16 * 1024;
+/// Streams written per turn before looking for new events and requests again.
+const STREAM_WRITES: usize = 256;
 /// A viewer page lists at most this many event types seen in the history.
 const VIEWER_TYPES: usize = 32;
 
@@ -57,6 +59,31 @@ struct Slot {
     conn: Option<Conn>,
 }
 
+/// Connections waiting for a write: requests are answered every turn, streams take turns.
+#[derive(Default)]
+struct Due {
+    requests: Vec<u32>,
+    streams: VecDeque<u32>,
+}
+
+impl Due {
+    fn mark(&mut self, conn: &mut Conn, slot: u32) {
+        if conn.dirty {
+            return;
+        }
+        conn.dirty = true;
+        if conn.phase == Phase::Streaming {
+            self.streams.push_back(slot);
+        } else {
+            self.requests.push(slot);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.streams.is_empty()
+    }
+}
+
 pub(crate) struct EventLoop {
     poll: Poll,
     listener: TcpListener,
@@ -70,8 +97,8 @@ pub(crate) struct EventLoop {
     history: History,
     /// Head-read and close deadlines; stale entries are skipped when they come due.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Slots with output to write this turn.
-    dirty: Vec<u32>,
+    /// Connections with output to write.
+    due: Due,
     /// Scratch vectors kept between turns so that a turn allocates nothing.
     batch: Vec<Entry>,
     flushing: Vec<u32>,
@@ -100,7 +127,7 @@ impl EventLoop {
             open: 0,
             subscribers: Vec::new(),
             timers: BinaryHeap::new(),
-            dirty: Vec::new(),
+            due: Due::default(),
             batch: Vec::new(),
             flushing: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
@@ -142,7 +169,7 @@ impl EventLoop {
                 self.begin_shutdown(now);
             }
             self.fire_timers(now);
-            self.flush_dirty(now);
+            self.flush_due(now);
             if let Some(by) = self.shutdown_by {
                 if now >= by || self.nothing_left_to_write() {
                     self.close_all();
@@ -153,7 +180,7 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.dirty.is_empty() {
+        if !self.due.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -308,23 +335,15 @@ impl EventLoop {
         }
     }
 
-    fn mark_dirty(dirty: &mut Vec<u32>, conn: &mut Conn, slot: u32) {
-        if !conn.dirty {
-            conn.dirty = true;
-            dirty.push(slot);
-        }
-    }
-
     fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
         let Some(slot) = self.slot_of(token) else {
             return; // A late event for a connection already closed.
         };
         if writable {
-            let dirty = &mut self.dirty;
             if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
                 conn.write_blocked = false;
                 if conn.out_bytes > 0 {
-                    Self::mark_dirty(dirty, conn, slot);
+                    self.due.mark(conn, slot);
                 }
             }
         }
@@ -516,7 +535,7 @@ impl EventLoop {
     /// Queues a complete response; the connection then reads its next request or closes.
     fn respond(&mut self, conn: &mut Conn, slot: u32, bytes: Vec<u8>) {
         conn.push(Arc::from(bytes));
-        Self::mark_dirty(&mut self.dirty, conn, slot);
+        self.due.mark(conn, slot);
         if conn.keep_alive {
             conn.phase = Phase::Head;
             self.set_deadline(conn, slot, self.config.head_timeout);
@@ -540,7 +559,7 @@ impl EventLoop {
             format_args!("refused a request: {} {why}", status.0),
         );
         conn.push(Arc::from(http::error(status, extra, why)));
-        Self::mark_dirty(&mut self.dirty, conn, slot);
+        self.due.mark(conn, slot);
         conn.keep_alive = false;
         self.start_closing(conn, slot);
     }
@@ -642,7 +661,7 @@ impl EventLoop {
         if self.next_heartbeat.is_none() && !self.config.heartbeat.is_zero() {
             self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
         }
-        Self::mark_dirty(&mut self.dirty, conn, slot);
+        self.due.mark(conn, slot);
     }
 
     fn start_publish(&mut self, conn: &mut Conn, slot: u32, request: Request, cors: &str) {
@@ -693,7 +712,7 @@ impl EventLoop {
         if conn.inbuf.len() < length {
             if request.expect_continue {
                 conn.push(Arc::from(http::CONTINUE));
-                Self::mark_dirty(&mut self.dirty, conn, slot);
+                self.due.mark(conn, slot);
             }
             self.set_deadline(conn, slot, self.config.head_timeout);
         }
@@ -831,7 +850,7 @@ impl EventLoop {
                 if conn.out_bytes > max_queue + conn.replay_allowance {
                     slow.push(slot);
                 } else {
-                    Self::mark_dirty(&mut self.dirty, conn, slot);
+                    self.due.mark(conn, slot);
                 }
             }
         }
@@ -851,36 +870,50 @@ impl EventLoop {
 
     // ---- writing ----------------------------------------------------------------------------
 
-    fn flush_dirty(&mut self, now: Instant) {
-        let mut flushing = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.flushing));
+    /// Writes every request connection that has output, then the next `STREAM_WRITES` streams
+    /// in line. Streams wait in a queue rather than all being written in one turn: events
+    /// published while the queue is worked through join the frames of every stream still
+    /// waiting, so each write carries more of them, and publishers are answered without waiting
+    /// for a write to every subscriber.
+    fn flush_due(&mut self, now: Instant) {
+        let mut requests = std::mem::replace(&mut self.due.requests, std::mem::take(&mut self.flushing));
         let mut sent = 0u64;
-        for &slot in &flushing {
-            let Some(conn) = self
-                .slots
-                .get_mut(slot as usize)
-                .and_then(|s| s.conn.as_mut())
-            else {
-                continue;
-            };
-            conn.dirty = false;
-            if conn.write_blocked {
-                continue;
-            }
-            match conn.flush() {
-                Ok((state, written)) => {
-                    sent += written as u64;
-                    match state {
-                        Flushed::All => self.after_flushed(slot, now),
-                        Flushed::Blocked => conn.write_blocked = true,
-                        Flushed::More => Self::mark_dirty(&mut self.dirty, conn, slot),
-                    }
-                }
-                Err(_) => self.close(slot),
-            }
+        for &slot in &requests {
+            sent += self.flush_one(slot, now);
+        }
+        requests.clear();
+        self.flushing = requests;
+        for _ in 0..STREAM_WRITES {
+            let Some(slot) = self.due.streams.pop_front() else { break };
+            sent += self.flush_one(slot, now);
         }
         Counters::add(&self.inbox.counters.bytes_sent, sent);
-        flushing.clear();
-        self.flushing = flushing;
+    }
+
+    /// One write to one connection; returns the bytes written.
+    fn flush_one(&mut self, slot: u32, now: Instant) -> u64 {
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(|s| s.conn.as_mut()) else { return 0 };
+        if !conn.dirty {
+            return 0; // A stale entry: the slot was closed and reused since.
+        }
+        conn.dirty = false;
+        if conn.write_blocked {
+            return 0;
+        }
+        match conn.flush() {
+            Ok((state, written)) => {
+                match state {
+                    Flushed::All => self.after_flushed(slot, now),
+                    Flushed::Blocked => conn.write_blocked = true,
+                    Flushed::More => self.due.mark(conn, slot),
+                }
+                written as u64
+            }
+            Err(_) => {
+                self.close(slot);
+                0
+            }
+        }
     }
 
     fn after_flushed(&mut self, slot: u32, now: Instant) {
@@ -959,7 +992,7 @@ impl EventLoop {
             // A stream with output pending is not idle; a comment would only add to its queue.
             if conn.out_bytes == 0 {
                 conn.push(self.heartbeat.clone());
-                Self::mark_dirty(&mut self.dirty, conn, slot);
+                self.due.mark(conn, slot);
             }
         }
     }
@@ -985,7 +1018,7 @@ impl EventLoop {
                     let block: Arc<[u8]> = Arc::from(frame::retry_block(ms));
                     if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
                         conn.push(block);
-                        Self::mark_dirty(&mut self.dirty, conn, slot);
+                        self.due.mark(conn, slot);
                     }
                 }
                 Phase::Closing => {}

@@ -163,8 +163,8 @@ mod tests {
 
     #[test]
     fn ids_grow_from_the_current_time() {
-        let (_poll, inbox) = inbox(8);
         let before = first_id();
+        let (_poll, inbox) = inbox(8);
         let a = inbox.publish(&Event::new("a")).unwrap().unwrap();
         let b = inbox.publish(&Event::new("b")).unwrap().unwrap();
         assert!(a >= before && b == a + 1);

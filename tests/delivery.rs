@@ -111,7 +111,10 @@ fn every_subscriber_sees_publish_order_across_threads() {
                     loop {
                         match handle.publish(&Event::new(format!("{t}:{i}"))) {
                             Err(ssed::PublishError::QueueFull) => std::thread::yield_now(),
-                            other => break other.unwrap(),
+                            other => {
+                                other.unwrap();
+                                break;
+                            }
                         };
                     }
                 }
