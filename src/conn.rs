@@ -15,8 +15,10 @@ use mio::net::TcpStream;
 use crate::http::Request;
 use crate::sys;
 
-/// Most frames handed to one `sendmsg`.
-const IOV_BATCH: usize = 128;
+/// Most frames handed to one `sendmsg` (Linux's IOV_MAX).
+const IOV_BATCH: usize = 1024;
+/// Frames that fit the small batch array.
+const SMALL_BATCH: usize = 8;
 
 /// Where a connection is in its life. It only moves forward, except that a keep-alive request
 /// connection goes back to `Head` after each response.
@@ -115,17 +117,25 @@ impl Conn {
 
     /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.
     pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
-        if self.out.is_empty() {
-            return Ok((Flushed::All, 0));
+        // A small array for the usual few frames: filling a full-size one costs more than the
+        // copy of a short frame.
+        match self.out.len() {
+            0 => Ok((Flushed::All, 0)),
+            1..=SMALL_BATCH => self.flush_batch::<SMALL_BATCH>(),
+            _ => self.flush_batch::<IOV_BATCH>(),
         }
-        let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+    }
+
+    fn flush_batch<const N: usize>(&mut self) -> io::Result<(Flushed, usize)> {
+        let mut slices = [IoSlice::new(&[]); N];
         let mut count = 0;
-        for (i, frame) in self.out.iter().take(IOV_BATCH).enumerate() {
-            let start = if i == 0 { self.out_offset } else { 0 };
-            slices[i] = IoSlice::new(&frame[start..]);
+        let mut batch_bytes = 0;
+        for (slice, frame) in slices.iter_mut().zip(self.out.iter()) {
+            let start = if count == 0 { self.out_offset } else { 0 };
+            *slice = IoSlice::new(&frame[start..]);
+            batch_bytes += slice.len();
             count += 1;
         }
-        let batch_bytes: usize = slices[..count].iter().map(|s| s.len()).sum();
         let written = match sys::send_vectored(self.stream.as_raw_fd(), &slices[..count]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((Flushed::Blocked, 0)),
