@@ -876,7 +876,8 @@ impl EventLoop {
     /// waiting, so each write carries more of them, and publishers are answered without waiting
     /// for a write to every subscriber.
     fn flush_due(&mut self, now: Instant) {
-        let mut requests = std::mem::replace(&mut self.due.requests, std::mem::take(&mut self.flushing));
+        let mut requests =
+            std::mem::replace(&mut self.due.requests, std::mem::take(&mut self.flushing));
         let mut sent = 0u64;
         for &slot in &requests {
             sent += self.flush_one(slot, now);
@@ -884,7 +885,9 @@ impl EventLoop {
         requests.clear();
         self.flushing = requests;
         for _ in 0..STREAM_WRITES {
-            let Some(slot) = self.due.streams.pop_front() else { break };
+            let Some(slot) = self.due.streams.pop_front() else {
+                break;
+            };
             sent += self.flush_one(slot, now);
         }
         Counters::add(&self.inbox.counters.bytes_sent, sent);
@@ -892,7 +895,13 @@ impl EventLoop {
 
     /// One write to one connection; returns the bytes written.
     fn flush_one(&mut self, slot: u32, now: Instant) -> u64 {
-        let Some(conn) = self.slots.get_mut(slot as usize).and_then(|s| s.conn.as_mut()) else { return 0 };
+        let Some(conn) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
+            return 0;
+        };
         if !conn.dirty {
             return 0; // A stale entry: the slot was closed and reused since.
         }

@@ -58,10 +58,7 @@ pub fn subscribe(query: &str) -> Result<Subscribe, &'static str> {
     let mut out = Subscribe::default();
     for (name, value) in pairs(query.as_bytes())? {
         match name.as_str() {
-            "topic"
-                if !out.topics.contains(&value) => {
-                    out.topics.push(value)
-                }
+            "topic" if !out.topics.contains(&value) => out.topics.push(value),
             "lastEventId" | "lastEventID" | "last_event_id" => out.last_event_id = Some(value),
             "token" => out.token = Some(value),
             _ => {}

@@ -21,11 +21,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
-        Daemon::start_with(Command::new(SSED).args(["--listen", "127.0.0.1:0"]).args(args))
+        Daemon::start_with(
+            Command::new(SSED)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(args),
+        )
     }
 
     fn start_with(command: &mut Command) -> Daemon {
-        let mut child = command.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ssed");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ssed");
         let stderr = child.stderr.take().unwrap();
         let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
@@ -35,7 +43,11 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon { child, addr: "127.0.0.1:1".parse().unwrap(), log };
+        let mut daemon = Daemon {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            log,
+        };
         let line = daemon.wait_log("listening on http://");
         daemon.addr = line.rsplit("http://").next().unwrap().parse().unwrap();
         daemon
@@ -55,8 +67,13 @@ impl Daemon {
 
     fn subscribe(&self, target: &str) -> Sse {
         let mut stream = connect(self.addr);
-        stream.write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
-        let mut sse = Sse { stream, buf: Vec::new() };
+        stream
+            .write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut sse = Sse {
+            stream,
+            buf: Vec::new(),
+        };
         sse.read_head();
         sse
     }
@@ -80,7 +97,9 @@ impl Daemon {
 
     fn metrics(&self) -> String {
         let mut stream = connect(self.addr);
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         read_response(&mut stream).text()
     }
 }
@@ -93,16 +112,38 @@ impl Drop for Daemon {
 }
 
 fn run_to_end(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(SSED).args(args).stdin(Stdio::null()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(SSED)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn help_and_version() {
     let (code, out, _) = run_to_end(&["--help"]);
     assert_eq!(code, 0);
-    for flag in ["--listen", "--history", "--heartbeat", "--retry", "--max-clients", "--max-queue", "--max-body",
-        "--cors-origin", "--publish-token", "--subscribe-token", "--stdin", "--topic", "--event", "--demo"] {
+    for flag in [
+        "--listen",
+        "--history",
+        "--heartbeat",
+        "--retry",
+        "--max-clients",
+        "--max-queue",
+        "--max-body",
+        "--cors-origin",
+        "--publish-token",
+        "--subscribe-token",
+        "--stdin",
+        "--topic",
+        "--event",
+        "--demo",
+    ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
     let (code, out, _) = run_to_end(&["-V"]);
@@ -112,11 +153,17 @@ fn help_and_version() {
 
 #[test]
 fn a_bad_flag_exits_2_naming_it() {
-    for (args, needle) in [(&["--history", "lots"][..], "--history"), (&["--frobnicate"], "--frobnicate")] {
+    for (args, needle) in [
+        (&["--history", "lots"][..], "--history"),
+        (&["--frobnicate"], "--frobnicate"),
+    ] {
         let (code, _, err) = run_to_end(args);
         assert_eq!(code, 2, "{args:?}");
         let lines: Vec<&str> = err.lines().collect();
-        assert!(lines[0].starts_with("ssed: ") && lines[0].contains(needle), "{err}");
+        assert!(
+            lines[0].starts_with("ssed: ") && lines[0].contains(needle),
+            "{err}"
+        );
         assert!(lines[1].contains("ssed --help"), "{err}");
     }
 }
@@ -137,7 +184,10 @@ fn sigterm_and_sigint_flush_and_exit_0() {
         let mut sub = daemon.subscribe("/events");
         daemon.signal(signal);
         let blocks = sub.read_to_close();
-        assert!(blocks.iter().any(|b| b.retry.is_some()), "a retry before close: {blocks:?}");
+        assert!(
+            blocks.iter().any(|b| b.retry.is_some()),
+            "a retry before close: {blocks:?}"
+        );
         assert_eq!(daemon.wait_exit().code(), Some(0));
     }
 }
@@ -147,7 +197,9 @@ fn stdin_lines_become_events() {
     let mut daemon = Daemon::start(&["--stdin", "--topic", "logs", "--event", "line"]);
     let mut sub = daemon.subscribe("/events?topic=logs");
     let mut stdin = daemon.child.stdin.take().unwrap();
-    stdin.write_all(b"first\r\nnot utf8 \xff\nsecond\nlast without newline").unwrap();
+    stdin
+        .write_all(b"first\r\nnot utf8 \xff\nsecond\nlast without newline")
+        .unwrap();
     drop(stdin); // End of input does not stop the server.
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -166,16 +218,23 @@ fn demo_publishes_the_time_to_topic_demo() {
     let mut sub = daemon.subscribe("/events?topic=demo");
     let event = sub.next_event();
     let data = event.data.unwrap();
-    assert!(data.len() == 20 && data.ends_with('Z') && data.contains('T'), "{data}");
+    assert!(
+        data.len() == 20 && data.ends_with('Z') && data.contains('T'),
+        "{data}"
+    );
 }
 
 #[test]
 fn tokens_from_the_environment() {
     let daemon = Daemon::start_with(
-        Command::new(SSED).args(["--listen", "127.0.0.1:0"]).env("SSED_PUBLISH_TOKEN", "envtok"),
+        Command::new(SSED)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("SSED_PUBLISH_TOKEN", "envtok"),
     );
     let mut stream = connect(daemon.addr);
-    stream.write_all(b"POST /publish?data=x HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST /publish?data=x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut stream).status, 401);
     let mut stream = connect(daemon.addr);
     stream.write_all(b"POST /publish?data=x HTTP/1.1\r\nAuthorization: Bearer envtok\r\nConnection: close\r\n\r\n").unwrap();
@@ -185,7 +244,12 @@ fn tokens_from_the_environment() {
 /// CPU seconds (user + system) the process has used, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
@@ -194,7 +258,10 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
     // 16 descriptors: stdio, epoll, the waker, the listener, a few threads' worth, then clients.
     let mut command = Command::new("sh");
-    command.args(["-c", &format!("ulimit -n 16 && exec {SSED} --listen 127.0.0.1:0 --heartbeat 0")]);
+    command.args([
+        "-c",
+        &format!("ulimit -n 16 && exec {SSED} --listen 127.0.0.1:0 --heartbeat 0"),
+    ]);
     let daemon = Daemon::start_with(&mut command);
     let mut held = Vec::new();
     for _ in 0..30 {
@@ -206,13 +273,18 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
     let before = cpu_seconds(daemon.child.id());
     std::thread::sleep(Duration::from_secs(1));
     let used = cpu_seconds(daemon.child.id()) - before;
-    assert!(used < 0.5, "the loop spun: {used} CPU seconds in one second");
+    assert!(
+        used < 0.5,
+        "the loop spun: {used} CPU seconds in one second"
+    );
     drop(held);
     // Once descriptors are free again, the server serves.
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut stream = connect(daemon.addr);
-        stream.write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         if answer.starts_with(b"HTTP/1.1 200") {

@@ -12,7 +12,9 @@ use ssed::{Config, Cors, Event};
 fn stream_head_has_the_event_stream_headers() {
     let server = TestServer::default();
     let mut stream = server.connect();
-    stream.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -21,8 +23,15 @@ fn stream_head_has_the_event_stream_headers() {
     }
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
-    for header in ["Content-Type: text/event-stream", "Cache-Control: no-cache", "X-Accel-Buffering: no"] {
-        assert!(head.contains(&format!("{header}\r\n")), "{header} missing in {head}");
+    for header in [
+        "Content-Type: text/event-stream",
+        "Cache-Control: no-cache",
+        "X-Accel-Buffering: no",
+    ] {
+        assert!(
+            head.contains(&format!("{header}\r\n")),
+            "{header} missing in {head}"
+        );
     }
     assert!(!head.to_ascii_lowercase().contains("content-length"));
 }
@@ -34,7 +43,12 @@ fn every_topic_and_chosen_topics() {
     let mut ab = server.subscribe("/events?topic=a&topic=b", "");
     server.wait_subscribers(2);
     for (topic, data) in [("a", "1"), ("c", "2"), ("b", "3")] {
-        assert_eq!(server.publish_form(&format!("topic={topic}&data={data}")).status, 200);
+        assert_eq!(
+            server
+                .publish_form(&format!("topic={topic}&data={data}"))
+                .status,
+            200
+        );
     }
     // One event to both a and b reaches a subscriber of both once.
     assert_eq!(server.publish_form("topic=a&topic=b&data=4").status, 200);
@@ -50,7 +64,9 @@ fn publish_by_query_form_and_raw_body() {
     let mut sub = server.subscribe("/events", "");
     server.wait_subscribers(1);
 
-    let by_query = server.request("POST /publish?topic=q&data=from%20query&event=tick HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let by_query = server.request(
+        "POST /publish?topic=q&data=from%20query&event=tick HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(by_query.status, 200);
     let by_form = server.publish_form("topic=f&data=line1%0D%0Aline2&id=custom-1&retry=2500");
     assert_eq!(by_form.status, 200);
@@ -78,11 +94,24 @@ fn publish_by_query_form_and_raw_body() {
 
 #[test]
 fn assigned_ids_are_time_seeded_and_only_grow() {
-    let now_micros =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let now_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
     let server = TestServer::default();
-    let ids: Vec<u64> = (0..5).map(|i| server.publish_form(&format!("data={i}")).text().parse().unwrap()).collect();
-    assert!(ids[0] >= now_micros, "ids start at the time in microseconds");
+    let ids: Vec<u64> = (0..5)
+        .map(|i| {
+            server
+                .publish_form(&format!("data={i}"))
+                .text()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        ids[0] >= now_micros,
+        "ids start at the time in microseconds"
+    );
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
 }
 
@@ -118,7 +147,12 @@ fn no_data_is_an_event_with_empty_data() {
     let server = TestServer::default();
     let mut sub = server.subscribe("/events", "");
     server.wait_subscribers(1);
-    assert_eq!(server.request("POST /publish HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
+    assert_eq!(
+        server
+            .request("POST /publish HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .status,
+        200
+    );
     assert_eq!(sub.next_event().data.as_deref(), Some(""));
 }
 
@@ -136,7 +170,10 @@ fn keep_alive_and_pipelined_publishes() {
     stream.write_all(format!("{one}{one}").as_bytes()).unwrap();
     let second = reader.read_response(&mut stream);
     let third = reader.read_response(&mut stream);
-    let ids: Vec<u64> = [&first, &second, &third].iter().map(|r| r.text().parse().unwrap()).collect();
+    let ids: Vec<u64> = [&first, &second, &third]
+        .iter()
+        .map(|r| r.text().parse().unwrap())
+        .collect();
     assert!(ids[0] < ids[1] && ids[1] < ids[2]);
     assert_eq!(server.handle.stats().events_published, 3);
 }
@@ -196,32 +233,69 @@ fn health_metrics_and_viewer() {
     assert!(text.contains("ssed_events_published_total 1\n"));
     let viewer = server.get("/");
     assert_eq!(viewer.status, 200);
-    assert!(viewer.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        viewer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let page = viewer.text();
     assert!(page.contains("new EventSource("));
-    assert!(page.contains(r#"const knownTypes = ["tick"];"#), "types seen are listened to");
+    assert!(
+        page.contains(r#"const knownTypes = ["tick"];"#),
+        "types seen are listened to"
+    );
 }
 
 #[test]
 fn error_statuses_have_plain_text_reasons() {
-    let server = TestServer::start(Config { max_body: 16, ..Config::default() });
+    let server = TestServer::start(Config {
+        max_body: 16,
+        ..Config::default()
+    });
     let cases: Vec<(String, u16, &str)> = vec![
         ("GET /nowhere HTTP/1.1\r\n\r\n".into(), 404, "no such path"),
         ("DELETE /events HTTP/1.1\r\n\r\n".into(), 405, "GET"),
         ("GET /publish HTTP/1.1\r\n\r\n".into(), 405, "POST"),
         ("GARBAGE\r\n\r\n".into(), 400, "malformed"),
-        ("POST /publish HTTP/1.1\r\nContent-Length: 17\r\n\r\n".into(), 413, "larger"),
-        ("POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".into(), 411, "Content-Length"),
-        (format!("GET /events HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(9000)), 431, "too large"),
+        (
+            "POST /publish HTTP/1.1\r\nContent-Length: 17\r\n\r\n".into(),
+            413,
+            "larger",
+        ),
+        (
+            "POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+            411,
+            "Content-Length",
+        ),
+        (
+            format!(
+                "GET /events HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+                "a".repeat(9000)
+            ),
+            431,
+            "too large",
+        ),
     ];
     for (raw, status, why) in cases {
         let response = server.request(&raw);
         assert_eq!(response.status, status, "{}", &raw[..20.min(raw.len())]);
-        assert!(response.header("content-type").unwrap().starts_with("text/plain"));
-        assert!(response.text().contains(why), "{status}: {}", response.text());
+        assert!(
+            response
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert!(
+            response.text().contains(why),
+            "{status}: {}",
+            response.text()
+        );
         assert_eq!(response.header("connection").as_deref(), Some("close"));
     }
-    let allow = server.request("DELETE /events HTTP/1.1\r\n\r\n").header("allow");
+    let allow = server
+        .request("DELETE /events HTTP/1.1\r\n\r\n")
+        .header("allow");
     assert_eq!(allow.as_deref(), Some("GET"));
     let metrics = server.get("/metrics").text();
     assert!(metrics.contains("ssed_requests_refused_total{reason=\"too_large\"} 2"));
@@ -230,7 +304,10 @@ fn error_statuses_have_plain_text_reasons() {
 
 #[test]
 fn max_clients_answers_503_with_retry_after() {
-    let server = TestServer::start(Config { max_clients: 2, ..Config::default() });
+    let server = TestServer::start(Config {
+        max_clients: 2,
+        ..Config::default()
+    });
     let _a = server.subscribe("/events", "");
     let _b = server.subscribe("/events", "");
     server.wait_subscribers(2);
@@ -243,7 +320,10 @@ fn max_clients_answers_503_with_retry_after() {
 
 #[test]
 fn publish_token_is_required_when_set() {
-    let server = TestServer::start(Config { publish_token: Some("s3cret".into()), ..Config::default() });
+    let server = TestServer::start(Config {
+        publish_token: Some("s3cret".into()),
+        ..Config::default()
+    });
     let none = server.publish_form("data=x");
     assert_eq!(none.status, 401);
     assert_eq!(none.header("www-authenticate").as_deref(), Some("Bearer"));
@@ -257,8 +337,14 @@ fn publish_token_is_required_when_set() {
 #[test]
 fn without_a_token_proxied_publishes_are_forbidden() {
     let server = TestServer::default();
-    for header in ["X-Forwarded-For: 203.0.113.9", "Forwarded: for=203.0.113.9", "X-Real-IP: 203.0.113.9"] {
-        let response = server.request(format!("POST /publish?data=x HTTP/1.1\r\n{header}\r\nConnection: close\r\n\r\n"));
+    for header in [
+        "X-Forwarded-For: 203.0.113.9",
+        "Forwarded: for=203.0.113.9",
+        "X-Real-IP: 203.0.113.9",
+    ] {
+        let response = server.request(format!(
+            "POST /publish?data=x HTTP/1.1\r\n{header}\r\nConnection: close\r\n\r\n"
+        ));
         assert_eq!(response.status, 403, "{header}");
         assert!(response.text().contains("--publish-token"));
     }
@@ -267,10 +353,16 @@ fn without_a_token_proxied_publishes_are_forbidden() {
 
 #[test]
 fn subscribe_token_by_header_or_query() {
-    let server = TestServer::start(Config { subscribe_token: Some("tok".into()), ..Config::default() });
+    let server = TestServer::start(Config {
+        subscribe_token: Some("tok".into()),
+        ..Config::default()
+    });
     let refused = server.get("/events");
     assert_eq!(refused.status, 401);
-    assert_eq!(refused.header("www-authenticate").as_deref(), Some("Bearer"));
+    assert_eq!(
+        refused.header("www-authenticate").as_deref(),
+        Some("Bearer")
+    );
     let _by_header = server.subscribe("/events", "Authorization: Bearer tok\r\n");
     let _by_query = server.subscribe("/events?token=tok", "");
     server.wait_subscribers(2);
@@ -278,27 +370,48 @@ fn subscribe_token_by_header_or_query() {
 
 #[test]
 fn cors_any_origin() {
-    let server = TestServer::start(Config { cors: Cors::Any, ..Config::default() });
-    let health = server.request("GET /health HTTP/1.1\r\nOrigin: https://x.test\r\nConnection: close\r\n\r\n");
-    assert_eq!(health.header("access-control-allow-origin").as_deref(), Some("*"));
+    let server = TestServer::start(Config {
+        cors: Cors::Any,
+        ..Config::default()
+    });
+    let health = server
+        .request("GET /health HTTP/1.1\r\nOrigin: https://x.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        health.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
     let preflight = server.request(
         "OPTIONS /events HTTP/1.1\r\nOrigin: https://x.test\r\nAccess-Control-Request-Method: GET\r\n\
          Access-Control-Request-Headers: last-event-id\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(preflight.status, 204);
     let allowed = preflight.header("access-control-allow-headers").unwrap();
-    for header in ["Last-Event-ID", "Authorization", "Content-Type", "Cache-Control"] {
+    for header in [
+        "Last-Event-ID",
+        "Authorization",
+        "Content-Type",
+        "Cache-Control",
+    ] {
         assert!(allowed.contains(header), "{header}");
     }
-    assert!(preflight.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
 }
 
 #[test]
 fn cors_origin_list_echoes_with_credentials() {
     let origins = Cors::parse("https://a.test,https://b.test").unwrap();
-    let server = TestServer::start(Config { cors: origins, ..Config::default() });
+    let server = TestServer::start(Config {
+        cors: origins,
+        ..Config::default()
+    });
     let mut sse = server.connect();
-    sse.write_all(b"GET /events HTTP/1.1\r\nOrigin: https://b.test\r\n\r\n").unwrap();
+    sse.write_all(b"GET /events HTTP/1.1\r\nOrigin: https://b.test\r\n\r\n")
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -309,19 +422,28 @@ fn cors_origin_list_echoes_with_credentials() {
     assert!(head.contains("Access-Control-Allow-Origin: https://b.test\r\n"));
     assert!(head.contains("Access-Control-Allow-Credentials: true\r\n"));
     assert!(head.contains("Vary: Origin\r\n"));
-    let other = server.request("GET /health HTTP/1.1\r\nOrigin: https://evil.test\r\nConnection: close\r\n\r\n");
+    let other = server
+        .request("GET /health HTTP/1.1\r\nOrigin: https://evil.test\r\nConnection: close\r\n\r\n");
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
 
 #[test]
 fn options_without_cors_is_not_allowed() {
     let server = TestServer::default();
-    assert_eq!(server.request("OPTIONS /events HTTP/1.1\r\nConnection: close\r\n\r\n").status, 405);
+    assert_eq!(
+        server
+            .request("OPTIONS /events HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .status,
+        405
+    );
 }
 
 #[test]
 fn retry_is_sent_first_on_every_stream() {
-    let server = TestServer::start(Config { retry: Some(1234), ..Config::default() });
+    let server = TestServer::start(Config {
+        retry: Some(1234),
+        ..Config::default()
+    });
     let mut sub = server.subscribe("/events", "");
     let first = sub.next_block().unwrap();
     assert_eq!(first.retry.as_deref(), Some("1234"));
@@ -333,8 +455,16 @@ fn the_library_publisher_and_http_share_one_id_sequence() {
     let server = TestServer::default();
     let mut sub = server.subscribe("/events", "");
     server.wait_subscribers(1);
-    let a = server.handle.publish(&Event::new("from rust")).unwrap().unwrap();
-    let b: u64 = server.publish_form("data=from+http").text().parse().unwrap();
+    let a = server
+        .handle
+        .publish(&Event::new("from rust"))
+        .unwrap()
+        .unwrap();
+    let b: u64 = server
+        .publish_form("data=from+http")
+        .text()
+        .parse()
+        .unwrap();
     assert_eq!(b, a + 1);
     assert_eq!(sub.next_event().id, Some(a.to_string()));
     assert_eq!(sub.next_event().id, Some(b.to_string()));

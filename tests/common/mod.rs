@@ -27,7 +27,11 @@ impl TestServer {
         let handle = server.handle();
         let addr = server.local_addr();
         let thread = Some(server.spawn().expect("spawn"));
-        TestServer { handle, addr, thread }
+        TestServer {
+            handle,
+            addr,
+            thread,
+        }
     }
 
     pub fn default() -> TestServer {
@@ -46,7 +50,9 @@ impl TestServer {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+        self.request(format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ))
     }
 
     /// Publishes a form body and returns the response.
@@ -63,9 +69,15 @@ impl TestServer {
         let mut stream = self.connect();
         let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra_headers}\r\n");
         stream.write_all(request.as_bytes()).unwrap();
-        let mut sse = Sse { stream, buf: Vec::new() };
+        let mut sse = Sse {
+            stream,
+            buf: Vec::new(),
+        };
         let head = sse.read_head();
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "not a stream: {head}");
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "not a stream: {head}"
+        );
         sse
     }
 
@@ -116,7 +128,9 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 }
@@ -135,8 +149,14 @@ pub struct HttpReader {
 impl HttpReader {
     fn fill(&mut self, stream: &mut TcpStream, what: &str) {
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).unwrap_or_else(|e| panic!("reading {what}: {e}"));
-        assert!(n > 0, "closed while reading {what}: {:?}", String::from_utf8_lossy(&self.buf));
+        let n = stream
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("reading {what}: {e}"));
+        assert!(
+            n > 0,
+            "closed while reading {what}: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         self.buf.extend_from_slice(&chunk[..n]);
     }
 
@@ -151,7 +171,9 @@ impl HttpReader {
         self.buf.drain(..head_end);
         let status: u16 = head[9..12].parse().unwrap();
         let length = head.lines().find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
         });
         let body = match length {
             _ if status < 200 => Vec::new(),
@@ -233,7 +255,9 @@ impl Sse {
     /// The next block that carries data, skipping comments and retry blocks.
     pub fn next_event(&mut self) -> Block {
         loop {
-            let block = self.next_block().expect("stream closed while waiting for an event");
+            let block = self
+                .next_block()
+                .expect("stream closed while waiting for an event");
             if block.data.is_some() {
                 return block;
             }
@@ -258,7 +282,9 @@ fn parse_block(raw: &str) -> Block {
             block.comments.push(comment.trim_start().to_owned());
             continue;
         }
-        let (name, value) = line.split_once(": ").unwrap_or((line.trim_end_matches(':'), ""));
+        let (name, value) = line
+            .split_once(": ")
+            .unwrap_or((line.trim_end_matches(':'), ""));
         match name {
             "id" => block.id = Some(value.to_owned()),
             "event" => block.event = Some(value.to_owned()),
