@@ -1,0 +1,69 @@
+<?php
+/* PHP publishes through FFI (examples/php/ssed.php); a raw-socket subscriber in the same
+ * process receives the events byte for byte. Exits 1 on the first failure. */
+
+declare(strict_types=1);
+
+require __DIR__ . '/../../examples/php/ssed.php';
+require __DIR__ . '/subscriber.php';
+
+$ffi = Ssed::ffi();
+check(strlen($ffi->sse_version()) > 0, 'sse_version');
+
+$server = new Ssed('127.0.0.1:0', ['heartbeat_ms' => 0, 'history' => 8]);
+$port = $server->port();
+check($port > 0, 'port');
+$all = subscribe($port, '/events');
+$news = subscribe($port, '/events?topic=news');
+
+$first = $server->publish('hello from PHP');
+check($first > 0, "assigned id $first");
+expect($all, "id: $first\ndata: hello from PHP\n\n");
+
+// Binary-safe length, line breaks, a type, a topic, and UTF-8.
+$id = $server->publish("two\r\nlines é", topic: 'news', event: 'update');
+check($id === $first + 1, "ids count up: $first then $id");
+$frame = "id: $id\nevent: update\ndata: two\ndata: lines é\n\n";
+expect($all, $frame);
+expect($news, $frame);
+check($server->publish('mine', topic: 'news', id: 'php-1') === 0, 'own id gives 0');
+expect($news, "id: php-1\ndata: mine\n\n");
+
+// Errors come back as exceptions carrying the sse_result code; nothing is published.
+$codes = [
+    'CR in type' => [fn() => $server->publish('x', event: "a\rb"), $ffi->SSE_RESULT_INVALID_FIELD],
+    'LF in id' => [fn() => $server->publish('x', id: "1\n2"), $ffi->SSE_RESULT_INVALID_FIELD],
+    'NUL in type' => [fn() => $server->publish('x', event: "a\0b"), $ffi->SSE_RESULT_INVALID_FIELD],
+    'NUL in id' => [fn() => $server->publish('x', id: "a\0"), $ffi->SSE_RESULT_INVALID_FIELD],
+    'bad UTF-8' => [fn() => $server->publish("\xff"), $ffi->SSE_RESULT_INVALID_UTF8],
+];
+foreach ($codes as $what => [$call, $code]) {
+    try {
+        $call();
+        check(false, "$what was published");
+    } catch (SsedException $e) {
+        check($e->getCode() === $code, "$what: code {$e->getCode()}, expected $code ({$e->getMessage()})");
+    }
+}
+$stats = $server->stats();
+check($stats['events_published'] === 3, 'events_published ' . $stats['events_published']);
+check($stats['subscribers'] === 2, 'subscribers ' . $stats['subscribers']);
+
+// A port in use is an exception with a message naming it.
+try {
+    new Ssed("127.0.0.1:$port");
+    check(false, 'a second server bound the same port');
+} catch (SsedException $e) {
+    check(str_contains($e->getMessage(), "127.0.0.1:$port"), $e->getMessage());
+}
+
+$server->stop();
+expect_eof($all);
+try {
+    $server->publish('late');
+    check(false, 'published after stop');
+} catch (SsedException $e) {
+    check($e->getCode() === $ffi->SSE_RESULT_STOPPED, 'stopped: ' . $e->getCode());
+}
+unset($server); // frees
+echo "php ffi: ok\n";

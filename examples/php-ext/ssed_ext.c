@@ -1,0 +1,185 @@
+/* The ssed PHP extension: a Server-Sent Events server inside the PHP process, fed by
+ * ssed_publish(). Built with phpize against include/ssed.h and linked to libssed.so.
+ *
+ *   ssed_start(string $listen = "127.0.0.1:8080"): int    port, or a negative sse_result
+ *   ssed_publish(string $data, ?string $topic = null, ?string $event = null,
+ *                ?string $id = null): int                  id (0 if $id given), or < 0
+ *   ssed_port(): int                                       0 before ssed_start()
+ *   ssed_stop(): int                                       0, or a negative sse_result
+ *   ssed_last_error(): string                              why the last call failed
+ *
+ * Results mirror the C API: negative values are sse_result codes (-4 = a CR, LF or NUL in the
+ * event type or id, -5 = queue full, -6 = stopped, ...). One server per process, running on a
+ * library thread that never calls into PHP; the module's shutdown stops and frees it. Start it
+ * in the process that publishes: threads do not survive fork(), so not before pcntl_fork() or
+ * in a PHP-FPM master. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+
+#include "php.h"
+#include "ext/standard/info.h"
+
+#include "php_ssed.h"
+#include "ssed.h"
+
+/* The process's server, or NULL before ssed_start(). */
+static sse_server *server;
+/* A failure the extension found itself (the library never saw the call), or NULL. */
+static const char *own_error;
+
+static zend_long fail(zend_long code, const char *message)
+{
+    own_error = message;
+    return code;
+}
+
+/* True when a PHP string argument holds a NUL, which would cut its C string short. */
+static int has_nul(const char *text, size_t len)
+{
+    return text != NULL && memchr(text, '\0', len) != NULL;
+}
+
+PHP_FUNCTION(ssed_start)
+{
+    char *listen = "127.0.0.1:8080";
+    size_t listen_len = strlen(listen);
+    ZEND_PARSE_PARAMETERS_START(0, 1)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_STRING(listen, listen_len)
+    ZEND_PARSE_PARAMETERS_END();
+    own_error = NULL;
+    if (has_nul(listen, listen_len)) {
+        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "the address must not contain NUL"));
+    }
+    if (server != NULL) {
+        /* SSE_RESULT_BUSY while it runs; once stopped, a new server replaces it. */
+        sse_result result = sse_server_start(server);
+        if (result != SSE_RESULT_STOPPED) {
+            RETURN_LONG(result);
+        }
+        sse_server_free(&server);
+    }
+    sse_config config;
+    sse_config_init(&config, sizeof config);
+    config.listen = listen;
+    server = sse_server_new(&config);
+    if (server == NULL) {
+        RETURN_LONG(SSE_RESULT_IO);
+    }
+    sse_result result = sse_server_start(server);
+    if (result != SSE_RESULT_OK) {
+        sse_server_free(&server);
+        RETURN_LONG(result);
+    }
+    RETURN_LONG(sse_server_port(server));
+}
+
+PHP_FUNCTION(ssed_publish)
+{
+    char *data, *topic = NULL, *event = NULL, *id = NULL;
+    size_t data_len, topic_len = 0, event_len = 0, id_len = 0;
+    ZEND_PARSE_PARAMETERS_START(1, 4)
+        Z_PARAM_STRING(data, data_len)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_STRING_OR_NULL(topic, topic_len)
+        Z_PARAM_STRING_OR_NULL(event, event_len)
+        Z_PARAM_STRING_OR_NULL(id, id_len)
+    ZEND_PARSE_PARAMETERS_END();
+    own_error = NULL;
+    if (server == NULL) {
+        RETURN_LONG(fail(SSE_RESULT_STOPPED, "no server: call ssed_start() first"));
+    }
+    if (has_nul(event, event_len) || has_nul(id, id_len)) {
+        RETURN_LONG(fail(SSE_RESULT_INVALID_FIELD, "the event type or id contains a NUL"));
+    }
+    if (has_nul(topic, topic_len)) {
+        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "the topic contains a NUL"));
+    }
+    /* The data goes by length: it may hold any UTF-8, NUL included. */
+    RETURN_LONG(sse_publish(server, topic, event, data, data_len, id));
+}
+
+PHP_FUNCTION(ssed_port)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    RETURN_LONG(sse_server_port(server));
+}
+
+PHP_FUNCTION(ssed_stop)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    own_error = NULL;
+    if (server == NULL) {
+        RETURN_LONG(fail(SSE_RESULT_STOPPED, "no server: call ssed_start() first"));
+    }
+    RETURN_LONG(sse_server_stop(server));
+}
+
+PHP_FUNCTION(ssed_last_error)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    RETURN_STRING(own_error != NULL ? own_error : sse_last_error());
+}
+
+PHP_MSHUTDOWN_FUNCTION(ssed)
+{
+    (void)type;
+    (void)module_number;
+    sse_server_free(&server);
+    return SUCCESS;
+}
+
+PHP_MINFO_FUNCTION(ssed)
+{
+    (void)zend_module;
+    php_info_print_table_start();
+    php_info_print_table_row(2, "ssed support", "enabled");
+    php_info_print_table_row(2, "libssed version", sse_version());
+    php_info_print_table_end();
+}
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_start, 0, 0, IS_LONG, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, listen, IS_STRING, 0, "\"127.0.0.1:8080\"")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_publish, 0, 1, IS_LONG, 0)
+    ZEND_ARG_TYPE_INFO(0, data, IS_STRING, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, topic, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, event, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, id, IS_STRING, 1, "null")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_long, 0, 0, IS_LONG, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_last_error, 0, 0, IS_STRING, 0)
+ZEND_END_ARG_INFO()
+
+static const zend_function_entry ssed_functions[] = {
+    PHP_FE(ssed_start, arginfo_ssed_start)
+    PHP_FE(ssed_publish, arginfo_ssed_publish)
+    PHP_FE(ssed_port, arginfo_ssed_long)
+    PHP_FE(ssed_stop, arginfo_ssed_long)
+    PHP_FE(ssed_last_error, arginfo_ssed_last_error)
+    PHP_FE_END
+};
+
+zend_module_entry ssed_module_entry = {
+    STANDARD_MODULE_HEADER,
+    "ssed",
+    ssed_functions,
+    NULL,                   /* MINIT: nothing until ssed_start() */
+    PHP_MSHUTDOWN(ssed),
+    NULL,                   /* RINIT */
+    NULL,                   /* RSHUTDOWN: the server outlives requests */
+    PHP_MINFO(ssed),
+    PHP_SSED_VERSION,
+    STANDARD_MODULE_PROPERTIES
+};
+
+#ifdef COMPILE_DL_SSED
+ZEND_GET_MODULE(ssed)
+#endif

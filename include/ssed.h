@@ -1,0 +1,405 @@
+/* ssed.h: the C API of libssed, a tiny, fast Server-Sent Events server.
+ *
+ * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit: change src/ffi.rs and run
+ * `cargo build`.
+ *
+ * Conventions:
+ * - Names are sse_<object>_<verb>; sse_publish is the one call on the hot path.
+ * - Errors: functions return sse_result (0 = SSE_RESULT_OK, failures negative) or, for those
+ *   returning a pointer, NULL. sse_last_error() gives a message for the latest failure on the
+ *   calling thread. NULL or malformed arguments are errors, never crashes. No Rust panic
+ *   crosses into C: it becomes SSE_RESULT_PANIC.
+ * - Ownership: the library allocates and frees sse_server (sse_server_new ->
+ *   sse_server_free); sse_config and sse_stats are the caller's. Strings passed in are
+ *   NUL-terminated UTF-8, borrowed for the call only (what is kept is copied). Strings returned
+ *   are the library's: never free them.
+ * - Threads: the loop runs on a library thread (sse_server_start) or on the caller's
+ *   (sse_server_run). sse_publish, sse_server_port, sse_server_stats and sse_server_stop may be
+ *   called from any thread at any time until sse_server_free. The library never calls back into
+ *   the program.
+ * - Structs grow only at the end; pass their size (sse_config_init, sse_server_stats) so that
+ *   programs built against an older header keep working with a newer library.
+ * - Link: -lssed (libssed.so), or libssed.a -lpthread -ldl -lm -lrt -lutil -lgcc_s. No ABI stability
+ *   before 1.0: check sse_abi_version() == SSE_ABI_VERSION.
+ */
+
+#ifndef SSED_H
+#define SSED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Version of the C ABI: bumped whenever a change breaks programs built against an older header.
+ * Compare it with `sse_abi_version()` at run time (PHP, which cannot see macros, must).
+ */
+#define SSE_ABI_VERSION 1
+
+/**
+ * What a call returned: 0 is success, every failure is negative. `sse_publish` returns these
+ * same negative values in its `int64_t`. `sse_result_str` names a code; `sse_last_error` gives
+ * the message of the latest failure on the calling thread.
+ */
+typedef enum sse_result {
+  /**
+   * Success.
+   */
+  SSE_RESULT_OK = 0,
+  /**
+   * A required pointer argument was NULL.
+   */
+  SSE_RESULT_NULL_ARGUMENT = -1,
+  /**
+   * An argument or configuration value is malformed or out of range.
+   */
+  SSE_RESULT_INVALID_ARGUMENT = -2,
+  /**
+   * A string argument or the data is not valid UTF-8.
+   */
+  SSE_RESULT_INVALID_UTF8 = -3,
+  /**
+   * The event type or id contains CR, LF or NUL, which would inject fields into the stream.
+   */
+  SSE_RESULT_INVALID_FIELD = -4,
+  /**
+   * The queue to the loop is full: the loop is behind. Nothing was published; retry later.
+   */
+  SSE_RESULT_QUEUE_FULL = -5,
+  /**
+   * The server has been stopped (or its loop has ended).
+   */
+  SSE_RESULT_STOPPED = -6,
+  /**
+   * The loop is already running: `sse_server_start` or `sse_server_run` was called before.
+   */
+  SSE_RESULT_BUSY = -7,
+  /**
+   * A system call failed: binding the port, starting a thread, or the loop itself.
+   */
+  SSE_RESULT_IO = -8,
+  /**
+   * An internal error was caught at the API boundary; the library has a bug.
+   */
+  SSE_RESULT_PANIC = -9,
+} sse_result;
+
+/**
+ * How much the server writes on the process's stderr (the `log_level` of `sse_config`).
+ */
+typedef enum sse_log_level {
+  /**
+   * Nothing.
+   */
+  SSE_LOG_LEVEL_OFF = 0,
+  /**
+   * Errors only (the library's default: the host program owns stderr).
+   */
+  SSE_LOG_LEVEL_QUIET = 1,
+  /**
+   * Also start, refused clients and slow subscribers dropped (the daemon's default).
+   */
+  SSE_LOG_LEVEL_INFO = 2,
+  /**
+   * Also every connection accepted and closed.
+   */
+  SSE_LOG_LEVEL_VERBOSE = 3,
+} sse_log_level;
+
+/**
+ * A server: bound by `sse_server_new`, its loop run by `sse_server_start` (on a library
+ * thread) or `sse_server_run` (on the caller's thread), stopped by `sse_server_stop`, freed by
+ * `sse_server_free`. Opaque. `sse_publish`, `sse_server_port`, `sse_server_stats` and
+ * `sse_server_stop` may be called from any thread at any time until `sse_server_free`.
+ */
+typedef struct sse_server sse_server;
+
+/**
+ * Server settings. Declare one, fill it with `sse_config_init(&config, sizeof config)`, change
+ * the fields you care about, and pass it to `sse_server_new`, which copies what it needs: the
+ * struct and its strings may be freed as soon as `sse_server_new` returns.
+ *
+ * Fields are only ever added at the end, with 0 meaning their default. `size` tells the
+ * library how much of the struct a caller has, so a program built against an older header
+ * keeps working with a newer library, and a newer one gets a clear error from an older library
+ * when it sets a field that library does not know.
+ *
+ * Not safe for concurrent use: one thread at a time.
+ */
+typedef struct sse_config {
+  /**
+   * Size of the caller's struct, set by `sse_config_init`. Do not change it.
+   */
+  size_t size;
+  /**
+   * Address to listen on, `"HOST:PORT"` (`"[::1]:8080"` for IPv6); port 0 picks a free port
+   * (read it back with `sse_server_port`). Default "127.0.0.1:8080"; NULL also means it.
+   */
+  const char *listen;
+  /**
+   * Events kept for `Last-Event-ID` replay. Default 1024; 0 keeps none.
+   */
+  size_t history;
+  /**
+   * Most open client connections, subscribers and requests alike. Default 10000.
+   */
+  size_t max_clients;
+  /**
+   * Most bytes waiting for one subscriber before it is dropped. Default 1 MiB.
+   */
+  size_t max_queue;
+  /**
+   * Largest HTTP publish body, in bytes. Default 1 MiB.
+   */
+  size_t max_body;
+  /**
+   * Most events waiting between publishers and the loop; beyond it `sse_publish` returns
+   * `SSE_RESULT_QUEUE_FULL`. Default 65536.
+   */
+  size_t publish_queue;
+  /**
+   * Milliseconds between heartbeat comments on every stream; 0 turns them off. Default 15000.
+   */
+  uint64_t heartbeat_ms;
+  /**
+   * Milliseconds a client has to send its whole request head. Default 10000; must not be 0.
+   */
+  uint64_t head_timeout_ms;
+  /**
+   * `retry:` milliseconds sent at the start of every stream, at most 4294967295; negative
+   * sends none. Default -1.
+   */
+  int64_t retry_ms;
+  /**
+   * CORS: NULL (default) sends no CORS headers; "*" allows any origin; otherwise a
+   * comma-separated list of origins.
+   */
+  const char *cors_origin;
+  /**
+   * When not NULL, publishing over HTTP needs `Authorization: Bearer <token>`. Default NULL.
+   */
+  const char *publish_token;
+  /**
+   * When not NULL, subscribing needs the bearer token or `?token=`. Default NULL.
+   */
+  const char *subscribe_token;
+  /**
+   * One of `sse_log_level`. Default `SSE_LOG_LEVEL_QUIET`.
+   */
+  int64_t log_level;
+} sse_config;
+
+/**
+ * Counters of a server, filled by `sse_server_stats`. Fields are only ever added at the end.
+ */
+typedef struct sse_stats {
+  /**
+   * Open client connections.
+   */
+  uint64_t connections;
+  /**
+   * Open event streams.
+   */
+  uint64_t subscribers;
+  /**
+   * Events published since start.
+   */
+  uint64_t events_published;
+  /**
+   * Bytes written to clients since start.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Subscribers dropped for falling more than `max_queue` bytes behind.
+   */
+  uint64_t subscribers_dropped_slow;
+  /**
+   * Events retained for replay.
+   */
+  uint64_t history_events;
+  /**
+   * Requests and connections refused, all reasons together.
+   */
+  uint64_t requests_refused;
+} sse_stats;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The library's version, such as "0.1.0". A static string: never free it.
+ * Thread-safety: any thread.
+ */
+const char *sse_version(void);
+
+/**
+ * The ABI version of the library, to compare with `SSE_ABI_VERSION` from the header it was
+ * built against. Thread-safety: any thread.
+ */
+uint32_t sse_abi_version(void);
+
+/**
+ * A short static description of a result code, such as "the publish queue is full"; an
+ * unknown code gives "unknown result code". Never NULL; never free it.
+ * Thread-safety: any thread.
+ */
+const char *sse_result_str(int code);
+
+/**
+ * The message of the latest failed call on the calling thread (for example "cannot listen on
+ * 127.0.0.1:8080: Address in use (os error 98)"), or "" if none has failed. Successful calls
+ * leave it unchanged. Owned by the library: valid until the next failing call on this thread
+ * or until the thread exits; copy it to keep it. Never NULL.
+ * Thread-safety: any thread; each thread sees its own.
+ */
+const char *sse_last_error(void);
+
+/**
+ * Fills `*config` with the defaults. `size` is `sizeof *config` as the caller's header has it,
+ * so that a program built against an older header is never written past its struct.
+ * Strings the defaults point to are static. Nothing to free afterwards.
+ * Returns `SSE_RESULT_NULL_ARGUMENT` for a NULL `config`, `SSE_RESULT_INVALID_ARGUMENT` when
+ * `size` is smaller than the first published `sse_config` or implausibly large.
+ * Thread-safety: any thread, each on its own struct.
+ *
+ * # Safety
+ * `config` is NULL or points to `size` writable bytes.
+ */
+enum sse_result sse_config_init(struct sse_config *config, size_t size);
+
+/**
+ * Creates a server from `config` and binds its listening socket at once, so the port is known
+ * (and taken) when this returns; no connection is served until `sse_server_start` or
+ * `sse_server_run`. Returns NULL on failure: NULL `config`, an invalid setting, or a bind
+ * error such as the address being in use; `sse_last_error` then says why.
+ * Ownership: `config` and its strings are only read during the call. The caller owns the
+ * returned server and must pass it to `sse_server_free` exactly once.
+ * Thread-safety: any thread.
+ *
+ * # Safety
+ * `config` is NULL or points to a struct filled by `sse_config_init` whose strings are NULL
+ * or NUL-terminated.
+ */
+struct sse_server *sse_server_new(const struct sse_config *config);
+
+/**
+ * Starts the server's loop on a thread of the library's own, and returns at once.
+ * Returns `SSE_RESULT_BUSY` if the loop already runs, `SSE_RESULT_STOPPED` after a stop,
+ * `SSE_RESULT_IO` if the thread cannot be created (the server is then stopped).
+ * Thread-safety: any thread.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+enum sse_result sse_server_start(struct sse_server *server);
+
+/**
+ * Runs the server's loop on the calling thread until the server is stopped (by
+ * `sse_server_stop` or `sse_server_free` from another thread), flushes for up to a second, and
+ * returns `SSE_RESULT_OK`; or `SSE_RESULT_IO` if the loop failed. Returns at once with
+ * `SSE_RESULT_BUSY` if the loop already runs, `SSE_RESULT_STOPPED` after a stop.
+ * Thread-safety: any thread; it blocks that thread. Never call it from a signal handler.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed. Once the loop runs, the
+ * server may be freed from another thread: this call then returns without touching it.
+ */
+enum sse_result sse_server_run(struct sse_server *server);
+
+/**
+ * Stops the server: publishing fails with `SSE_RESULT_STOPPED` from now on, the loop flushes
+ * what it can within a second, closes every connection and releases the port; this call waits
+ * for that, whichever thread runs the loop. Idempotent: calling it again (or after a failed
+ * start) returns the same result. Returns `SSE_RESULT_OK`, or how the loop failed
+ * (`SSE_RESULT_IO`, `SSE_RESULT_PANIC`). The server stays allocated: its port and stats can
+ * still be read, and `sse_server_free` is still required.
+ * Thread-safety: any thread, concurrently with any call; once it waits for the loop, the
+ * server may even be freed by another thread (see `sse_server_free`).
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+enum sse_result sse_server_stop(struct sse_server *server);
+
+/**
+ * Stops the server as `sse_server_stop` does (waiting for its loop, whichever thread runs
+ * it), frees it, and sets `*server` to NULL, so that freeing the same variable twice is
+ * harmless. `server == NULL` or `*server == NULL` does nothing.
+ * Ownership: ends the caller's ownership; the pointer must not be used afterwards, and other
+ * copies of it are dangling (freeing through one of them is undefined behaviour, as with
+ * free(3)).
+ * Thread-safety: any thread, but no other call on the same server may be in progress or
+ * follow, except an `sse_server_run` or `sse_server_stop` already in progress on another
+ * thread, which it waits for (they return without touching the freed server).
+ *
+ * # Safety
+ * `server` is NULL or points to a variable holding NULL or a server from `sse_server_new` not
+ * yet freed.
+ */
+void sse_server_free(struct sse_server **server);
+
+/**
+ * The TCP port the server is bound to (the one picked when `listen` asked for port 0); still
+ * readable after a stop. 0 if `server` is NULL.
+ * Thread-safety: any thread.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+uint16_t sse_server_port(const struct sse_server *server);
+
+/**
+ * Copies the server's counters into `*stats_out`; `stats_size` is `sizeof *stats_out` as the
+ * caller's header has it (fields the library does not know are set to 0). Counters are read
+ * one by one, so they may be a few events apart from each other. Works after a stop too.
+ * Returns `SSE_RESULT_NULL_ARGUMENT` for a NULL pointer, `SSE_RESULT_INVALID_ARGUMENT` for a
+ * size smaller than the first published `sse_stats`. `*stats_out` is only written on success.
+ * Thread-safety: any thread.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed; `stats_out` is NULL or
+ * points to `stats_size` writable bytes.
+ */
+enum sse_result sse_server_stats(const struct sse_server *server,
+                                 struct sse_stats *stats_out,
+                                 size_t stats_size);
+
+/**
+ * Publishes one event to the subscribers of `topic` and appends it to the history. Copies
+ * everything it needs before returning; never blocks on the loop or the network.
+ * - `topic`: NULL or "" for the empty topic (which `GET /events` without `topic=` receives).
+ * - `event_type`: NULL or "" for the default type `message`; must not contain CR or LF.
+ * - `data`, `data_len`: the payload, `data_len` bytes of UTF-8, not necessarily
+ *   NUL-terminated; `data` may be NULL when `data_len` is 0. Line breaks (LF, CRLF, CR) become
+ *   one `data:` line each.
+ * - `id`: NULL or "" to let the server assign the next id; otherwise the event's id, which
+ *   must not contain CR or LF.
+ *
+ * Strings are NUL-terminated UTF-8, so a NUL can only end them. Returns, on success, the id
+ * the server assigned (a decimal integer, always > 0: ids start at the current time in
+ * microseconds and count up, so they also grow across restarts), or 0 when the caller gave its
+ * own `id` (the event then carries exactly that id). On failure, nothing is published and a
+ * negative `sse_result` comes back: `SSE_RESULT_NULL_ARGUMENT` (NULL `server`, or NULL `data`
+ * with `data_len` > 0), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR or LF in
+ * `event_type` or `id`), `SSE_RESULT_QUEUE_FULL` (the loop is `publish_queue` events behind:
+ * retry later or drop the event), `SSE_RESULT_STOPPED`.
+ * Events published before the loop starts are queued (up to `publish_queue`) and sent when it
+ * does. Events published from one thread reach every subscriber in that order.
+ * Thread-safety: any thread, concurrently, until `sse_server_free`.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed; `topic`, `event_type` and
+ * `id` are NULL or NUL-terminated; `data` is NULL or points to `data_len` readable bytes.
+ */
+int64_t sse_publish(const struct sse_server *server,
+                    const char *topic,
+                    const char *event_type,
+                    const char *data,
+                    size_t data_len,
+                    const char *id);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* SSED_H */

@@ -1,0 +1,85 @@
+/* ssed_ffi.h: the declarations of ssed.h without preprocessor lines, for PHP's FFI::cdef.
+ * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit. C programs include ssed.h,
+ * which documents every function. */
+
+typedef enum sse_result {
+  SSE_RESULT_OK = 0,
+  SSE_RESULT_NULL_ARGUMENT = -1,
+  SSE_RESULT_INVALID_ARGUMENT = -2,
+  SSE_RESULT_INVALID_UTF8 = -3,
+  SSE_RESULT_INVALID_FIELD = -4,
+  SSE_RESULT_QUEUE_FULL = -5,
+  SSE_RESULT_STOPPED = -6,
+  SSE_RESULT_BUSY = -7,
+  SSE_RESULT_IO = -8,
+  SSE_RESULT_PANIC = -9,
+} sse_result;
+
+typedef enum sse_log_level {
+  SSE_LOG_LEVEL_OFF = 0,
+  SSE_LOG_LEVEL_QUIET = 1,
+  SSE_LOG_LEVEL_INFO = 2,
+  SSE_LOG_LEVEL_VERBOSE = 3,
+} sse_log_level;
+
+typedef struct sse_server sse_server;
+
+typedef struct sse_config {
+  size_t size;
+  const char *listen;
+  size_t history;
+  size_t max_clients;
+  size_t max_queue;
+  size_t max_body;
+  size_t publish_queue;
+  uint64_t heartbeat_ms;
+  uint64_t head_timeout_ms;
+  int64_t retry_ms;
+  const char *cors_origin;
+  const char *publish_token;
+  const char *subscribe_token;
+  int64_t log_level;
+} sse_config;
+
+typedef struct sse_stats {
+  uint64_t connections;
+  uint64_t subscribers;
+  uint64_t events_published;
+  uint64_t bytes_sent;
+  uint64_t subscribers_dropped_slow;
+  uint64_t history_events;
+  uint64_t requests_refused;
+} sse_stats;
+
+const char *sse_version(void);
+
+uint32_t sse_abi_version(void);
+
+const char *sse_result_str(int code);
+
+const char *sse_last_error(void);
+
+enum sse_result sse_config_init(struct sse_config *config, size_t size);
+
+struct sse_server *sse_server_new(const struct sse_config *config);
+
+enum sse_result sse_server_start(struct sse_server *server);
+
+enum sse_result sse_server_run(struct sse_server *server);
+
+enum sse_result sse_server_stop(struct sse_server *server);
+
+void sse_server_free(struct sse_server **server);
+
+uint16_t sse_server_port(const struct sse_server *server);
+
+enum sse_result sse_server_stats(const struct sse_server *server,
+                                 struct sse_stats *stats_out,
+                                 size_t stats_size);
+
+int64_t sse_publish(const struct sse_server *server,
+                    const char *topic,
+                    const char *event_type,
+                    const char *data,
+                    size_t data_len,
+                    const char *id);
