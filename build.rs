@@ -57,6 +57,21 @@ fn main() {
     let source = root.join("src/ffi.rs");
     generate(&source, c_config(), &out_dir, &root, "ssed.h");
     generate(&source, php_config(), &out_dir, &root, "ssed_ffi.h");
+    println!("cargo:rerun-if-changed=src/viewer.html");
+    compact_viewer(&root.join("src/viewer.html"), &out_dir.join("viewer.html"));
+}
+
+/// Writes the viewer page without indentation or blank lines: the daemon embeds it, and every
+/// byte counts in the smallest build. Line breaks stay, so the script parses as written.
+fn compact_viewer(source: &Path, target: &Path) {
+    let page = fs::read_to_string(source).expect("src/viewer.html is readable");
+    let compact: String = page
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    fs::write(target, compact).expect("OUT_DIR is writable");
 }
 
 /// The settings shared by both headers.

@@ -117,27 +117,26 @@ impl Conn {
 
     /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.
     pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
+        let fd = self.stream.as_raw_fd();
         // A small array for the usual few frames: filling a full-size one costs more than the
         // copy of a short frame.
-        match self.out.len() {
-            0 => Ok((Flushed::All, 0)),
-            1..=SMALL_BATCH => self.flush_batch::<SMALL_BATCH>(),
-            _ => self.flush_batch::<IOV_BATCH>(),
-        }
-    }
-
-    fn flush_batch<const N: usize>(&mut self) -> io::Result<(Flushed, usize)> {
-        let mut slices = [IoSlice::new(&[]); N];
-        let mut count = 0;
-        let mut batch_bytes = 0;
-        for (slice, frame) in slices.iter_mut().zip(self.out.iter()) {
-            let start = if count == 0 { self.out_offset } else { 0 };
-            *slice = IoSlice::new(&frame[start..]);
-            batch_bytes += slice.len();
-            count += 1;
-        }
-        let written = match sys::send_vectored(self.stream.as_raw_fd(), &slices[..count]) {
-            Ok(n) => n,
+        let sent = match self.out.len() {
+            0 => return Ok((Flushed::All, 0)),
+            1..=SMALL_BATCH => send_frames(
+                fd,
+                &self.out,
+                self.out_offset,
+                &mut [IoSlice::new(&[]); SMALL_BATCH],
+            ),
+            _ => send_frames(
+                fd,
+                &self.out,
+                self.out_offset,
+                &mut [IoSlice::new(&[]); IOV_BATCH],
+            ),
+        };
+        let (written, offered) = match sent {
+            Ok(sent) => sent,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((Flushed::Blocked, 0)),
             Err(e) => return Err(e),
         };
@@ -145,7 +144,7 @@ impl Conn {
         let state = if self.out.is_empty() {
             self.replay_allowance = 0;
             Flushed::All
-        } else if written < batch_bytes {
+        } else if written < offered {
             Flushed::Blocked
         } else {
             Flushed::More
@@ -195,6 +194,26 @@ impl Conn {
             }
         }
     }
+}
+
+/// Sends the first frames of `out` (the first from `offset`) in one `sendmsg`, as many as
+/// `slices` holds. Returns the bytes written and the bytes offered.
+fn send_frames<'a>(
+    fd: std::os::fd::RawFd,
+    out: &'a VecDeque<Arc<[u8]>>,
+    offset: usize,
+    slices: &mut [IoSlice<'a>],
+) -> io::Result<(usize, usize)> {
+    let mut count = 0;
+    let mut offered = 0;
+    for (slice, frame) in slices.iter_mut().zip(out.iter()) {
+        let start = if count == 0 { offset } else { 0 };
+        *slice = IoSlice::new(&frame[start..]);
+        offered += slice.len();
+        count += 1;
+    }
+    let written = sys::send_vectored(fd, &slices[..count])?;
+    Ok((written, offered))
 }
 
 #[cfg(test)]

@@ -65,19 +65,43 @@ impl Event {
         }
         Ok(())
     }
+}
 
-    /// The topics as stored: the empty topic when none was given.
-    pub(crate) fn topic_set(&self) -> Box<[Box<str>]> {
-        if self.topics.is_empty() {
-            return Box::new([Box::from("")]);
-        }
-        let mut topics: Vec<Box<str>> = Vec::with_capacity(self.topics.len());
-        for topic in &self.topics {
-            if !topics.iter().any(|t| **t == **topic) {
-                topics.push(topic.as_str().into());
+/// The topics of a published event, stored without an allocation for the empty topic and
+/// one for a single topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topics {
+    /// The empty topic, where events without a topic go.
+    Default,
+    /// One topic.
+    One(Box<str>),
+    /// Several distinct topics.
+    Many(Box<[Box<str>]>),
+}
+
+impl Topics {
+    /// The distinct topics of `event`; the empty topic when it names none.
+    pub fn of(event: &Event) -> Topics {
+        let mut distinct: Vec<&str> = Vec::new();
+        for topic in &event.topics {
+            if !distinct.contains(&topic.as_str()) {
+                distinct.push(topic);
             }
         }
-        topics.into_boxed_slice()
+        match distinct.as_slice() {
+            [] | [""] => Topics::Default,
+            [one] => Topics::One((*one).into()),
+            many => Topics::Many(many.iter().map(|&t| Box::from(t)).collect()),
+        }
+    }
+
+    /// True when one of the topics satisfies `wanted`.
+    pub fn any(&self, mut wanted: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            Topics::Default => wanted(""),
+            Topics::One(topic) => wanted(topic),
+            Topics::Many(topics) => topics.iter().any(|t| wanted(t)),
+        }
     }
 }
 
@@ -101,8 +125,18 @@ mod tests {
 
     #[test]
     fn topics_default_to_the_empty_topic_and_are_deduplicated() {
-        assert_eq!(&*Event::new("x").topic_set(), &[Box::from("")]);
-        let set = Event::new("x").topic("a").topic("b").topic("a").topic_set();
-        assert_eq!(&*set, &[Box::from("a"), Box::from("b")]);
+        assert_eq!(Topics::of(&Event::new("x")), Topics::Default);
+        assert_eq!(Topics::of(&Event::new("x").topic("")), Topics::Default);
+        assert_eq!(
+            Topics::of(&Event::new("x").topic("a").topic("a")),
+            Topics::One("a".into())
+        );
+        let many = Topics::of(&Event::new("x").topic("a").topic("b").topic("a"));
+        assert_eq!(
+            many,
+            Topics::Many(vec![Box::from("a"), Box::from("b")].into_boxed_slice())
+        );
+        assert!(many.any(|t| t == "b") && !many.any(|t| t.is_empty()));
+        assert!(Topics::Default.any(str::is_empty));
     }
 }

@@ -46,7 +46,8 @@ const STREAM_WRITES: usize = 256;
 /// A viewer page lists at most this many event types seen in the history.
 const VIEWER_TYPES: usize = 32;
 
-const VIEWER_HTML: &str = include_str!("viewer.html");
+/// src/viewer.html, without its indentation (see build.rs).
+const VIEWER_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/viewer.html"));
 /// Where the viewer page takes the list of event types to listen to.
 const VIEWER_MARK: &str = "/*EVENT_TYPES*/[]";
 const VIEWER_MARK_AT: usize = find_in_page(VIEWER_HTML.as_bytes(), VIEWER_MARK.as_bytes());
@@ -145,7 +146,10 @@ impl EventLoop {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            let mut timeout = self.poll_timeout(Instant::now());
+            if timeout != Some(Duration::ZERO) && self.inbox.prepare_to_sleep() {
+                timeout = Some(Duration::ZERO);
+            }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -170,11 +174,11 @@ impl EventLoop {
             }
             self.fire_timers(now);
             self.flush_due(now);
-            if let Some(by) = self.shutdown_by {
-                if now >= by || self.nothing_left_to_write() {
-                    self.close_all();
-                    return Ok(());
-                }
+            if let Some(by) = self.shutdown_by
+                && (now >= by || self.nothing_left_to_write())
+            {
+                self.close_all();
+                return Ok(());
             }
         }
     }
@@ -321,10 +325,10 @@ impl EventLoop {
             return;
         }
         self.subscribers.swap_remove(index);
-        if let Some(&moved) = self.subscribers.get(index) {
-            if let Some(conn) = self.slots[moved as usize].conn.as_mut() {
-                conn.sub_index = index as u32;
-            }
+        if let Some(&moved) = self.subscribers.get(index)
+            && let Some(conn) = self.slots[moved as usize].conn.as_mut()
+        {
+            conn.sub_index = index as u32;
         }
         Counters::set(
             &self.inbox.counters.subscribers,
@@ -339,12 +343,10 @@ impl EventLoop {
         let Some(slot) = self.slot_of(token) else {
             return; // A late event for a connection already closed.
         };
-        if writable {
-            if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
-                conn.write_blocked = false;
-                if conn.out_bytes > 0 {
-                    self.due.mark(conn, slot);
-                }
+        if writable && let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+            conn.write_blocked = false;
+            if conn.out_bytes > 0 {
+                self.due.mark(conn, slot);
             }
         }
         if readable {

@@ -5,6 +5,8 @@
 //! refused before anything is encoded.
 
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// The heartbeat comment: never reaches a browser's `onmessage`.
 pub const HEARTBEAT: &[u8] = b":\n\n";
@@ -58,37 +60,146 @@ pub fn parse_retry(value: &str) -> Result<u32, FieldError> {
     value.parse().map_err(|_| FieldError::Retry)
 }
 
-/// Appends one event to `out`. The caller has validated `event_type` and `id`.
+/// Encodes one event into a frame that subscribers and the history share. The caller has
+/// validated `event_type` and `id`.
 ///
 /// The type `message` is the default and is omitted. Data is split on LF, CRLF and lone CR, so
 /// that a browser's `event.data` is the data with line breaks normalised to LF; empty data still
-/// yields one `data:` line.
-pub fn encode(out: &mut Vec<u8>, id: &str, event_type: &str, retry: Option<u32>, data: &str) {
-    out.reserve(id.len() + event_type.len() + data.len() + 32);
-    if !id.is_empty() {
-        push_field(out, b"id: ", id.as_bytes());
+/// yields one `data:` line. The length is computed first, so the frame is allocated once, at
+/// its final size, and never copied.
+pub fn encode(id: &str, event_type: &str, retry: Option<u32>, data: &str) -> Encoded {
+    let mut digits = [0u8; 20];
+    let retry = retry.map(|ms| decimal(u64::from(ms), &mut digits));
+    let fields = Fields {
+        id,
+        event_type: named_type(event_type),
+        retry,
+        data,
+    };
+    let mut bytes = zeroed_shared(fields.len());
+    let (id, event_type) = match Arc::get_mut(&mut bytes) {
+        Some(buf) => fields.write(&mut Out { bytes: buf, at: 0 }),
+        None => (0..0, 0..0), // A fresh Arc is never shared.
+    };
+    Encoded {
+        bytes,
+        id,
+        event_type,
     }
-    if !event_type.is_empty() && event_type != "message" {
-        push_field(out, b"event: ", event_type.as_bytes());
+}
+
+/// An encoded event, with where its id and type sit in the frame, so that they need no
+/// allocation of their own.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Arc<[u8]>,
+    pub id: Range<usize>,
+    pub event_type: Range<usize>,
+}
+
+/// The decimal digits of `n`, written into `buf`.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    if let Some(ms) = retry {
-        push_field(out, b"retry: ", ms.to_string().as_bytes());
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
+}
+
+fn named_type(event_type: &str) -> &str {
+    if event_type == "message" {
+        ""
+    } else {
+        event_type
     }
-    for line in split_lines(data.as_bytes()) {
-        push_field(out, b"data: ", line);
+}
+
+/// The parts of one frame, measured and then written.
+struct Fields<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    retry: Option<&'a str>,
+    data: &'a str,
+}
+
+impl Fields<'_> {
+    fn len(&self) -> usize {
+        let field = |name: &[u8], value: &str| name.len() + value.len() + 1;
+        let mut len = 1;
+        if !self.id.is_empty() {
+            len += field(b"id: ", self.id);
+        }
+        if !self.event_type.is_empty() {
+            len += field(b"event: ", self.event_type);
+        }
+        if let Some(ms) = self.retry {
+            len += field(b"retry: ", ms);
+        }
+        for line in split_lines(self.data.as_bytes()) {
+            len += b"data: ".len() + line.len() + 1;
+        }
+        len
     }
-    out.push(b'\n');
+
+    /// Writes the frame; returns where the id and the event type are.
+    fn write(&self, out: &mut Out) -> (Range<usize>, Range<usize>) {
+        let mut id = 0..0;
+        let mut event_type = 0..0;
+        if !self.id.is_empty() {
+            id = out.field(b"id: ", self.id.as_bytes());
+        }
+        if !self.event_type.is_empty() {
+            event_type = out.field(b"event: ", self.event_type.as_bytes());
+        }
+        if let Some(ms) = self.retry {
+            out.field(b"retry: ", ms.as_bytes());
+        }
+        for line in split_lines(self.data.as_bytes()) {
+            out.field(b"data: ", line);
+        }
+        out.put(b"\n");
+        (id, event_type)
+    }
+}
+
+/// A cursor over a buffer measured to fit exactly.
+struct Out<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, piece: &[u8]) {
+        self.bytes[self.at..self.at + piece.len()].copy_from_slice(piece);
+        self.at += piece.len();
+    }
+
+    /// Writes one field line; returns where its value is.
+    fn field(&mut self, name: &[u8], value: &[u8]) -> Range<usize> {
+        self.put(name);
+        let start = self.at;
+        self.put(value);
+        self.put(b"\n");
+        start..start + value.len()
+    }
+}
+
+/// A shared buffer of `len` zero bytes, allocated once.
+#[allow(unsafe_code)]
+fn zeroed_shared(len: usize) -> Arc<[u8]> {
+    // SAFETY: every byte is initialised, to zero, which is a valid u8.
+    unsafe { Arc::<[u8]>::new_zeroed_slice(len).assume_init() }
 }
 
 /// Encodes the block that tells a client how long to wait before reconnecting.
 pub fn retry_block(ms: u32) -> Vec<u8> {
     format!("retry: {ms}\n\n").into_bytes()
-}
-
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(value);
-    out.push(b'\n');
 }
 
 /// Splits on LF, CRLF and lone CR. Always yields at least one (possibly empty) line; a trailing
@@ -120,9 +231,24 @@ mod tests {
     use super::*;
 
     fn frame(id: &str, ty: &str, retry: Option<u32>, data: &str) -> String {
-        let mut out = Vec::new();
-        encode(&mut out, id, ty, retry, data);
-        String::from_utf8(out).unwrap()
+        String::from_utf8(encode(id, ty, retry, data).bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn id_and_type_positions_point_into_the_frame() {
+        let e = encode("42", "tick", Some(5), "x");
+        assert_eq!(&e.bytes[e.id.clone()], b"42");
+        assert_eq!(&e.bytes[e.event_type.clone()], b"tick");
+        let plain = encode("", "message", None, "x");
+        assert!(plain.id.is_empty() && plain.event_type.is_empty());
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(1795239431233342, &mut buf), "1795239431233342");
+        assert_eq!(decimal(u64::MAX, &mut buf), "18446744073709551615");
     }
 
     #[test]

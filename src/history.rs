@@ -4,21 +4,45 @@
 //! bytes too. Ids are compared as strings, newest first, since publishers may choose their own.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
-/// One published event, encoded.
+use crate::event::Topics;
+use crate::frame::Encoded;
+
+/// One published event, encoded. Its id and type are read from the frame itself.
 #[derive(Debug)]
 pub struct Entry {
-    pub id: Box<str>,
-    pub event_type: Box<str>,
-    pub topics: Box<[Box<str>]>,
     pub frame: Arc<[u8]>,
+    id: Range<usize>,
+    event_type: Range<usize>,
+    topics: Topics,
 }
 
 impl Entry {
+    pub fn new(encoded: Encoded, topics: Topics) -> Entry {
+        Entry {
+            frame: encoded.bytes,
+            id: encoded.id,
+            event_type: encoded.event_type,
+            topics,
+        }
+    }
+
     /// True when a subscriber to `wanted` (empty: every topic) receives this event.
     pub fn matches(&self, wanted: &[Box<str>]) -> bool {
-        wanted.is_empty() || self.topics.iter().any(|t| wanted.contains(t))
+        wanted.is_empty() || self.topics.any(|t| wanted.iter().any(|w| **w == *t))
+    }
+
+    /// The id, empty when the event has none.
+    pub fn id(&self) -> &[u8] {
+        &self.frame[self.id.clone()]
+    }
+
+    /// The event type, empty for the default `message`.
+    pub fn event_type(&self) -> &str {
+        // Written from a `&str`, so always UTF-8.
+        std::str::from_utf8(&self.frame[self.event_type.clone()]).unwrap_or_default()
     }
 }
 
@@ -64,7 +88,7 @@ impl History {
     /// Events published after `last_id`. An id equal to the oldest retained one is retained,
     /// so it is no gap.
     pub fn since(&self, last_id: &str) -> Replay<'_> {
-        match self.ring.iter().rposition(|e| &*e.id == last_id) {
+        match self.ring.iter().rposition(|e| e.id() == last_id.as_bytes()) {
             Some(i) => Replay {
                 gap: false,
                 entries: self.ring.range(i + 1..),
@@ -83,8 +107,8 @@ impl History {
             if types.len() == limit {
                 break;
             }
-            if !types.contains(&&*entry.event_type) {
-                types.push(&entry.event_type);
+            if !types.contains(&entry.event_type()) {
+                types.push(entry.event_type());
             }
         }
         types
@@ -96,18 +120,21 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, topic: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            event_type: "".into(),
-            topics: vec![Box::from(topic)].into_boxed_slice(),
-            frame: Arc::from(format!("id: {id}\n\n").into_bytes()),
-        }
+        typed(id, topic, "")
+    }
+
+    fn typed(id: &str, topic: &str, event_type: &str) -> Entry {
+        let topics = Topics::of(&crate::Event::new("").topic(topic));
+        Entry::new(crate::frame::encode(id, event_type, None, ""), topics)
     }
 
     fn ids(replay: Replay) -> (bool, Vec<String>) {
         (
             replay.gap,
-            replay.entries.map(|e| e.id.to_string()).collect(),
+            replay
+                .entries
+                .map(|e| String::from_utf8(e.id().to_vec()).unwrap())
+                .collect(),
         )
     }
 
@@ -156,9 +183,7 @@ mod tests {
     fn event_types_are_distinct_and_bounded() {
         let mut h = History::new(10);
         for (i, ty) in ["a", "b", "a", "c"].iter().enumerate() {
-            let mut e = entry(&i.to_string(), "t");
-            e.event_type = (*ty).into();
-            h.push(e);
+            h.push(typed(&i.to_string(), "t", ty));
         }
         assert_eq!(h.event_types(10), ["c", "a", "b"]);
         assert_eq!(h.event_types(2), ["c", "a"]);

@@ -5,10 +5,10 @@
 //! loop: a full queue is an error, and the loop takes the whole queue in one swap.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::event::Event;
+use crate::event::{Event, Topics};
 use crate::frame::{self, FieldError};
 use crate::history::Entry;
 use crate::stats::Counters;
@@ -47,7 +47,7 @@ struct Queue {
 pub(crate) struct Inbox {
     queue: Mutex<Queue>,
     waker: mio::Waker,
-    /// Set while a wake is on its way, so a burst of publishes costs one wake.
+    /// Clear only while the loop may be asleep: publishes made while it is awake cost no wake.
     wake_pending: AtomicBool,
     pub counters: Counters,
 }
@@ -60,6 +60,7 @@ pub(crate) struct Taken {
 impl Inbox {
     pub fn new(waker: mio::Waker, capacity: usize) -> Inbox {
         Inbox {
+            // Set: the loop is awake until it first prepares to sleep.
             queue: Mutex::new(Queue {
                 events: Vec::new(),
                 capacity,
@@ -67,7 +68,7 @@ impl Inbox {
                 stopped: false,
             }),
             waker,
-            wake_pending: AtomicBool::new(false),
+            wake_pending: AtomicBool::new(true),
             counters: Counters::default(),
         }
     }
@@ -83,8 +84,7 @@ impl Inbox {
     /// carried its own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
         event.validate().map_err(PublishError::Invalid)?;
-        let topics = event.topic_set();
-        let event_type: Box<str> = event.event_type.as_str().into();
+        let topics = Topics::of(event);
         let mut queue = self.lock();
         if queue.stopped {
             return Err(PublishError::Stopped);
@@ -92,21 +92,16 @@ impl Inbox {
         if queue.events.len() >= queue.capacity {
             return Err(PublishError::QueueFull);
         }
-        let (id, assigned): (Box<str>, Option<u64>) = if event.id.is_empty() {
+        let mut digits = [0u8; 20];
+        let (id, assigned) = if event.id.is_empty() {
             let n = queue.next_id;
             queue.next_id += 1;
-            (n.to_string().into(), Some(n))
+            (frame::decimal(n, &mut digits), Some(n))
         } else {
-            (event.id.as_str().into(), None)
+            (event.id.as_str(), None)
         };
-        let mut bytes = Vec::new();
-        frame::encode(&mut bytes, &id, &event_type, event.retry, &event.data);
-        queue.events.push(Entry {
-            id,
-            event_type,
-            topics,
-            frame: Arc::from(bytes),
-        });
+        let encoded = frame::encode(id, &event.event_type, event.retry, &event.data);
+        queue.events.push(Entry::new(encoded, topics));
         drop(queue);
         self.wake();
         Ok(assigned)
@@ -126,10 +121,16 @@ impl Inbox {
         }
     }
 
+    /// Called by the loop before it may sleep: from now on a publish wakes it. Returns true when
+    /// something arrived meanwhile, so that it must not sleep.
+    pub fn prepare_to_sleep(&self) -> bool {
+        self.wake_pending.store(false, Ordering::SeqCst);
+        let queue = self.lock();
+        !queue.events.is_empty() || queue.stopped
+    }
+
     /// Moves every queued event into `into` (which must be empty), keeping both allocations.
     pub fn take(&self, into: &mut Vec<Entry>) -> Taken {
-        // Cleared before taking: a publish that lands after the swap will wake us again.
-        self.wake_pending.store(false, Ordering::SeqCst);
         let mut queue = self.lock();
         std::mem::swap(&mut queue.events, into);
         Taken {
@@ -171,10 +172,10 @@ mod tests {
         assert_eq!(inbox.publish(&Event::new("c").id("mine")), Ok(None));
         let mut taken = Vec::new();
         inbox.take(&mut taken);
-        let ids: Vec<&str> = taken.iter().map(|e| &*e.id).collect();
+        let ids: Vec<&[u8]> = taken.iter().map(|e| e.id()).collect();
         assert_eq!(
             ids,
-            [a.to_string().as_str(), b.to_string().as_str(), "mine"]
+            [a.to_string().as_bytes(), b.to_string().as_bytes(), b"mine"]
         );
     }
 

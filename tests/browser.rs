@@ -27,7 +27,9 @@ impl Drop for KillOnDrop {
 fn missing_prerequisite() -> Option<String> {
     let script_dir = Path::new(ROOT).join("tests/browser");
     if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is not installed (Debian package chromium)"));
+        return Some(format!(
+            "{CHROMIUM} is not installed (Debian package chromium)"
+        ));
     }
     if !script_dir.join("node_modules/playwright-core").exists() {
         return Some("playwright-core is not installed: npm ci --prefix tests/browser".into());
@@ -41,7 +43,10 @@ fn missing_prerequisite() -> Option<String> {
 #[test]
 fn chromium_eventsource_receives_and_replays() {
     if let Some(reason) = missing_prerequisite() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the browser test, but {reason}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test, but {reason}"
+        );
         eprintln!("skipping the browser test: {reason}");
         return;
     }
@@ -61,7 +66,9 @@ fn chromium_eventsource_receives_and_replays() {
             }
         }
     });
-    let base = rx.recv_timeout(Duration::from_secs(10)).expect("ssed prints its address");
+    let base = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("ssed prints its address");
     let screenshot = Path::new(ROOT).join("target/viewer.png");
     let output = Command::new("timeout")
         .args(["60", "node", "tests/browser/eventsource.mjs", &base])
@@ -71,8 +78,15 @@ fn chromium_eventsource_receives_and_replays() {
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the browser test failed:\n{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}{stderr}"
+    );
     assert!(stdout.contains("ok: EventSource got"), "{stdout}");
-    assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
+    assert!(
+        screenshot.exists(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
     eprint!("{stdout}");
 }
