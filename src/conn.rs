@@ -43,6 +43,17 @@ pub struct PendingBody {
     pub length: usize,
 }
 
+/// How reading left a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Nothing more to read for now.
+    Open,
+    /// The client closed its side; it may still read an answer.
+    Closed,
+    /// The connection was reset: nothing more can be sent either.
+    Failed,
+}
+
 /// What one flush achieved.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flushed {
@@ -167,29 +178,29 @@ impl Conn {
         }
     }
 
-    /// Reads everything available into `scratch`-sized pieces, handing each to `each`.
-    /// Returns false when the peer closed or the read failed.
+    /// Reads everything available into `scratch`-sized pieces, handing each to `each` until it
+    /// returns false.
     pub fn read_available(
         &mut self,
         scratch: &mut [u8],
         mut each: impl FnMut(&mut Conn, &[u8]) -> bool,
-    ) -> bool {
+    ) -> ReadEnd {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => {
                     self.read_closed = true;
-                    return false;
+                    return ReadEnd::Closed;
                 }
                 Ok(n) => {
                     if !each(self, &scratch[..n]) {
-                        return true;
+                        return ReadEnd::Open;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.read_closed = true;
-                    return false;
+                    return ReadEnd::Failed;
                 }
             }
         }

@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{Config, Cors, LogLevel};
-use crate::conn::{Conn, Flushed, PendingBody, Phase};
+use crate::conn::{Conn, Flushed, PendingBody, Phase, ReadEnd};
 use crate::frame;
 use crate::history::{Entry, History};
 use crate::http::{self, Head, Method, Request, Status};
@@ -371,40 +371,52 @@ impl EventLoop {
     /// Returns false when the connection should be closed now.
     fn read_from(&mut self, conn: &mut Conn, slot: u32) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let open = match conn.phase {
+        let end = match conn.phase {
             Phase::Head | Phase::Body => {
-                let open = conn.read_available(&mut scratch, |conn, bytes| {
+                let max_input = http::MAX_HEAD + self.config.max_body;
+                let end = conn.read_available(&mut scratch, |conn, bytes| {
                     conn.inbuf.extend_from_slice(bytes);
                     // Stop reading once the input cannot be a valid request; the parser says why.
-                    conn.inbuf.len() <= http::MAX_HEAD + self.config.max_body
+                    conn.inbuf.len() <= max_input
                 });
                 self.scratch = scratch;
-                self.process_input(conn, slot);
-                open
+                if !self.process_input(conn, slot) {
+                    return false;
+                }
+                end
             }
             Phase::Streaming | Phase::Closing | Phase::Lingering => {
                 let mut reads = 0;
-                let open = conn.read_available(&mut scratch, |_, _| {
+                let end = conn.read_available(&mut scratch, |_, _| {
                     reads += 1;
                     reads < MAX_DISCARD_READS
                 });
                 self.scratch = scratch;
-                open
+                end
             }
         };
-        match conn.phase {
+        match (end, conn.phase) {
+            (ReadEnd::Open, _) => true,
             // A client that closes its side after a request still gets the answer.
-            Phase::Closing | Phase::Lingering => true,
-            _ => open,
+            (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
+            (ReadEnd::Closed, _) | (ReadEnd::Failed, _) => false,
         }
     }
 
-    fn process_input(&mut self, conn: &mut Conn, slot: u32) {
+    /// Handles every complete request in the input. Returns false when the connection must be
+    /// closed: it sends requests faster than it reads the answers.
+    fn process_input(&mut self, conn: &mut Conn, slot: u32) -> bool {
         loop {
             match conn.phase {
                 Phase::Head => {
                     if conn.inbuf.is_empty() {
                         break;
+                    }
+                    if conn.out_bytes > self.config.max_queue {
+                        let peer = display_peer(conn.stream.peer_addr().ok());
+                        let why = format_args!("closed {peer}: its answers are not being read");
+                        self.log(LogLevel::Info, why);
+                        return false;
                     }
                     match http::parse(&conn.inbuf) {
                         Head::Partial => break,
@@ -444,6 +456,7 @@ impl EventLoop {
         if conn.inbuf.is_empty() && conn.inbuf.capacity() > SCRATCH {
             conn.inbuf = Vec::new();
         }
+        true
     }
 
     fn handle_request(&mut self, conn: &mut Conn, slot: u32, request: Request) {
@@ -944,8 +957,11 @@ impl EventLoop {
             Phase::Head if !conn.inbuf.is_empty() => {
                 // Pipelined requests wait behind a full socket; go on with them now.
                 if let Some(mut conn) = self.slots[slot as usize].conn.take() {
-                    self.process_input(&mut conn, slot);
+                    let keep = self.process_input(&mut conn, slot);
                     self.slots[slot as usize].conn = Some(conn);
+                    if !keep {
+                        self.close(slot);
+                    }
                 }
             }
             _ => {}

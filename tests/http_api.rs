@@ -469,3 +469,25 @@ fn the_library_publisher_and_http_share_one_id_sequence() {
     assert_eq!(sub.next_event().id, Some(a.to_string()));
     assert_eq!(sub.next_event().id, Some(b.to_string()));
 }
+
+#[test]
+fn a_client_that_pipelines_without_reading_is_closed() {
+    let server = TestServer::start(Config {
+        max_queue: 64 * 1024,
+        ..Config::default()
+    });
+    let mut greedy = server.connect();
+    let request = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    // 100,000 requests, never reading an answer: without a bound the answers would pile up.
+    let batch = request.repeat(1000);
+    for _ in 0..100 {
+        if greedy.write_all(&batch).is_err() {
+            break; // Closed by the server: what this test wants.
+        }
+    }
+    common::wait_until(
+        || server.handle.stats().connections == 0,
+        "the greedy client to be closed",
+    );
+    assert_eq!(server.get("/health").status, 200, "others are still served");
+}
