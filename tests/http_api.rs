@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{HttpReader, TestServer, read_response};
+use common::{HttpReader, Sse, TestServer, read_response};
 use ssed::{Config, Cors, Event};
 
 #[test]
@@ -15,13 +15,11 @@ fn stream_head_has_the_event_stream_headers() {
     stream
         .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
-        head.push(byte[0]);
+    let head = Sse {
+        stream: stream,
+        buf: Vec::new(),
     }
-    let head = String::from_utf8(head).unwrap();
+    .read_head();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
     for header in [
         "Content-Type: text/event-stream",
@@ -412,13 +410,11 @@ fn cors_origin_list_echoes_with_credentials() {
     let mut sse = server.connect();
     sse.write_all(b"GET /events HTTP/1.1\r\nOrigin: https://b.test\r\n\r\n")
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut sse, &mut byte).unwrap();
-        head.push(byte[0]);
+    let head = Sse {
+        stream: sse,
+        buf: Vec::new(),
     }
-    let head = String::from_utf8(head).unwrap();
+    .read_head();
     assert!(head.contains("Access-Control-Allow-Origin: https://b.test\r\n"));
     assert!(head.contains("Access-Control-Allow-Credentials: true\r\n"));
     assert!(head.contains("Vary: Origin\r\n"));

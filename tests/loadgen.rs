@@ -8,13 +8,21 @@ use std::process::Command;
 fn load_generator_unit_tests() {
     let root = env!("CARGO_MANIFEST_DIR");
     let output = Command::new(env!("CARGO"))
-        .args(["test", "--release", "--manifest-path", "benches/loadgen/Cargo.toml"])
+        .args([
+            "test",
+            "--release",
+            "--manifest-path",
+            "benches/loadgen/Cargo.toml",
+        ])
         .args(["--target-dir", "target/loadgen"])
         .current_dir(root)
         .output()
         .expect("run cargo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "benches/loadgen tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "benches/loadgen tests failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("test result: ok"), "{stdout}");
 }
