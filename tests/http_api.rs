@@ -16,7 +16,7 @@ fn stream_head_has_the_event_stream_headers() {
         .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let head = Sse {
-        stream: stream,
+        stream,
         buf: Vec::new(),
     }
     .read_head();
