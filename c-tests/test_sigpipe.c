@@ -32,9 +32,13 @@ int main(void)
         } while (id == SSE_RESULT_QUEUE_FULL);
         CHECK(id > 0, "publish %d: %lld", i, (long long)id);
     }
-    /* The server lives on: a new subscriber gets a new event. */
-    client next = subscribe(port, "/events", NULL);
+    /* The server lives on: once it has taken every event, a new subscriber gets a new one. */
     double deadline = now_seconds() + time_limit(10);
+    while (server_stats(server).events_published != EVENTS) {
+        CHECK(now_seconds() < deadline, "the events were never all taken");
+        sleep_ms(5);
+    }
+    client next = subscribe(port, "/events", NULL);
     while (server_stats(server).subscribers != 1) {
         CHECK(now_seconds() < deadline, "the dead subscriber was never dropped");
         sleep_ms(5);

@@ -55,6 +55,9 @@ pub enum LogLevel {
     Verbose,
 }
 
+/// The longest heartbeat or head timeout: a day, far from any overflow of the clock.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// Server settings. `Config::default()` is the daemon's default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -118,8 +121,11 @@ impl Config {
         if self.publish_queue == 0 {
             return Err("publish_queue must be at least 1".into());
         }
-        if self.head_timeout.is_zero() {
-            return Err("head_timeout must be positive".into());
+        if self.head_timeout.is_zero() || self.head_timeout > MAX_INTERVAL {
+            return Err("head_timeout must be between 1 ms and one day".into());
+        }
+        if self.heartbeat > MAX_INTERVAL {
+            return Err("heartbeat must be at most one day".into());
         }
         for token in [&self.publish_token, &self.subscribe_token]
             .into_iter()

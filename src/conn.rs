@@ -43,11 +43,65 @@ pub struct PendingBody {
     pub length: usize,
 }
 
+/// Request bytes received and not yet handled. Handled requests are only skipped over, and the
+/// rest moved to the front once per read, so that many pipelined requests cost linear time.
+#[derive(Default)]
+pub struct Input {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Input {
+    /// The bytes not yet handled.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Marks the first `n` pending bytes handled.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+    }
+
+    /// Moves what is left to the front, and gives back the memory a burst left behind.
+    pub fn compact(&mut self) {
+        self.buf.drain(..self.start);
+        self.start = 0;
+        if self.buf.is_empty() && self.buf.capacity() > INPUT_KEPT {
+            self.buf = Vec::new();
+        } else if self.buf.capacity() > 2 * self.buf.len().max(INPUT_KEPT) {
+            self.buf.shrink_to(self.buf.len().max(INPUT_KEPT));
+        }
+    }
+
+    /// Frees the buffer: no more requests will be read.
+    pub fn release(&mut self) {
+        *self = Input::default();
+    }
+}
+
+/// Input buffer capacity a keep-alive connection keeps between requests.
+const INPUT_KEPT: usize = 4 * 1024;
+
 /// How reading left a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadEnd {
     /// Nothing more to read for now.
     Open,
+    /// Reading stopped before the socket was drained; no new readiness event will come for
+    /// what is left.
+    Paused,
     /// The client closed its side; it may still read an answer.
     Closed,
     /// The connection was reset: nothing more can be sent either.
@@ -78,13 +132,15 @@ pub struct Conn {
     /// are shared with the ring, so they cost no memory, and a large replay must not get a
     /// reconnecting subscriber dropped again and again.
     pub replay_allowance: usize,
-    /// Partial request bytes; empty (and unallocated) once a request is parsed.
-    pub inbuf: Vec<u8>,
+    /// Request bytes not yet handled; unallocated once a stream starts.
+    pub input: Input,
     /// Topics of a stream; empty means every topic.
     pub topics: Box<[Box<str>]>,
     pub body: Option<Box<PendingBody>>,
     /// When the current head (or linger) must be done.
     pub deadline: Option<Instant>,
+    /// The deadline of this connection's entry in the loop's timer heap, if it has one.
+    pub armed: Option<Instant>,
     /// Position in the loop's subscriber list while streaming.
     pub sub_index: u32,
     pub keep_alive: bool,
@@ -106,10 +162,11 @@ impl Conn {
             out_offset: 0,
             out_bytes: 0,
             replay_allowance: 0,
-            inbuf: Vec::new(),
+            input: Input::default(),
             topics: Box::new([]),
             body: None,
             deadline: Some(deadline),
+            armed: None,
             sub_index: u32::MAX,
             keep_alive: false,
             peer_loopback,
@@ -193,7 +250,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     if !each(self, &scratch[..n]) {
-                        return ReadEnd::Open;
+                        return ReadEnd::Paused;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,

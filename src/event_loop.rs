@@ -37,6 +37,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for queued output.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Times one readiness event reads a connection, each time as much as one request may need,
+/// before letting the others have their turn.
+const MAX_READ_ROUNDS: usize = 4;
 /// Reads per readiness event on a connection whose input is discarded.
 const MAX_DISCARD_READS: usize = 64;
 /// Size of the shared read buffer.
@@ -96,7 +99,8 @@ pub(crate) struct EventLoop {
     /// Slots of open streams.
     subscribers: Vec<u32>,
     history: History,
-    /// Head-read and close deadlines; stale entries are skipped when they come due.
+    /// Head-read and close deadlines, at most one live entry per connection (see `arm`);
+    /// entries of closed connections are skipped when they come due.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Connections with output to write.
     due: Due,
@@ -296,7 +300,9 @@ impl EventLoop {
         }
         let deadline = now + self.config.head_timeout;
         self.timers.push(Reverse((deadline, token.0)));
-        self.slots[slot as usize].conn = Some(Conn::new(stream, is_loopback(peer.ip()), deadline));
+        let mut conn = Conn::new(stream, is_loopback(peer.ip()), deadline);
+        conn.armed = Some(deadline);
+        self.slots[slot as usize].conn = Some(conn);
         self.open += 1;
         Counters::set(&self.inbox.counters.connections, self.open as u64);
         self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
@@ -371,34 +377,53 @@ impl EventLoop {
     /// Returns false when the connection should be closed now.
     fn read_from(&mut self, conn: &mut Conn, slot: u32) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let end = match conn.phase {
-            Phase::Head | Phase::Body => {
-                let max_input = http::MAX_HEAD + self.config.max_body;
-                let end = conn.read_available(&mut scratch, |conn, bytes| {
-                    conn.inbuf.extend_from_slice(bytes);
-                    // Stop reading once the input cannot be a valid request; the parser says why.
-                    conn.inbuf.len() <= max_input
-                });
-                self.scratch = scratch;
-                if !self.process_input(conn, slot) {
-                    return false;
+        let mut end = ReadEnd::Open;
+        for _ in 0..MAX_READ_ROUNDS {
+            end = match conn.phase {
+                Phase::Head | Phase::Body => {
+                    // Enough for any one valid request; the parser refuses a longer one.
+                    let max_input = http::MAX_HEAD.saturating_add(self.config.max_body);
+                    let end = conn.read_available(&mut scratch, |conn, bytes| {
+                        conn.input.push(bytes);
+                        conn.input.len() <= max_input
+                    });
+                    if !self.process_input(conn, slot) {
+                        self.scratch = scratch;
+                        return false;
+                    }
+                    end
                 }
-                end
+                Phase::Streaming | Phase::Closing | Phase::Lingering => {
+                    let mut reads = 0;
+                    conn.read_available(&mut scratch, |_, _| {
+                        reads += 1;
+                        reads < MAX_DISCARD_READS
+                    })
+                }
+            };
+            if end != ReadEnd::Paused {
+                break;
             }
-            Phase::Streaming | Phase::Closing | Phase::Lingering => {
-                let mut reads = 0;
-                let end = conn.read_available(&mut scratch, |_, _| {
-                    reads += 1;
-                    reads < MAX_DISCARD_READS
-                });
-                self.scratch = scratch;
-                end
-            }
-        };
+        }
+        self.scratch = scratch;
         match (end, conn.phase) {
             (ReadEnd::Open, _) => true,
+            // Input is left in the socket and no edge will announce it: ask for a fresh one.
+            (ReadEnd::Paused, _) => {
+                let token = self.token(slot);
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, interest)
+                    .is_ok()
+            }
             // A client that closes its side after a request still gets the answer.
             (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
+            (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.out_bytes > 0 => {
+                conn.keep_alive = false;
+                self.start_closing(conn, slot);
+                true
+            }
             (ReadEnd::Closed, _) | (ReadEnd::Failed, _) => false,
         }
     }
@@ -409,7 +434,7 @@ impl EventLoop {
         loop {
             match conn.phase {
                 Phase::Head => {
-                    if conn.inbuf.is_empty() {
+                    if conn.input.is_empty() {
                         break;
                     }
                     if conn.out_bytes > self.config.max_queue {
@@ -418,7 +443,7 @@ impl EventLoop {
                         self.log(LogLevel::Info, why);
                         return false;
                     }
-                    match http::parse(&conn.inbuf) {
+                    match http::parse(conn.input.pending()) {
                         Head::Partial => break,
                         Head::Invalid(status, why) => {
                             let refusal = if status == Status::HEAD_TOO_LARGE {
@@ -429,33 +454,32 @@ impl EventLoop {
                             self.reject(conn, slot, status, "", why, refusal);
                         }
                         Head::Complete { request, len } => {
-                            conn.inbuf.drain(..len);
+                            conn.input.consume(len);
                             self.handle_request(conn, slot, request);
                         }
                     }
                 }
                 Phase::Body => {
-                    let Some(pending) = conn.body.as_ref() else {
+                    let Some(length) = conn.body.as_ref().map(|pending| pending.length) else {
                         break;
                     };
-                    if conn.inbuf.len() < pending.length {
+                    if conn.input.len() < length {
                         break;
                     }
                     let Some(pending) = conn.body.take() else {
                         break;
                     };
-                    let body: Vec<u8> = conn.inbuf.drain(..pending.length).collect();
+                    let body = conn.input.pending()[..length].to_vec();
+                    conn.input.consume(length);
                     self.finish_publish(conn, slot, &pending.request, &body);
                 }
                 Phase::Streaming | Phase::Closing | Phase::Lingering => {
-                    conn.inbuf = Vec::new();
+                    conn.input.release();
                     break;
                 }
             }
         }
-        if conn.inbuf.is_empty() && conn.inbuf.capacity() > SCRATCH {
-            conn.inbuf = Vec::new();
-        }
+        conn.input.compact();
         true
     }
 
@@ -582,14 +606,24 @@ impl EventLoop {
     fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
         conn.phase = Phase::Closing;
         conn.body = None;
-        conn.inbuf = Vec::new();
+        conn.input.release();
         self.set_deadline(conn, slot, CLOSE_GRACE);
     }
 
     fn set_deadline(&mut self, conn: &mut Conn, slot: u32, after: Duration) {
         let when = Instant::now() + after;
         conn.deadline = Some(when);
-        self.timers.push(Reverse((when, self.token(slot).0)));
+        self.arm(conn, slot, when);
+    }
+
+    /// Makes sure the timer heap wakes the loop by `when` for this connection. A connection
+    /// keeps at most one live entry: a later deadline is armed when the earlier entry comes due,
+    /// so that a busy keep-alive connection does not fill the heap with one entry per request.
+    fn arm(&mut self, conn: &mut Conn, slot: u32, when: Instant) {
+        if conn.armed.is_none_or(|armed| when < armed) {
+            conn.armed = Some(when);
+            self.timers.push(Reverse((when, self.token(slot).0)));
+        }
     }
 
     fn cors_headers(&self, origin: Option<&str>) -> String {
@@ -633,7 +667,7 @@ impl EventLoop {
             }
         }
         conn.phase = Phase::Streaming;
-        conn.inbuf = Vec::new();
+        conn.input.release();
         conn.deadline = None;
         conn.topics = query
             .topics
@@ -724,7 +758,7 @@ impl EventLoop {
                 Refusal::TooLarge,
             );
         }
-        if conn.inbuf.len() < length {
+        if conn.input.len() < length {
             if request.expect_continue {
                 conn.push(Arc::from(http::CONTINUE));
                 self.due.mark(conn, slot);
@@ -830,7 +864,8 @@ impl EventLoop {
     /// keeps it for replay. Returns true when a stop was requested.
     fn take_published(&mut self) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
-        let stop = self.inbox.take(&mut batch).stop;
+        let budget = self.intake_budget();
+        let stop = self.inbox.take(&mut batch, budget).stop;
         if !batch.is_empty() {
             self.fan_out(&batch);
             Counters::add(&self.inbox.counters.events_published, batch.len() as u64);
@@ -844,6 +879,32 @@ impl EventLoop {
         }
         self.batch = batch;
         stop
+    }
+
+    /// How many bytes of new events this turn may queue for every subscriber. A stream that keeps
+    /// up is written once per pass over the line of streams, and gets everything taken in
+    /// between: the stream that has waited longest shows how much that is. Taking nothing while
+    /// it is half-way to `max_queue` keeps streams that keep up from being dropped as slow
+    /// when publishers outpace the network; the publish queue fills and publishers are told so.
+    fn intake_budget(&mut self) -> usize {
+        let max_queue = self.config.max_queue;
+        while let Some(&slot) = self.due.streams.front() {
+            match self.slots[slot as usize].conn.as_ref() {
+                Some(conn) if conn.dirty && conn.phase == Phase::Streaming => {
+                    let waiting = conn.out_bytes.saturating_sub(conn.replay_allowance);
+                    return if waiting >= max_queue / 2 {
+                        0
+                    } else {
+                        (max_queue / 4).max(1)
+                    };
+                }
+                // Closed, or already written: it no longer waits.
+                _ => {
+                    self.due.streams.pop_front();
+                }
+            }
+        }
+        (max_queue / 4).max(1)
     }
 
     fn fan_out(&mut self, batch: &[Entry]) {
@@ -862,7 +923,7 @@ impl EventLoop {
                 }
             }
             if added {
-                if conn.out_bytes > max_queue + conn.replay_allowance {
+                if conn.out_bytes > max_queue.saturating_add(conn.replay_allowance) {
                     slow.push(slot);
                 } else {
                     self.due.mark(conn, slot);
@@ -951,10 +1012,13 @@ impl EventLoop {
                 conn.phase = Phase::Lingering;
                 let when = now + CLOSE_GRACE;
                 conn.deadline = Some(when);
-                let token = self.token(slot);
-                self.timers.push(Reverse((when, token.0)));
+                if conn.armed.is_none_or(|armed| when < armed) {
+                    conn.armed = Some(when);
+                    let token = self.token(slot);
+                    self.timers.push(Reverse((when, token.0)));
+                }
             }
-            Phase::Head if !conn.inbuf.is_empty() => {
+            Phase::Head if !conn.input.is_empty() => {
                 // Pipelined requests wait behind a full socket; go on with them now.
                 if let Some(mut conn) = self.slots[slot as usize].conn.take() {
                     let keep = self.process_input(&mut conn, slot);
@@ -982,15 +1046,30 @@ impl EventLoop {
             let Some(conn) = self.conn(slot) else {
                 continue;
             };
-            if conn.deadline != Some(when) {
-                continue; // Superseded by a later deadline.
+            if conn.armed != Some(when) {
+                continue; // An earlier entry was armed since; it took over.
+            }
+            conn.armed = None;
+            match conn.deadline {
+                None => continue,
+                Some(deadline) if deadline > now => {
+                    // The deadline moved on since this entry was armed.
+                    conn.armed = Some(deadline);
+                    self.timers.push(Reverse((deadline, token)));
+                    continue;
+                }
+                Some(_) => {}
             }
             match conn.phase {
-                Phase::Head if conn.inbuf.is_empty() && conn.keep_alive => self.close(slot),
+                Phase::Head if conn.input.is_empty() && conn.keep_alive => self.close(slot),
                 Phase::Head | Phase::Body => self.time_out(slot),
                 Phase::Closing | Phase::Lingering => self.close(slot),
                 Phase::Streaming => {}
             }
+        }
+        // Give back what a burst of connections left in the heap.
+        if self.timers.capacity() > 4096 && self.timers.len() < self.timers.capacity() / 4 {
+            self.timers.shrink_to(self.timers.len() * 2);
         }
         if self.next_heartbeat.is_some_and(|at| at <= now) {
             self.send_heartbeats();

@@ -105,18 +105,22 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
         ..Request::default()
     };
     for header in req.headers.iter() {
-        let value = std::str::from_utf8(header.value)
-            .map_err(|_| "header values must be UTF-8")?
-            .trim();
         let name = header.name;
+        // Only the headers ssed uses are decoded: a Latin-1 cookie or user agent is no reason
+        // to refuse a request.
+        let value = || -> Result<&str, &'static str> {
+            std::str::from_utf8(header.value)
+                .map(str::trim)
+                .map_err(|_| "header values must be UTF-8")
+        };
         if name.eq_ignore_ascii_case("last-event-id") {
-            out.last_event_id = Some(value.to_owned());
+            out.last_event_id = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("authorization") {
-            out.authorization = Some(value.to_owned());
+            out.authorization = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("content-type") {
-            out.content_type = Some(value.to_owned());
+            out.content_type = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
-            let length = parse_content_length(value).ok_or("invalid Content-Length")?;
+            let length = parse_content_length(value()?).ok_or("invalid Content-Length")?;
             if out.content_length.is_some_and(|seen| seen != length) {
                 return Err("conflicting Content-Length headers");
             }
@@ -124,11 +128,11 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             out.chunked = true;
         } else if name.eq_ignore_ascii_case("expect") {
-            out.expect_continue = value.eq_ignore_ascii_case("100-continue");
+            out.expect_continue = value()?.eq_ignore_ascii_case("100-continue");
         } else if name.eq_ignore_ascii_case("origin") {
-            out.origin = Some(value.to_owned());
+            out.origin = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("connection") {
-            out.keep_alive = connection_keeps_alive(value, out.keep_alive);
+            out.keep_alive = connection_keeps_alive(value()?, out.keep_alive);
         } else if name.eq_ignore_ascii_case("forwarded")
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("x-real-ip")
@@ -294,6 +298,14 @@ mod tests {
         assert_eq!(request.origin.as_deref(), Some("http://a.test"));
         assert!(request.proxied);
         assert!(!request.keep_alive);
+    }
+
+    #[test]
+    fn only_the_headers_used_must_be_utf8() {
+        let latin1 = b"GET /health HTTP/1.1\r\nUser-Agent: caf\xe9\r\nCookie: \xff\r\n\r\n";
+        assert_eq!(complete(latin1).path, "/health");
+        let bad = b"GET /events HTTP/1.1\r\nLast-Event-ID: \xff\r\n\r\n";
+        assert!(matches!(parse(bad), Head::Invalid(Status::BAD_REQUEST, _)));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! loop sees events in id order whatever thread published them. A publisher never blocks on the
 //! loop: a full queue is an error, and the loop takes the whole queue in one swap.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,7 +38,7 @@ impl std::fmt::Display for PublishError {
 impl std::error::Error for PublishError {}
 
 struct Queue {
-    events: Vec<Entry>,
+    events: VecDeque<Entry>,
     capacity: usize,
     next_id: u64,
     stopped: bool,
@@ -62,7 +63,7 @@ impl Inbox {
         Inbox {
             // Set: the loop is awake until it first prepares to sleep.
             queue: Mutex::new(Queue {
-                events: Vec::new(),
+                events: VecDeque::new(),
                 capacity,
                 next_id: first_id(),
                 stopped: false,
@@ -101,7 +102,7 @@ impl Inbox {
             (event.id.as_str(), None)
         };
         let encoded = frame::encode(id, &event.event_type, event.retry, &event.data);
-        queue.events.push(Entry::new(encoded, topics));
+        queue.events.push_back(Entry::new(encoded, topics));
         drop(queue);
         self.wake();
         Ok(assigned)
@@ -125,16 +126,27 @@ impl Inbox {
     /// something arrived meanwhile, so that it must not sleep.
     pub fn prepare_to_sleep(&self) -> bool {
         self.wake_pending.store(false, Ordering::SeqCst);
-        let queue = self.lock();
-        !queue.events.is_empty() || queue.stopped
+        // A stop needs no check here: it always wakes the loop.
+        !self.lock().events.is_empty()
     }
 
-    /// Moves every queued event into `into` (which must be empty), keeping both allocations.
-    pub fn take(&self, into: &mut Vec<Entry>) -> Taken {
+    /// Moves queued events into `into`, oldest first, until about `budget` bytes of frames
+    /// (at least one event when the budget is not zero). What is left waits for a later turn,
+    /// and fills the queue until publishers are told it is full: that is how a loop that cannot
+    /// deliver faster pushes back.
+    pub fn take(&self, into: &mut Vec<Entry>, budget: usize) -> Taken {
         let mut queue = self.lock();
-        std::mem::swap(&mut queue.events, into);
+        let mut taken = 0;
+        while taken < budget {
+            let Some(entry) = queue.events.pop_front() else {
+                break;
+            };
+            taken += entry.frame.len();
+            into.push(entry);
+        }
+        // Stop only once every event accepted before the stop has been taken.
         Taken {
-            stop: queue.stopped,
+            stop: queue.stopped && queue.events.is_empty(),
         }
     }
 
@@ -171,7 +183,7 @@ mod tests {
         assert!(a >= before && b == a + 1);
         assert_eq!(inbox.publish(&Event::new("c").id("mine")), Ok(None));
         let mut taken = Vec::new();
-        inbox.take(&mut taken);
+        inbox.take(&mut taken, usize::MAX);
         let ids: Vec<&[u8]> = taken.iter().map(|e| e.id()).collect();
         assert_eq!(
             ids,
@@ -194,6 +206,25 @@ mod tests {
             inbox.publish(&bad),
             Err(PublishError::Invalid(FieldError::EventType))
         );
+    }
+
+    #[test]
+    fn take_stops_at_the_budget_and_stop_waits_for_the_rest() {
+        let (_poll, inbox) = inbox(8);
+        for data in ["a", "b", "c"] {
+            inbox.publish(&Event::new(data)).unwrap();
+        }
+        inbox.stop();
+        let mut taken = Vec::new();
+        assert!(
+            !inbox.take(&mut taken, 1).stop,
+            "two events are still queued"
+        );
+        assert_eq!(taken.len(), 1);
+        assert!(!inbox.take(&mut taken, 0).stop);
+        assert_eq!(taken.len(), 1, "a zero budget takes nothing");
+        assert!(inbox.take(&mut taken, usize::MAX).stop);
+        assert_eq!(taken.len(), 3);
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod stats;
 #[doc(hidden)]
 pub mod sys;
 
-pub use config::{Config, Cors, LogLevel};
+pub use config::{Config, Cors, LogLevel, MAX_INTERVAL};
 pub use event::Event;
 pub use frame::FieldError;
 pub use inbox::PublishError;

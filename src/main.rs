@@ -167,7 +167,16 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             }
             "--listen" => config.listen = parse_addr(&flag, &value()?)?,
             "--history" => config.history = number(&flag, &value()?)?,
-            "--heartbeat" => config.heartbeat = Duration::from_secs(number(&flag, &value()?)?),
+            "--heartbeat" => {
+                let secs: u64 = number(&flag, &value()?)?;
+                if secs > ssed::MAX_INTERVAL.as_secs() {
+                    return Err(format!(
+                        "{flag}: at most {} seconds",
+                        ssed::MAX_INTERVAL.as_secs()
+                    ));
+                }
+                config.heartbeat = Duration::from_secs(secs);
+            }
             "--retry" => config.retry = Some(number(&flag, &value()?)?),
             "--max-clients" => config.max_clients = positive(&flag, &value()?)?,
             "--max-queue" => config.max_queue = positive(&flag, &value()?)?,
@@ -396,6 +405,7 @@ mod tests {
             (&["--bogus"], "--bogus"),
             (&["--listen", "nowhere"], "--listen"),
             (&["--max-clients", "0"], "--max-clients"),
+            (&["--heartbeat", "18446744073709551615"], "--heartbeat"),
             (&["--retry"], "--retry"),
             (&["--topic", "x"], "--topic"),
             (&["--stdin", "--event", "a\nb"], "--event"),

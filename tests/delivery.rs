@@ -322,3 +322,48 @@ fn a_replay_larger_than_max_queue_is_not_dropped() {
     assert_eq!(sub.next_event().data.as_deref(), Some("live"));
     assert_eq!(server.handle.stats().subscribers_dropped_slow, 0);
 }
+
+#[test]
+fn publishers_faster_than_the_network_get_queue_full_not_dropped_subscribers() {
+    let server = TestServer::start(Config {
+        max_queue: 64 * 1024,
+        ..Config::default()
+    });
+    let total = 20_000;
+    let readers: Vec<_> = (0..20)
+        .map(|_| {
+            let mut sub = server.subscribe("/events", "");
+            std::thread::spawn(move || {
+                for i in 0..total {
+                    assert_eq!(
+                        sub.next_event().data.map(|d| d.len()),
+                        Some(1000),
+                        "event {i}"
+                    );
+                }
+            })
+        })
+        .collect();
+    server.wait_subscribers(20);
+    let payload = "p".repeat(1000);
+    let mut full = 0u64;
+    for _ in 0..total {
+        loop {
+            match server.handle.publish(&Event::new(payload.as_str())) {
+                Err(ssed::PublishError::QueueFull) => {
+                    full += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                other => {
+                    other.unwrap();
+                    break;
+                }
+            }
+        }
+    }
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(server.handle.stats().subscribers_dropped_slow, 0);
+    eprintln!("publisher saw a full queue {full} times");
+}

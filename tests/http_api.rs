@@ -487,3 +487,46 @@ fn a_client_that_pipelines_without_reading_is_closed() {
     );
     assert_eq!(server.get("/health").status, 200, "others are still served");
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let server = TestServer::default();
+    for _ in 0..20 {
+        let mut stream = server.connect();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let answer = read_response(&mut stream);
+        assert_eq!((answer.status, answer.text().as_str()), (200, "ok\n"));
+    }
+}
+
+#[test]
+fn large_pipelined_publishes_are_all_read() {
+    let server = TestServer::default();
+    let body = "z".repeat(600 * 1024);
+    let mut requests = Vec::new();
+    for _ in 0..5 {
+        requests.extend_from_slice(
+            format!(
+                "POST /publish HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    requests.extend_from_slice(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let mut stream = server.connect();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || stream.write_all(&requests).unwrap())
+    };
+    let mut reader = HttpReader::default();
+    for _ in 0..5 {
+        assert_eq!(reader.read_response(&mut stream).status, 200);
+    }
+    assert_eq!(reader.read_response(&mut stream).text(), "ok\n");
+    writer.join().unwrap();
+    assert_eq!(server.handle.stats().events_published, 5);
+}
