@@ -157,8 +157,21 @@ async function eventSourceTest(context, relay) {
     throw new Error(`reconnect request should carry Last-Event-ID: ${lastId}; got: ${JSON.stringify(resent)}`);
   }
   await page.evaluate(() => window.__es.close());
+
+  // Replay asked for in the query string, for clients that cannot set Last-Event-ID.
+  await page.evaluate(({ topic, lastId }) => {
+    window.__got = [];
+    const record = (e) => window.__got.push({ type: e.type, data: e.data, id: e.lastEventId });
+    window.__es = new EventSource(`/events?topic=${encodeURIComponent(topic)}&lastEventId=${encodeURIComponent(lastId)}`);
+    window.__es.onmessage = record;
+    window.__es.addEventListener('tick', record);
+  }, { topic, lastId });
+  await waitFor(page, 'events replayed after ?lastEventId=', (n) => window.__got.length >= n, missed.length);
+  assertEvents(await page.evaluate(() => window.__got), missed, 'events replayed after ?lastEventId=');
+  await page.evaluate(() => window.__es.close());
   await page.close();
-  console.log(`ok: EventSource got ${want.length} live events (default, named, multi-line) and ${missed.length} replayed after reconnect`);
+  console.log(`ok: EventSource got ${want.length} live events (default, named, multi-line), `
+    + `${missed.length} replayed after reconnect with Last-Event-ID, and again with ?lastEventId=`);
 }
 
 function assertEvents(got, want, label) {
@@ -179,7 +192,9 @@ async function screenshot(context, path) {
       constructor(...args) { super(...args); window.__sources.push(this); }
     };
   });
-  await page.goto(base + '/', { timeout: STEP_TIMEOUT_MS });
+  // EventSource hands named events only to listeners of that type: `?type=tick` makes the
+  // viewer listen for the named event published below.
+  await page.goto(base + '/?type=tick', { timeout: STEP_TIMEOUT_MS });
   await waitFor(page, 'viewer EventSource open',
     () => window.__sources.some((s) => s.readyState === EventSource.OPEN));
 
@@ -195,6 +210,12 @@ async function screenshot(context, path) {
 }
 
 async function main() {
+  // Fail plainly when ssed is not there, rather than with a browser navigation error.
+  const health = await fetch(base + '/health', { signal: AbortSignal.timeout(5000) }).catch((e) => {
+    throw new Error(`ssed not reachable at ${base}: ${e.cause?.message ?? e.message}`);
+  });
+  if (health.status !== 200) throw new Error(`GET ${base}/health: HTTP ${health.status}`);
+
   const profile = await mkdtemp(join(tmpdir(), 'ssed-chromium-'));
   let context;
   let relay;
