@@ -865,7 +865,7 @@ impl EventLoop {
     fn take_published(&mut self) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
         let budget = self.intake_budget();
-        let stop = self.inbox.take(&mut batch, budget).stop;
+        let stop = self.inbox.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
             Counters::add(&self.inbox.counters.events_published, batch.len() as u64);

@@ -53,11 +53,6 @@ pub(crate) struct Inbox {
     pub counters: Counters,
 }
 
-/// What the loop takes from the inbox in one turn.
-pub(crate) struct Taken {
-    pub stop: bool,
-}
-
 impl Inbox {
     pub fn new(waker: mio::Waker, capacity: usize) -> Inbox {
         Inbox {
@@ -134,7 +129,8 @@ impl Inbox {
     /// (at least one event when the budget is not zero). What is left waits for a later turn,
     /// and fills the queue until publishers are told it is full: that is how a loop that cannot
     /// deliver faster pushes back.
-    pub fn take(&self, into: &mut Vec<Entry>, budget: usize) -> Taken {
+    /// Returns true when the server is stopped and every event it accepted has been taken.
+    pub fn take(&self, into: &mut Vec<Entry>, budget: usize) -> bool {
         let mut queue = self.lock();
         let mut taken = 0;
         while taken < budget {
@@ -145,9 +141,7 @@ impl Inbox {
             into.push(entry);
         }
         // Stop only once every event accepted before the stop has been taken.
-        Taken {
-            stop: queue.stopped && queue.events.is_empty(),
-        }
+        queue.stopped && queue.events.is_empty()
     }
 
     /// True once `stop` has been called.
@@ -216,14 +210,11 @@ mod tests {
         }
         inbox.stop();
         let mut taken = Vec::new();
-        assert!(
-            !inbox.take(&mut taken, 1).stop,
-            "two events are still queued"
-        );
+        assert!(!inbox.take(&mut taken, 1), "two events are still queued");
         assert_eq!(taken.len(), 1);
-        assert!(!inbox.take(&mut taken, 0).stop);
+        assert!(!inbox.take(&mut taken, 0));
         assert_eq!(taken.len(), 1, "a zero budget takes nothing");
-        assert!(inbox.take(&mut taken, usize::MAX).stop);
+        assert!(inbox.take(&mut taken, usize::MAX));
         assert_eq!(taken.len(), 3);
     }
 

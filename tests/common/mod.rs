@@ -149,9 +149,12 @@ pub struct HttpReader {
 impl HttpReader {
     fn fill(&mut self, stream: &mut TcpStream, what: &str) {
         let mut chunk = [0u8; 4096];
-        let n = stream
-            .read(&mut chunk)
-            .unwrap_or_else(|e| panic!("reading {what}: {e}"));
+        let n = loop {
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other.unwrap_or_else(|e| panic!("reading {what}: {e}")),
+            }
+        };
         assert!(
             n > 0,
             "closed while reading {what}: {:?}",
@@ -216,13 +219,17 @@ pub struct Sse {
 impl Sse {
     fn read_more(&mut self) -> bool {
         let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return true;
+                }
+                // A signal meant for the test process (a child exiting) is no failure.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("stream read failed: {e}"),
             }
-            Err(e) => panic!("stream read failed: {e}"),
         }
     }
 
