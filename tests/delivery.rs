@@ -306,6 +306,12 @@ fn a_replay_larger_than_max_queue_is_not_dropped() {
     for _ in 0..64 {
         server.handle.publish(&Event::new(big.as_str())).unwrap();
     }
+    // The loop takes large events from the publish queue over several turns; the replay is of
+    // the whole retained history.
+    wait_until(
+        || server.handle.stats().history_events == 64,
+        "the history to fill",
+    );
     // 8 MiB of replay: more than the socket buffers take, so most of it is still queued when
     // the live event arrives.
     let mut sub = server.subscribe("/events?lastEventId=none", "");
