@@ -1,11 +1,11 @@
-//! Generates the C headers from src/ffi.rs with cbindgen.
+//! Generates the C headers from src/ffi/ with cbindgen.
 //!
 //! - `include/ssed.h`: the header for C and C++ programs (committed; CI checks it is current).
 //! - `include/ssed_ffi.h`: the same declarations without preprocessor lines or comments, for
 //!   PHP's `FFI::cdef`, which accepts no `#include`, `#define` or `#ifdef`.
 //!
 //! Both are also written to `OUT_DIR`, so tests/c_api.rs can tell whether the copies in
-//! `include/` are what this build generates. cbindgen reads src/ffi.rs alone (`with_src`): no
+//! `include/` are what this build generates. cbindgen reads src/ffi/ alone (`with_src`): no
 //! `cargo metadata`, no macro expansion, so it works offline and in a read-only registry.
 
 use std::env;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 const PREAMBLE: &str = "\
 /* ssed.h: the C API of libssed, a tiny, fast Server-Sent Events server.
  *
- * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit: change src/ffi.rs and run
+ * Generated from src/ffi/ by build.rs (cbindgen). Do not edit: change src/ffi/ and run
  * `cargo build`.
  *
  * Conventions:
@@ -42,7 +42,7 @@ const PREAMBLE: &str = "\
 
 const PHP_PREAMBLE: &str = "\
 /* ssed_ffi.h: the declarations of ssed.h without preprocessor lines, for PHP's FFI::cdef.
- * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit. C programs include ssed.h,
+ * Generated from src/ffi/ by build.rs (cbindgen). Do not edit. C programs include ssed.h,
  * which documents every function. */";
 
 fn main() {
@@ -50,11 +50,11 @@ fn main() {
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/ffi.rs");
+    println!("cargo:rerun-if-changed=src/ffi");
     // Rerun when a header is edited or deleted by hand, so that it is regenerated.
     println!("cargo:rerun-if-changed=include/ssed.h");
     println!("cargo:rerun-if-changed=include/ssed_ffi.h");
-    let source = root.join("src/ffi.rs");
+    let source = root.join("src/ffi/mod.rs");
     generate(&source, c_config(), &out_dir, &root, "ssed.h");
     generate(&source, php_config(), &out_dir, &root, "ssed_ffi.h");
     println!("cargo:rerun-if-changed=src/viewer.html");
@@ -84,7 +84,7 @@ fn base_config() -> cbindgen::Config {
         style: cbindgen::Style::Both,
         ..cbindgen::Config::default()
     };
-    // SSE_RESULT_QUEUE_FULL rather than QueueFull. The enums are repr(C) in src/ffi.rs: a
+    // SSE_RESULT_QUEUE_FULL rather than QueueFull. The enums are repr(C) in src/ffi/: a
     // repr(u32) enum would be wrapped in #if blocks that PHP's FFI cannot parse.
     config.enumeration.prefix_with_name = true;
     config.enumeration.rename_variants = cbindgen::RenameRule::ScreamingSnakeCase;
@@ -124,7 +124,7 @@ fn generate(source: &Path, config: cbindgen::Config, out_dir: &Path, root: &Path
         .with_config(config)
         .with_src(source)
         .generate()
-        .expect("cbindgen could not read src/ffi.rs");
+        .expect("cbindgen could not read src/ffi/");
     let mut text = Vec::new();
     bindings.write(&mut text);
     fs::write(out_dir.join(name), &text).expect("cannot write to OUT_DIR");

@@ -1,6 +1,6 @@
 /* ssed.h: the C API of libssed, a tiny, fast Server-Sent Events server.
  *
- * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit: change src/ffi.rs and run
+ * Generated from src/ffi/ by build.rs (cbindgen). Do not edit: change src/ffi/ and run
  * `cargo build`.
  *
  * Conventions:

@@ -1,5 +1,5 @@
 /* ssed_ffi.h: the declarations of ssed.h without preprocessor lines, for PHP's FFI::cdef.
- * Generated from src/ffi.rs by build.rs (cbindgen). Do not edit. C programs include ssed.h,
+ * Generated from src/ffi/ by build.rs (cbindgen). Do not edit. C programs include ssed.h,
  * which documents every function. */
 
 typedef enum sse_result {

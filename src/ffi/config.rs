@@ -1,0 +1,240 @@
+//! `sse_config`: the settings a C caller gives `sse_server_new`, and their defaults.
+
+use std::ffi::{CStr, c_char};
+use std::mem::{offset_of, size_of};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::result::{fail, sse_result};
+use super::{check_struct_size, guard, optional_str};
+use crate::{Config, Cors, LogLevel};
+
+/// How much the server writes on the process's stderr (the `log_level` of `sse_config`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sse_log_level {
+    /// Nothing.
+    Off = 0,
+    /// Errors only (the library's default: the host program owns stderr).
+    Quiet = 1,
+    /// Also start, refused clients and slow subscribers dropped (the daemon's default).
+    Info = 2,
+    /// Also every connection accepted and closed.
+    Verbose = 3,
+}
+
+/// Server settings. Declare one, fill it with `sse_config_init(&config, sizeof config)`, change
+/// the fields you care about, and pass it to `sse_server_new`, which copies what it needs: the
+/// struct and its strings may be freed as soon as `sse_server_new` returns.
+///
+/// Fields are only ever added at the end, with 0 meaning their default. `size` tells the
+/// library how much of the struct a caller has, so a program built against an older header
+/// keeps working with a newer library, and a newer one gets a clear error from an older library
+/// when it sets a field that library does not know.
+///
+/// Not safe for concurrent use: one thread at a time.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct sse_config {
+    /// Size of the caller's struct, set by `sse_config_init`. Do not change it.
+    pub size: usize,
+    /// Address to listen on, `"HOST:PORT"` (`"[::1]:8080"` for IPv6); port 0 picks a free port
+    /// (read it back with `sse_server_port`). Default "127.0.0.1:8080"; NULL also means it.
+    pub listen: *const c_char,
+    /// Events kept for `Last-Event-ID` replay. Default 1024; 0 keeps none.
+    pub history: usize,
+    /// Most open client connections, subscribers and requests alike. Default 10000.
+    pub max_clients: usize,
+    /// Most bytes waiting for one subscriber before it is dropped. Default 1 MiB.
+    pub max_queue: usize,
+    /// Largest HTTP publish body, in bytes. Default 1 MiB.
+    pub max_body: usize,
+    /// Most events waiting between publishers and the loop; beyond it `sse_publish` returns
+    /// `SSE_RESULT_QUEUE_FULL`. Default 65536.
+    pub publish_queue: usize,
+    /// Milliseconds between heartbeat comments on every stream; 0 turns them off. Default 15000.
+    pub heartbeat_ms: u64,
+    /// Milliseconds a client has to send its whole request head. Default 10000; must not be 0.
+    pub head_timeout_ms: u64,
+    /// `retry:` milliseconds sent at the start of every stream, at most 4294967295; negative
+    /// sends none. Default -1.
+    pub retry_ms: i64,
+    /// CORS: NULL (default) sends no CORS headers; "*" allows any origin; otherwise a
+    /// comma-separated list of origins.
+    pub cors_origin: *const c_char,
+    /// When not NULL, publishing over HTTP needs `Authorization: Bearer <token>`. Default NULL.
+    pub publish_token: *const c_char,
+    /// When not NULL, subscribing needs the bearer token or `?token=`. Default NULL.
+    pub subscribe_token: *const c_char,
+    /// One of `sse_log_level`. Default `SSE_LOG_LEVEL_QUIET`.
+    pub log_level: i64,
+}
+
+/// Where the listen address points by default (a static string, so `sse_config_init` allocates
+/// nothing the caller would have to free).
+const DEFAULT_LISTEN: &CStr = c"127.0.0.1:8080";
+
+/// Bytes of the smallest `sse_config` a caller may pass: the first published layout.
+const CONFIG_MIN_SIZE: usize = offset_of!(sse_config, log_level) + size_of::<i64>();
+
+/// Fills `*config` with the defaults. `size` is `sizeof *config` as the caller's header has it,
+/// so that a program built against an older header is never written past its struct.
+/// Strings the defaults point to are static. Nothing to free afterwards.
+/// Returns `SSE_RESULT_NULL_ARGUMENT` for a NULL `config`, `SSE_RESULT_INVALID_ARGUMENT` when
+/// `size` is smaller than the first published `sse_config` or implausibly large.
+/// Thread-safety: any thread, each on its own struct.
+///
+/// # Safety
+/// `config` is NULL or points to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sse_config_init(config: *mut sse_config, size: usize) -> sse_result {
+    guard(sse_result::Panic, || {
+        if config.is_null() {
+            return fail(sse_result::NullArgument, "config is NULL");
+        }
+        if let Err(why) = check_struct_size("sse_config", size, CONFIG_MIN_SIZE) {
+            return why;
+        }
+        let defaults = sse_config {
+            size,
+            ..config_defaults()
+        };
+        let known = size.min(size_of::<sse_config>());
+        // SAFETY: the caller promises `size` writable bytes at `config`; `known <= size` bytes
+        // are copied from a live `sse_config`, and fields added later treat 0 as their default,
+        // so zeroing the rest gives a newer caller's unknown fields their defaults.
+        unsafe {
+            config.cast::<u8>().write_bytes(0, size);
+            std::ptr::copy_nonoverlapping(
+                (&raw const defaults).cast::<u8>(),
+                config.cast::<u8>(),
+                known,
+            );
+        }
+        sse_result::Ok
+    })
+}
+
+fn config_defaults() -> sse_config {
+    let config = Config::default();
+    sse_config {
+        size: size_of::<sse_config>(),
+        listen: DEFAULT_LISTEN.as_ptr(),
+        history: config.history,
+        max_clients: config.max_clients,
+        max_queue: config.max_queue,
+        max_body: config.max_body,
+        publish_queue: config.publish_queue,
+        heartbeat_ms: millis(config.heartbeat),
+        head_timeout_ms: millis(config.head_timeout),
+        retry_ms: config.retry.map_or(-1, i64::from),
+        cors_origin: std::ptr::null(),
+        publish_token: std::ptr::null(),
+        subscribe_token: std::ptr::null(),
+        log_level: sse_log_level::Quiet as i64,
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads the caller's config: the fields its `size` covers, defaults for the rest.
+///
+/// # Safety
+/// `config` is non-NULL, was filled by `sse_config_init`, and covers `config.size` bytes.
+pub(super) unsafe fn read_config(config: *const sse_config) -> Result<sse_config, sse_result> {
+    // SAFETY: `size` is the first field of every layout (the caller's promise).
+    let size = unsafe { (*config).size };
+    check_struct_size("sse_config", size, CONFIG_MIN_SIZE)?;
+    let mut copy = config_defaults();
+    let known = size.min(size_of::<sse_config>());
+    // SAFETY: `known` bytes are readable at `config` and fit in `copy`; every field is an
+    // integer or a raw pointer, valid for any bit pattern.
+    unsafe {
+        std::ptr::copy_nonoverlapping(config.cast::<u8>(), (&raw mut copy).cast::<u8>(), known);
+    }
+    // A newer header's fields this library does not know must be left at 0 (their default).
+    // SAFETY: the caller's struct has `size` readable bytes.
+    let tail = unsafe { std::slice::from_raw_parts(config.cast::<u8>().add(known), size - known) };
+    if let Some(offset) = tail.iter().position(|&b| b != 0) {
+        return Err(fail(
+            sse_result::InvalidArgument,
+            format_args!(
+                "sse_config sets a field at byte {} that this libssed {} does not know; \
+                 use the library that matches ssed.h",
+                known + offset,
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
+    Ok(copy)
+}
+
+/// Turns the C config into the library's, refusing what it cannot run with.
+///
+/// # Safety
+/// Every non-NULL string in `c` is NUL-terminated and valid for the call.
+pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
+    let invalid = |why: String| fail(sse_result::InvalidArgument, why);
+    // SAFETY: the caller's promise on the strings of `c`.
+    let (listen, cors, publish_token, subscribe_token) = unsafe {
+        (
+            optional_str(c.listen, "listen")?,
+            optional_str(c.cors_origin, "cors_origin")?,
+            optional_str(c.publish_token, "publish_token")?,
+            optional_str(c.subscribe_token, "subscribe_token")?,
+        )
+    };
+    let mut config = Config::default();
+    if !c.listen.is_null() {
+        config.listen = listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(format!(
+                "listen: expected an address such as 127.0.0.1:8080, got {listen:?}"
+            ))
+        })?;
+    }
+    config.history = c.history;
+    config.max_clients = c.max_clients;
+    config.max_queue = c.max_queue;
+    config.max_body = c.max_body;
+    config.publish_queue = c.publish_queue;
+    config.heartbeat = Duration::from_millis(c.heartbeat_ms);
+    config.head_timeout = Duration::from_millis(c.head_timeout_ms);
+    config.retry = match c.retry_ms {
+        ms if ms < 0 => None,
+        ms => Some(
+            u32::try_from(ms).map_err(|_| invalid(format!("retry_ms: {ms} is over 4294967295")))?,
+        ),
+    };
+    if !c.cors_origin.is_null() {
+        config.cors = Cors::parse(cors).map_err(|why| invalid(format!("cors_origin: {why}")))?;
+    }
+    config.publish_token = (!c.publish_token.is_null()).then(|| publish_token.to_owned());
+    config.subscribe_token = (!c.subscribe_token.is_null()).then(|| subscribe_token.to_owned());
+    config.log = match c.log_level {
+        0 => LogLevel::Off,
+        1 => LogLevel::Quiet,
+        2 => LogLevel::Info,
+        3 => LogLevel::Verbose,
+        other => {
+            return Err(invalid(format!(
+                "log_level: {other} is not an sse_log_level"
+            )));
+        }
+    };
+    config.validate().map_err(invalid)?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_has_no_padding_between_fields() {
+        // Fields are read by byte count (see sse_config): every byte up to the size must belong
+        // to a field, or a padding byte could be read as a field added later.
+        assert_eq!(CONFIG_MIN_SIZE, size_of::<sse_config>());
+    }
+}

@@ -1,0 +1,153 @@
+//! `sse_publish`: the one call on the hot path.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+
+use super::result::{fail, sse_result};
+use super::server::sse_server;
+use super::{guard, optional_str};
+use crate::{Event, FieldError, PublishError};
+
+/// Publishes one event to the subscribers of `topic` and appends it to the history. Copies
+/// everything it needs before returning; never blocks on the loop or the network.
+/// - `topic`: NULL or "" for the empty topic (which `GET /events` without `topic=` receives).
+/// - `event_type`: NULL or "" for the default type `message`; must not contain CR or LF.
+/// - `data`, `data_len`: the payload, `data_len` bytes of UTF-8, not necessarily
+///   NUL-terminated; `data` may be NULL when `data_len` is 0. Line breaks (LF, CRLF, CR) become
+///   one `data:` line each.
+/// - `id`: NULL or "" to let the server assign the next id; otherwise the event's id, which
+///   must not contain CR or LF.
+///
+/// Strings are NUL-terminated UTF-8, so a NUL can only end them. Returns, on success, the id
+/// the server assigned (a decimal integer, always > 0: ids start at the current time in
+/// microseconds and count up, so they also grow across restarts), or 0 when the caller gave its
+/// own `id` (the event then carries exactly that id). On failure, nothing is published and a
+/// negative `sse_result` comes back: `SSE_RESULT_NULL_ARGUMENT` (NULL `server`, or NULL `data`
+/// with `data_len` > 0), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR or LF in
+/// `event_type` or `id`), `SSE_RESULT_QUEUE_FULL` (the loop is `publish_queue` events behind:
+/// retry later or drop the event), `SSE_RESULT_STOPPED`.
+/// Events published before the loop starts are queued (up to `publish_queue`) and sent when it
+/// does. Events published from one thread reach every subscriber in that order.
+/// Thread-safety: any thread, concurrently, until `sse_server_free`.
+///
+/// # Safety
+/// `server` is NULL or a server from `sse_server_new` not yet freed; `topic`, `event_type` and
+/// `id` are NULL or NUL-terminated; `data` is NULL or points to `data_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sse_publish(
+    server: *const sse_server,
+    topic: *const c_char,
+    event_type: *const c_char,
+    data: *const c_char,
+    data_len: usize,
+    id: *const c_char,
+) -> i64 {
+    guard(sse_result::Panic as i64, || {
+        // SAFETY: NULL or live (the caller's promise).
+        let Some(server) = (unsafe { server.as_ref() }) else {
+            return fail(sse_result::NullArgument, "server is NULL") as i64;
+        };
+        with_scratch_event(|event| {
+            // SAFETY: the caller's promise on each pointer, as stated above.
+            if let Err(code) = unsafe { fill_event(event, topic, event_type, data, data_len, id) } {
+                return code as i64;
+            }
+            match server.handle().publish(event) {
+                // Ids start near 2^50 (microseconds since 1970) and count up by one per event,
+                // so they stay below 2^63 for far longer than any server runs.
+                Ok(Some(assigned)) => i64::try_from(assigned).unwrap_or(i64::MAX),
+                Ok(None) => 0,
+                Err(e) => publish_failed(e) as i64,
+            }
+        })
+    })
+}
+
+thread_local! {
+    /// Each publishing thread's `Event`, refilled on every call so that its strings keep their
+    /// capacity: the hot path then allocates nothing of its own.
+    static SCRATCH_EVENT: RefCell<Event> = RefCell::new(Event::default());
+}
+
+/// Bytes a scratch event may keep between calls; a bigger event's buffers are released.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+fn with_scratch_event<R>(mut f: impl FnMut(&mut Event) -> R) -> R {
+    let reused = SCRATCH_EVENT.try_with(|scratch| {
+        let mut event = scratch.borrow_mut();
+        let result = f(&mut event);
+        let kept = [&event.data, &event.event_type, &event.id]
+            .into_iter()
+            .chain(&event.topics)
+            .map(String::capacity)
+            .sum::<usize>();
+        if kept > SCRATCH_KEEP {
+            *event = Event::default();
+        }
+        result
+    });
+    // Err: the thread is exiting and its scratch is gone; a fresh event does the job.
+    reused.unwrap_or_else(|_| f(&mut Event::default()))
+}
+
+/// Copies the arguments of `sse_publish` into `event`, reusing its buffers.
+///
+/// # Safety
+/// As for `sse_publish`.
+unsafe fn fill_event(
+    event: &mut Event,
+    topic: *const c_char,
+    event_type: *const c_char,
+    data: *const c_char,
+    data_len: usize,
+    id: *const c_char,
+) -> Result<(), sse_result> {
+    let data: &[u8] = match (data.is_null(), data_len) {
+        (_, 0) => &[],
+        (true, _) => {
+            return Err(fail(
+                sse_result::NullArgument,
+                "data is NULL but data_len > 0",
+            ));
+        }
+        (false, len) if len > isize::MAX as usize => {
+            return Err(fail(sse_result::InvalidArgument, "data_len is too large"));
+        }
+        // SAFETY: `data` points to `data_len` readable bytes (the caller's promise).
+        (false, len) => unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) },
+    };
+    let data = std::str::from_utf8(data)
+        .map_err(|_| fail(sse_result::InvalidUtf8, "data is not valid UTF-8"))?;
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (topic, event_type, id) = unsafe {
+        (
+            optional_str(topic, "topic")?,
+            optional_str(event_type, "event_type")?,
+            optional_str(id, "id")?,
+        )
+    };
+    // One topic always: "" is the empty topic, the same as none.
+    event.topics.resize_with(1, String::new);
+    replace(&mut event.topics[0], topic);
+    replace(&mut event.event_type, event_type);
+    replace(&mut event.data, data);
+    replace(&mut event.id, id);
+    event.retry = None;
+    Ok(())
+}
+
+fn replace(buffer: &mut String, text: &str) {
+    buffer.clear();
+    buffer.push_str(text);
+}
+
+fn publish_failed(e: PublishError) -> sse_result {
+    let code = match e {
+        PublishError::Invalid(FieldError::Utf8) => sse_result::InvalidUtf8,
+        PublishError::Invalid(FieldError::EventType | FieldError::Id) => sse_result::InvalidField,
+        PublishError::Invalid(FieldError::Retry) => sse_result::InvalidArgument,
+        PublishError::QueueFull => sse_result::QueueFull,
+        PublishError::Stopped => sse_result::Stopped,
+    };
+    fail(code, e)
+}
