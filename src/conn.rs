@@ -13,6 +13,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::http::Request;
+use crate::input::Input;
 use crate::sys;
 
 /// Most frames handed to one `sendmsg` (Linux's IOV_MAX).
@@ -42,57 +43,6 @@ pub struct PendingBody {
     pub request: Request,
     pub length: usize,
 }
-
-/// Request bytes received and not yet handled. Handled requests are only skipped over, and the
-/// rest moved to the front once per read, so that many pipelined requests cost linear time.
-#[derive(Default)]
-pub struct Input {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl Input {
-    /// The bytes not yet handled.
-    pub fn pending(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Marks the first `n` pending bytes handled.
-    pub fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.buf.len());
-    }
-
-    /// Moves what is left to the front, and gives back the memory a burst left behind.
-    pub fn compact(&mut self) {
-        self.buf.drain(..self.start);
-        self.start = 0;
-        if self.buf.is_empty() && self.buf.capacity() > INPUT_KEPT {
-            self.buf = Vec::new();
-        } else if self.buf.capacity() > 2 * self.buf.len().max(INPUT_KEPT) {
-            self.buf.shrink_to(self.buf.len().max(INPUT_KEPT));
-        }
-    }
-
-    /// Frees the buffer: no more requests will be read.
-    pub fn release(&mut self) {
-        *self = Input::default();
-    }
-}
-
-/// Input buffer capacity a keep-alive connection keeps between requests.
-const INPUT_KEPT: usize = 4 * 1024;
 
 /// How reading left a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

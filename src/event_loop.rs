@@ -1,9 +1,12 @@
-//! The single-threaded mio loop that owns the listener and every connection.
+//! The single-threaded mio loop that owns the listener and every connection: its mechanics.
 //!
-//! Each turn: wait for readiness (or the next timer), accept and read what is ready, take every
-//! event published since the last turn and queue it for its subscribers, fire due timers, then
-//! write: at most one `sendmsg` per connection per turn, carrying every frame it has pending.
-//! Sockets are edge-triggered, so every read and accept goes on until `WouldBlock`.
+//! Each turn: wait for readiness (or the next timer); accept and read what is ready, handing
+//! every complete request to `requests/`; take the events the store has ready and queue each
+//! one's shared frame for its subscribers (the fan-out); fire due timers; then write: at most
+//! one `sendmsg` per connection per turn, carrying every frame it has pending. Sockets are
+//! edge-triggered, so every read and accept goes on until `WouldBlock`. What each request gets
+//! is decided in `requests/`, where events come from and are kept in `store/`; this file only
+//! offers them its means: `respond`, `reject`, deadlines, and `add_subscriber`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -15,14 +18,13 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{Config, Cors, LogLevel};
-use crate::conn::{Conn, Flushed, PendingBody, Phase, ReadEnd};
+use crate::config::{Config, LogLevel};
+use crate::conn::{Conn, Flushed, Phase, ReadEnd};
 use crate::frame;
-use crate::history::{Entry, History};
-use crate::http::{self, Head, Method, Request, Status};
-use crate::inbox::{Inbox, PublishError};
-use crate::params::{self, Body};
+use crate::http::{self, Status};
+use crate::input::Next;
 use crate::stats::{Counters, Refusal};
+use crate::store::{Entry, Intake, Store};
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -46,17 +48,6 @@ const MAX_DISCARD_READS: usize = 64;
 const SCRATCH: usize = 16 * 1024;
 /// Streams written per turn before looking for new events and requests again.
 const STREAM_WRITES: usize = 256;
-/// A viewer page lists at most this many event types seen in the history.
-const VIEWER_TYPES: usize = 32;
-
-/// src/viewer.html, without its indentation (see build.rs).
-const VIEWER_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/viewer.html"));
-/// Where the viewer page takes the list of event types to listen to.
-const VIEWER_MARK: &str = "/*EVENT_TYPES*/[]";
-const VIEWER_MARK_AT: usize = find_in_page(VIEWER_HTML.as_bytes(), VIEWER_MARK.as_bytes());
-const PREFLIGHT_HEADERS: &str = "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
-    Access-Control-Allow-Headers: Last-Event-ID, Authorization, Content-Type, Cache-Control\r\n\
-    Access-Control-Max-Age: 86400\r\n";
 
 struct Slot {
     generation: u32,
@@ -65,13 +56,13 @@ struct Slot {
 
 /// Connections waiting for a write: requests are answered every turn, streams take turns.
 #[derive(Default)]
-struct Due {
+pub(crate) struct Due {
     requests: Vec<u32>,
     streams: VecDeque<u32>,
 }
 
 impl Due {
-    fn mark(&mut self, conn: &mut Conn, slot: u32) {
+    pub(crate) fn mark(&mut self, conn: &mut Conn, slot: u32) {
         if conn.dirty {
             return;
         }
@@ -91,40 +82,49 @@ impl Due {
 pub(crate) struct EventLoop {
     poll: Poll,
     listener: TcpListener,
-    inbox: Arc<Inbox>,
-    config: Config,
+    pub(crate) config: Config,
+    /// Where events come from, are kept and are replayed from.
+    pub(crate) store: Store,
+    pub(crate) counters: Arc<Counters>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     open: usize,
     /// Slots of open streams.
     subscribers: Vec<u32>,
-    history: History,
     /// Head-read and close deadlines, at most one live entry per connection (see `arm`);
     /// entries of closed connections are skipped when they come due.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Connections with output to write.
-    due: Due,
+    pub(crate) due: Due,
     /// Scratch vectors kept between turns so that a turn allocates nothing.
     batch: Vec<Entry>,
     flushing: Vec<u32>,
     scratch: Box<[u8]>,
     next_heartbeat: Option<Instant>,
     accept_paused_until: Option<Instant>,
-    shutdown_by: Option<Instant>,
+    pub(crate) shutdown_by: Option<Instant>,
     rng: u64,
-    stream_head: Arc<[u8]>,
+    /// Frames every stream shares: its head without CORS, the heartbeat, the gap comment, and
+    /// the `--retry` block.
+    pub(crate) stream_head: Arc<[u8]>,
     heartbeat: Arc<[u8]>,
-    gap: Arc<[u8]>,
-    retry: Option<Arc<[u8]>>,
+    pub(crate) gap: Arc<[u8]>,
+    pub(crate) retry: Option<Arc<[u8]>>,
 }
 
 impl EventLoop {
-    pub fn new(poll: Poll, listener: TcpListener, inbox: Arc<Inbox>, config: Config) -> EventLoop {
+    pub fn new(
+        poll: Poll,
+        listener: TcpListener,
+        intake: Arc<Intake>,
+        counters: Arc<Counters>,
+        config: Config,
+    ) -> EventLoop {
         EventLoop {
             poll,
             listener,
-            inbox,
-            history: History::new(config.history),
+            store: Store::new(intake, config.history),
+            counters,
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
             config,
             slots: Vec::new(),
@@ -151,7 +151,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             let mut timeout = self.poll_timeout(Instant::now());
-            if timeout != Some(Duration::ZERO) && self.inbox.prepare_to_sleep() {
+            if timeout != Some(Duration::ZERO) && self.store.prepare_to_sleep() {
                 timeout = Some(Duration::ZERO);
             }
             match self.poll.poll(&mut events, timeout) {
@@ -163,7 +163,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    // The wake only ends the poll; the inbox is taken every turn below.
+                    // The wake only ends the poll; the store is taken from every turn below.
                     WAKER => {}
                     token => self.conn_event(
                         token,
@@ -204,7 +204,7 @@ impl EventLoop {
         Some(next.saturating_duration_since(now) + Duration::from_micros(999))
     }
 
-    fn log(&self, level: LogLevel, args: std::fmt::Arguments) {
+    pub(crate) fn log(&self, level: LogLevel, args: std::fmt::Arguments) {
         if self.config.log >= level {
             eprintln!("ssed: {args}");
         }
@@ -259,7 +259,7 @@ impl EventLoop {
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
         if self.open >= self.config.max_clients {
-            self.inbox.counters.refused(Refusal::MaxClients);
+            self.counters.refused(Refusal::MaxClients);
             self.log(
                 LogLevel::Info,
                 format_args!("refused {peer}: too many clients ({})", self.open),
@@ -304,7 +304,7 @@ impl EventLoop {
         conn.armed = Some(deadline);
         self.slots[slot as usize].conn = Some(conn);
         self.open += 1;
-        Counters::set(&self.inbox.counters.connections, self.open as u64);
+        Counters::set(&self.counters.connections, self.open as u64);
         self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
     }
 
@@ -322,7 +322,19 @@ impl EventLoop {
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.open -= 1;
-        Counters::set(&self.inbox.counters.connections, self.open as u64);
+        Counters::set(&self.counters.connections, self.open as u64);
+    }
+
+    /// Makes a connection that has become a stream one of the subscribers events are fanned out
+    /// to, and schedules the write of what it has queued (its head, a replay).
+    pub(crate) fn add_subscriber(&mut self, conn: &mut Conn, slot: u32) {
+        conn.sub_index = self.subscribers.len() as u32;
+        self.subscribers.push(slot);
+        Counters::set(&self.counters.subscribers, self.subscribers.len() as u64);
+        if self.next_heartbeat.is_none() && !self.config.heartbeat.is_zero() {
+            self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
+        }
+        self.due.mark(conn, slot);
     }
 
     fn remove_subscriber(&mut self, index: u32) {
@@ -336,10 +348,7 @@ impl EventLoop {
         {
             conn.sub_index = index as u32;
         }
-        Counters::set(
-            &self.inbox.counters.subscribers,
-            self.subscribers.len() as u64,
-        );
+        Counters::set(&self.counters.subscribers, self.subscribers.len() as u64);
         if self.subscribers.is_empty() {
             self.next_heartbeat = None;
         }
@@ -432,50 +441,38 @@ impl EventLoop {
     /// closed: it sends requests faster than it reads the answers.
     fn process_input(&mut self, conn: &mut Conn, slot: u32) -> bool {
         loop {
-            match conn.phase {
-                Phase::Head => {
-                    if conn.input.is_empty() {
-                        break;
-                    }
-                    if conn.out_bytes > self.config.max_queue {
-                        let peer = display_peer(conn.stream.peer_addr().ok());
-                        let why = format_args!("closed {peer}: its answers are not being read");
-                        self.log(LogLevel::Info, why);
-                        return false;
-                    }
-                    match http::parse(conn.input.pending()) {
-                        Head::Partial => break,
-                        Head::Invalid(status, why) => {
-                            let refusal = if status == Status::HEAD_TOO_LARGE {
-                                Refusal::TooLarge
-                            } else {
-                                Refusal::BadRequest
-                            };
-                            self.reject(conn, slot, status, "", why, refusal);
-                        }
-                        Head::Complete { request, len } => {
-                            conn.input.consume(len);
-                            self.handle_request(conn, slot, request);
-                        }
-                    }
-                }
-                Phase::Body => {
-                    let Some(length) = conn.body.as_ref().map(|pending| pending.length) else {
-                        break;
-                    };
-                    if conn.input.len() < length {
-                        break;
-                    }
-                    let Some(pending) = conn.body.take() else {
-                        break;
-                    };
-                    let body = conn.input.pending()[..length].to_vec();
-                    conn.input.consume(length);
-                    self.finish_publish(conn, slot, &pending.request, &body);
-                }
+            let body = match conn.phase {
+                Phase::Head => None,
+                Phase::Body => match conn.body.as_ref() {
+                    Some(pending) => Some(pending.length),
+                    None => break,
+                },
                 Phase::Streaming | Phase::Closing | Phase::Lingering => {
                     conn.input.release();
                     break;
+                }
+            };
+            if body.is_none() && !conn.input.is_empty() && conn.out_bytes > self.config.max_queue {
+                let peer = display_peer(conn.stream.peer_addr().ok());
+                let why = format_args!("closed {peer}: its answers are not being read");
+                self.log(LogLevel::Info, why);
+                return false;
+            }
+            match conn.input.next(body) {
+                Next::Partial => break,
+                Next::Invalid(status, why) => {
+                    let refusal = if status == Status::HEAD_TOO_LARGE {
+                        Refusal::TooLarge
+                    } else {
+                        Refusal::BadRequest
+                    };
+                    self.reject(conn, slot, status, "", why, refusal);
+                }
+                Next::Head(request) => self.handle_request(conn, slot, request),
+                Next::Body(bytes) => {
+                    if let Some(pending) = conn.body.take() {
+                        self.finish_publish(conn, slot, &pending.request, &bytes);
+                    }
                 }
             }
         }
@@ -483,96 +480,8 @@ impl EventLoop {
         true
     }
 
-    fn handle_request(&mut self, conn: &mut Conn, slot: u32, request: Request) {
-        conn.deadline = None;
-        // A body we do not read would be parsed as the next request: close after answering.
-        let has_body = request.chunked || request.content_length.unwrap_or(0) > 0;
-        conn.keep_alive = request.keep_alive && (request.method() == Method::Post || !has_body);
-        let cors = self.cors_headers(request.origin.as_deref());
-        let known_get = matches!(
-            request.path.as_str(),
-            "/" | "/health" | "/metrics" | "/events"
-        );
-        match (request.method(), request.path.as_str()) {
-            (Method::Options, _) if self.config.cors != Cors::Off => {
-                let extra = format!("{cors}{PREFLIGHT_HEADERS}");
-                self.respond(
-                    conn,
-                    slot,
-                    http::response(Status::NO_CONTENT, "", &extra, b"", !conn.keep_alive),
-                );
-            }
-            (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors),
-            (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors),
-            (Method::Get, "/") => {
-                let page = self.viewer_page();
-                let ok = http::response(
-                    Status::OK,
-                    "text/html; charset=utf-8",
-                    &cors,
-                    page.as_bytes(),
-                    !conn.keep_alive,
-                );
-                self.respond(conn, slot, ok);
-            }
-            (Method::Get, "/health") => {
-                let ok = http::response(
-                    Status::OK,
-                    "text/plain; charset=utf-8",
-                    &cors,
-                    b"ok\n",
-                    !conn.keep_alive,
-                );
-                self.respond(conn, slot, ok);
-            }
-            (Method::Get, "/metrics") => {
-                let text = self.inbox.counters.render();
-                let ok = http::response(
-                    Status::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    &cors,
-                    text.as_bytes(),
-                    !conn.keep_alive,
-                );
-                self.respond(conn, slot, ok);
-            }
-            (_, path) if known_get || path == "/publish" => {
-                let allowed = if path == "/publish" { "POST" } else { "GET" };
-                let options = if self.config.cors != Cors::Off {
-                    ", OPTIONS"
-                } else {
-                    ""
-                };
-                let extra = format!("{cors}Allow: {allowed}{options}\r\n");
-                let why = format!(
-                    "{} is not allowed on {path}; use {allowed}",
-                    method_name(request.method())
-                );
-                self.reject(
-                    conn,
-                    slot,
-                    Status::METHOD_NOT_ALLOWED,
-                    &extra,
-                    &why,
-                    Refusal::MethodNotAllowed,
-                );
-            }
-            (_, path) => {
-                let why = format!("no such path: {path}");
-                self.reject(
-                    conn,
-                    slot,
-                    Status::NOT_FOUND,
-                    &cors,
-                    &why,
-                    Refusal::NotFound,
-                );
-            }
-        }
-    }
-
     /// Queues a complete response; the connection then reads its next request or closes.
-    fn respond(&mut self, conn: &mut Conn, slot: u32, bytes: Vec<u8>) {
+    pub(crate) fn respond(&mut self, conn: &mut Conn, slot: u32, bytes: Vec<u8>) {
         conn.push(Arc::from(bytes));
         self.due.mark(conn, slot);
         if conn.keep_alive {
@@ -583,7 +492,8 @@ impl EventLoop {
         }
     }
 
-    fn reject(
+    /// Queues an error answer that says `why`, counts it, and closes the connection after it.
+    pub(crate) fn reject(
         &mut self,
         conn: &mut Conn,
         slot: u32,
@@ -592,7 +502,7 @@ impl EventLoop {
         why: &str,
         refusal: Refusal,
     ) {
-        self.inbox.counters.refused(refusal);
+        self.counters.refused(refusal);
         self.log(
             LogLevel::Verbose,
             format_args!("refused a request: {} {why}", status.0),
@@ -610,7 +520,7 @@ impl EventLoop {
         self.set_deadline(conn, slot, CLOSE_GRACE);
     }
 
-    fn set_deadline(&mut self, conn: &mut Conn, slot: u32, after: Duration) {
+    pub(crate) fn set_deadline(&mut self, conn: &mut Conn, slot: u32, after: Duration) {
         let when = Instant::now() + after;
         conn.deadline = Some(when);
         self.arm(conn, slot, when);
@@ -626,256 +536,19 @@ impl EventLoop {
         }
     }
 
-    fn cors_headers(&self, origin: Option<&str>) -> String {
-        match (&self.config.cors, origin) {
-            (Cors::Off, _) => String::new(),
-            (Cors::Any, _) => "Access-Control-Allow-Origin: *\r\n".into(),
-            (Cors::Origins(list), Some(origin)) if list.iter().any(|o| o == origin) => format!(
-                "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
-            ),
-            (Cors::Origins(_), _) => "Vary: Origin\r\n".into(),
-        }
-    }
-
-    fn subscribe(&mut self, conn: &mut Conn, slot: u32, request: &Request, cors: &str) {
-        let query = match params::subscribe(&request.query) {
-            Ok(query) => query,
-            Err(why) => {
-                return self.reject(
-                    conn,
-                    slot,
-                    Status::BAD_REQUEST,
-                    cors,
-                    why,
-                    Refusal::BadRequest,
-                );
-            }
-        };
-        if let Some(token) = &self.config.subscribe_token {
-            let given = bearer(request.authorization.as_deref()).or(query.token.as_deref());
-            if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
-                let extra = format!("{cors}WWW-Authenticate: Bearer\r\n");
-                let why = "subscribing needs a token: Authorization: Bearer <token> or ?token=";
-                return self.reject(
-                    conn,
-                    slot,
-                    Status::UNAUTHORIZED,
-                    &extra,
-                    why,
-                    Refusal::Unauthorized,
-                );
-            }
-        }
-        conn.phase = Phase::Streaming;
-        conn.input.release();
-        conn.deadline = None;
-        conn.topics = query
-            .topics
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect();
-        let head = if cors.is_empty() {
-            self.stream_head.clone()
-        } else {
-            Arc::from(http::stream_head(cors))
-        };
-        conn.push(head);
-        if let Some(retry) = &self.retry {
-            conn.push(retry.clone());
-        }
-        let last_id = request
-            .last_event_id
-            .as_deref()
-            .filter(|id| !id.is_empty())
-            .or(query.last_event_id.as_deref());
-        if let Some(last_id) = last_id {
-            let replay = self.history.since(last_id);
-            if replay.gap {
-                conn.push(self.gap.clone());
-            }
-            let before = conn.out_bytes;
-            for entry in replay.entries {
-                if entry.matches(&conn.topics) {
-                    conn.push(entry.frame.clone());
-                }
-            }
-            conn.replay_allowance = conn.out_bytes - before;
-        }
-        conn.sub_index = self.subscribers.len() as u32;
-        self.subscribers.push(slot);
-        Counters::set(
-            &self.inbox.counters.subscribers,
-            self.subscribers.len() as u64,
-        );
-        if self.next_heartbeat.is_none() && !self.config.heartbeat.is_zero() {
-            self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
-        }
-        self.due.mark(conn, slot);
-    }
-
-    fn start_publish(&mut self, conn: &mut Conn, slot: u32, request: Request, cors: &str) {
-        if let Some(token) = &self.config.publish_token {
-            let given = bearer(request.authorization.as_deref());
-            if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
-                let extra = format!("{cors}WWW-Authenticate: Bearer\r\n");
-                let why = "publishing needs Authorization: Bearer <token>";
-                return self.reject(
-                    conn,
-                    slot,
-                    Status::UNAUTHORIZED,
-                    &extra,
-                    why,
-                    Refusal::Unauthorized,
-                );
-            }
-        } else if !conn.peer_loopback || request.proxied {
-            let why = "publishing without a token is allowed only from loopback, not through a proxy; set --publish-token";
-            return self.reject(conn, slot, Status::FORBIDDEN, cors, why, Refusal::Forbidden);
-        }
-        if request.chunked {
-            let why = "chunked publish bodies are not accepted; send a Content-Length";
-            return self.reject(
-                conn,
-                slot,
-                Status::LENGTH_REQUIRED,
-                cors,
-                why,
-                Refusal::BadRequest,
-            );
-        }
-        let length = request.content_length.unwrap_or(0);
-        if length > self.config.max_body {
-            let why = format!(
-                "the body is larger than the limit of {} bytes",
-                self.config.max_body
-            );
-            return self.reject(
-                conn,
-                slot,
-                Status::BODY_TOO_LARGE,
-                cors,
-                &why,
-                Refusal::TooLarge,
-            );
-        }
-        if conn.input.len() < length {
-            if request.expect_continue {
-                conn.push(Arc::from(http::CONTINUE));
-                self.due.mark(conn, slot);
-            }
-            self.set_deadline(conn, slot, self.config.head_timeout);
-        }
-        conn.body = Some(Box::new(PendingBody { request, length }));
-        conn.phase = Phase::Body;
-    }
-
-    fn finish_publish(&mut self, conn: &mut Conn, slot: u32, request: &Request, body: &[u8]) {
-        conn.deadline = None;
-        let cors = self.cors_headers(request.origin.as_deref());
-        let event = match params::publish(
-            &request.query,
-            Body::new(request.content_type.as_deref(), body),
-        ) {
-            Ok(event) => event,
-            Err(why) => {
-                return self.reject(
-                    conn,
-                    slot,
-                    Status::BAD_REQUEST,
-                    &cors,
-                    why,
-                    Refusal::BadRequest,
-                );
-            }
-        };
-        let mut result = self.inbox.publish(&event);
-        if result == Err(PublishError::QueueFull) {
-            // Other threads filled the queue; deliver what is there and try once more.
-            if self.take_published() && self.shutdown_by.is_none() {
-                result = Err(PublishError::Stopped);
-            } else {
-                result = self.inbox.publish(&event);
-            }
-        }
-        match result {
-            Ok(assigned) => {
-                let id = assigned.map(|n| n.to_string()).unwrap_or(event.id);
-                let ok = http::response(
-                    Status::OK,
-                    "text/plain; charset=utf-8",
-                    &cors,
-                    id.as_bytes(),
-                    !conn.keep_alive,
-                );
-                self.respond(conn, slot, ok);
-            }
-            Err(PublishError::Invalid(why)) => self.reject(
-                conn,
-                slot,
-                Status::BAD_REQUEST,
-                &cors,
-                why.message(),
-                Refusal::BadRequest,
-            ),
-            Err(PublishError::QueueFull) => {
-                let extra = format!("{cors}Retry-After: 1\r\n");
-                self.reject(
-                    conn,
-                    slot,
-                    Status::UNAVAILABLE,
-                    &extra,
-                    "the publish queue is full",
-                    Refusal::QueueFull,
-                )
-            }
-            Err(PublishError::Stopped) => self.reject(
-                conn,
-                slot,
-                Status::UNAVAILABLE,
-                &cors,
-                "the server is shutting down",
-                Refusal::QueueFull,
-            ),
-        }
-    }
-
-    fn viewer_page(&self) -> String {
-        let mut types = String::from("[");
-        for (i, ty) in self
-            .history
-            .event_types(VIEWER_TYPES)
-            .iter()
-            .filter(|t| !t.is_empty())
-            .enumerate()
-        {
-            if i > 0 {
-                types.push(',');
-            }
-            push_json_string(&mut types, ty);
-        }
-        types.push(']');
-        let (head, tail) = VIEWER_HTML.split_at(VIEWER_MARK_AT);
-        format!("{head}{types}{}", &tail[VIEWER_MARK.len()..])
-    }
-
     // ---- publishing -------------------------------------------------------------------------
 
     /// Takes every event published since the last turn, queues each for its subscribers and
     /// keeps it for replay. Returns true when a stop was requested.
-    fn take_published(&mut self) -> bool {
+    pub(crate) fn take_published(&mut self) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
         let budget = self.intake_budget();
-        let stop = self.inbox.take(&mut batch, budget);
+        let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
-            Counters::add(&self.inbox.counters.events_published, batch.len() as u64);
-            for entry in batch.drain(..) {
-                self.history.push(entry);
-            }
-            Counters::set(
-                &self.inbox.counters.history_events,
-                self.history.len() as u64,
-            );
+            Counters::add(&self.counters.events_published, batch.len() as u64);
+            self.store.keep(&mut batch);
+            Counters::set(&self.counters.history_events, self.store.retained() as u64);
         }
         self.batch = batch;
         stop
@@ -931,7 +604,7 @@ impl EventLoop {
             }
         }
         for slot in slow {
-            Counters::add(&self.inbox.counters.dropped_slow, 1);
+            Counters::add(&self.counters.dropped_slow, 1);
             let peer = self.conn(slot).and_then(|c| c.stream.peer_addr().ok());
             self.log(
                 LogLevel::Info,
@@ -966,7 +639,7 @@ impl EventLoop {
             };
             sent += self.flush_one(slot, now);
         }
-        Counters::add(&self.inbox.counters.bytes_sent, sent);
+        Counters::add(&self.counters.bytes_sent, sent);
     }
 
     /// One write to one connection; returns the bytes written.
@@ -1157,22 +830,6 @@ impl EventLoop {
     }
 }
 
-/// Finds the viewer's mark at compile time; a page without it fails the build.
-const fn find_in_page(page: &[u8], mark: &[u8]) -> usize {
-    let mut at = 0;
-    while at + mark.len() <= page.len() {
-        let mut i = 0;
-        while i < mark.len() && page[at + i] == mark[i] {
-            i += 1;
-        }
-        if i == mark.len() {
-            return at;
-        }
-        at += 1;
-    }
-    panic!("the viewer page lacks its event-type mark")
-}
-
 fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1190,82 +847,14 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-fn bearer(header: Option<&str>) -> Option<&str> {
-    let value = header?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Compares without an early exit, so that the time taken does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0 && a.len() == b.len()
-}
-
-fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Options => "OPTIONS",
-        Method::Other => "this method",
-    }
-}
-
 fn display_peer(peer: Option<SocketAddr>) -> String {
     peer.map(|p| p.to_string())
         .unwrap_or_else(|| "(gone)".into())
 }
 
-fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            // Escaped so that no type name can close the page's script element.
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
-        assert_eq!(bearer(Some("Basic abc")), None);
-        assert_eq!(bearer(None), None);
-    }
-
-    #[test]
-    fn json_strings_cannot_break_out_of_a_script() {
-        let mut out = String::new();
-        push_json_string(&mut out, "a\"</script>\n");
-        assert_eq!(out, r#""a\"\u003c/script\u003e\u000a""#);
-    }
 
     #[test]
     fn mapped_loopback_counts_as_loopback() {

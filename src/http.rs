@@ -43,6 +43,16 @@ pub struct Request {
     pub proxied: bool,
 }
 
+/// How a method is named in an error message.
+pub fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Options => "OPTIONS",
+        Method::Other => "this method",
+    }
+}
+
 impl Request {
     /// The method, `Other` when unknown.
     pub fn method(&self) -> Method {

@@ -17,24 +17,26 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod auth;
 mod config;
 mod conn;
 mod event;
 mod event_loop;
 pub mod ffi;
 mod frame;
-mod history;
 mod http;
-mod inbox;
+mod input;
 mod params;
+mod requests;
 mod server;
 mod stats;
+mod store;
 #[doc(hidden)]
 pub mod sys;
 
 pub use config::{Config, Cors, LogLevel, MAX_INTERVAL};
 pub use event::Event;
 pub use frame::FieldError;
-pub use inbox::PublishError;
 pub use server::{Handle, Server};
 pub use stats::Stats;
+pub use store::PublishError;

@@ -13,8 +13,8 @@ use mio::{Interest, Poll, Waker};
 use crate::config::Config;
 use crate::event::Event;
 use crate::event_loop::{EventLoop, LISTENER, WAKER};
-use crate::inbox::{Inbox, PublishError};
-use crate::stats::Stats;
+use crate::stats::{Counters, Stats};
+use crate::store::{Intake, PublishError};
 use crate::sys;
 
 /// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
@@ -29,7 +29,8 @@ pub struct Server {
 /// A cheap, cloneable, `Send + Sync` handle to a server: publish, stop, read stats.
 #[derive(Clone)]
 pub struct Handle {
-    inbox: Arc<Inbox>,
+    intake: Arc<Intake>,
+    counters: Arc<Counters>,
     local_addr: SocketAddr,
 }
 
@@ -46,11 +47,16 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let inbox = Arc::new(Inbox::new(waker, config.publish_queue));
-        let event_loop = EventLoop::new(poll, listener, inbox.clone(), config);
+        let intake = Arc::new(Intake::new(waker, config.publish_queue));
+        let counters = Arc::new(Counters::default());
+        let event_loop = EventLoop::new(poll, listener, intake.clone(), counters.clone(), config);
         Ok(Server {
             event_loop,
-            handle: Handle { inbox, local_addr },
+            handle: Handle {
+                intake,
+                counters,
+                local_addr,
+            },
         })
     }
 
@@ -68,13 +74,13 @@ impl Server {
     /// up to a second and closes every connection.
     pub fn run(self) -> io::Result<()> {
         // However the loop ends, even by a panic, publishers must learn that it is gone.
-        struct StopOnExit(Arc<Inbox>);
+        struct StopOnExit(Arc<Intake>);
         impl Drop for StopOnExit {
             fn drop(&mut self) {
                 self.0.stop();
             }
         }
-        let _guard = StopOnExit(self.handle.inbox.clone());
+        let _guard = StopOnExit(self.handle.intake.clone());
         self.event_loop.run()
     }
 
@@ -92,22 +98,22 @@ impl Handle {
     ///
     /// Returns the id the server assigned, or `None` when the event carried its own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
-        self.inbox.publish(event)
+        self.intake.publish(event)
     }
 
     /// Asks the loop to stop. Returns at once; publishing fails from now on.
     pub fn stop(&self) {
-        self.inbox.stop();
+        self.intake.stop();
     }
 
     /// True once the server has been stopped or its loop has ended.
     pub fn is_stopped(&self) -> bool {
-        self.inbox.is_stopped()
+        self.intake.is_stopped()
     }
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        self.inbox.counters.snapshot()
+        self.counters.snapshot()
     }
 
     /// The address the server is bound to.

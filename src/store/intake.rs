@@ -1,18 +1,18 @@
-//! The bounded hand-off from publishing threads to the loop.
+//! The intake: where every publisher hands its event over, whatever thread it runs on (HTTP
+//! publishes on the loop, the C and Rust APIs, `--stdin` and `--demo` on threads of their own).
 //!
 //! Ids are assigned and frames encoded under the same lock that appends to the queue, so the
 //! loop sees events in id order whatever thread published them. A publisher never blocks on the
-//! loop: a full queue is an error, and the loop takes the whole queue in one swap.
+//! loop: a full queue is an error, and the loop takes what it can deliver in one lock.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::entry::Entry;
 use crate::event::{Event, Topics};
 use crate::frame::{self, FieldError};
-use crate::history::Entry;
-use crate::stats::Counters;
 
 /// Why an event was not published. Nothing was published when one of these is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,18 +44,17 @@ struct Queue {
     stopped: bool,
 }
 
-/// State shared by the loop and every handle.
-pub(crate) struct Inbox {
+/// The queue between publishers and the loop, shared by the loop and every handle.
+pub(crate) struct Intake {
     queue: Mutex<Queue>,
     waker: mio::Waker,
     /// Clear only while the loop may be asleep: publishes made while it is awake cost no wake.
     wake_pending: AtomicBool,
-    pub counters: Counters,
 }
 
-impl Inbox {
-    pub fn new(waker: mio::Waker, capacity: usize) -> Inbox {
-        Inbox {
+impl Intake {
+    pub fn new(waker: mio::Waker, capacity: usize) -> Intake {
+        Intake {
             // Set: the loop is awake until it first prepares to sleep.
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -65,7 +64,6 @@ impl Inbox {
             }),
             waker,
             wake_pending: AtomicBool::new(true),
-            counters: Counters::default(),
         }
     }
 
@@ -162,22 +160,22 @@ fn first_id() -> u64 {
 mod tests {
     use super::*;
 
-    fn inbox(capacity: usize) -> (mio::Poll, Inbox) {
+    fn new_intake(capacity: usize) -> (mio::Poll, Intake) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(1)).unwrap();
-        (poll, Inbox::new(waker, capacity))
+        (poll, Intake::new(waker, capacity))
     }
 
     #[test]
     fn ids_grow_from_the_current_time() {
         let before = first_id();
-        let (_poll, inbox) = inbox(8);
-        let a = inbox.publish(&Event::new("a")).unwrap().unwrap();
-        let b = inbox.publish(&Event::new("b")).unwrap().unwrap();
+        let (_poll, intake) = new_intake(8);
+        let a = intake.publish(&Event::new("a")).unwrap().unwrap();
+        let b = intake.publish(&Event::new("b")).unwrap().unwrap();
         assert!(a >= before && b == a + 1);
-        assert_eq!(inbox.publish(&Event::new("c").id("mine")), Ok(None));
+        assert_eq!(intake.publish(&Event::new("c").id("mine")), Ok(None));
         let mut taken = Vec::new();
-        inbox.take(&mut taken, usize::MAX);
+        intake.take(&mut taken, usize::MAX);
         let ids: Vec<&[u8]> = taken.iter().map(|e| e.id()).collect();
         assert_eq!(
             ids,
@@ -187,43 +185,43 @@ mod tests {
 
     #[test]
     fn full_queue_and_stop_are_errors_not_blocks() {
-        let (_poll, inbox) = inbox(1);
-        inbox.publish(&Event::new("a")).unwrap();
+        let (_poll, intake) = new_intake(1);
+        intake.publish(&Event::new("a")).unwrap();
         assert_eq!(
-            inbox.publish(&Event::new("b")),
+            intake.publish(&Event::new("b")),
             Err(PublishError::QueueFull)
         );
-        inbox.stop();
-        assert_eq!(inbox.publish(&Event::new("c")), Err(PublishError::Stopped));
+        intake.stop();
+        assert_eq!(intake.publish(&Event::new("c")), Err(PublishError::Stopped));
         let bad = Event::new("x").event_type("a\nb");
         assert_eq!(
-            inbox.publish(&bad),
+            intake.publish(&bad),
             Err(PublishError::Invalid(FieldError::EventType))
         );
     }
 
     #[test]
     fn take_stops_at_the_budget_and_stop_waits_for_the_rest() {
-        let (_poll, inbox) = inbox(8);
+        let (_poll, intake) = new_intake(8);
         for data in ["a", "b", "c"] {
-            inbox.publish(&Event::new(data)).unwrap();
+            intake.publish(&Event::new(data)).unwrap();
         }
-        inbox.stop();
+        intake.stop();
         let mut taken = Vec::new();
-        assert!(!inbox.take(&mut taken, 1), "two events are still queued");
+        assert!(!intake.take(&mut taken, 1), "two events are still queued");
         assert_eq!(taken.len(), 1);
-        assert!(!inbox.take(&mut taken, 0));
+        assert!(!intake.take(&mut taken, 0));
         assert_eq!(taken.len(), 1, "a zero budget takes nothing");
-        assert!(inbox.take(&mut taken, usize::MAX));
+        assert!(intake.take(&mut taken, usize::MAX));
         assert_eq!(taken.len(), 3);
     }
 
     #[test]
     fn invalid_events_are_refused() {
-        let (_poll, inbox) = inbox(4);
+        let (_poll, intake) = new_intake(4);
         let bad = Event::new("x").id("1\n2");
         assert_eq!(
-            inbox.publish(&bad),
+            intake.publish(&bad),
             Err(PublishError::Invalid(FieldError::Id))
         );
     }

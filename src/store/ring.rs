@@ -1,50 +1,11 @@
-//! The ring of the last N published events, kept for `Last-Event-ID` replay.
+//! The ring of the last N published events in memory, kept for `Last-Event-ID` replay.
 //!
 //! Entries hold the encoded frame that live subscribers were sent, so a replay shares those
 //! bytes too. Ids are compared as strings, newest first, since publishers may choose their own.
 
 use std::collections::VecDeque;
-use std::ops::Range;
-use std::sync::Arc;
 
-use crate::event::Topics;
-use crate::frame::Encoded;
-
-/// One published event, encoded. Its id and type are read from the frame itself.
-#[derive(Debug)]
-pub struct Entry {
-    pub frame: Arc<[u8]>,
-    id: Range<usize>,
-    event_type: Range<usize>,
-    topics: Topics,
-}
-
-impl Entry {
-    pub fn new(encoded: Encoded, topics: Topics) -> Entry {
-        Entry {
-            frame: encoded.bytes,
-            id: encoded.id,
-            event_type: encoded.event_type,
-            topics,
-        }
-    }
-
-    /// True when a subscriber to `wanted` (empty: every topic) receives this event.
-    pub fn matches(&self, wanted: &[Box<str>]) -> bool {
-        wanted.is_empty() || self.topics.any(|t| wanted.iter().any(|w| **w == *t))
-    }
-
-    /// The id, empty when the event has none.
-    pub fn id(&self) -> &[u8] {
-        &self.frame[self.id.clone()]
-    }
-
-    /// The event type, empty for the default `message`.
-    pub fn event_type(&self) -> &str {
-        // Written from a `&str`, so always UTF-8.
-        std::str::from_utf8(&self.frame[self.event_type.clone()]).unwrap_or_default()
-    }
-}
+use super::entry::Entry;
 
 /// What a reconnecting subscriber is sent before live events.
 pub struct Replay<'a> {
@@ -55,15 +16,15 @@ pub struct Replay<'a> {
 }
 
 /// A bounded ring of entries, oldest first.
-pub struct History {
+pub struct Ring {
     ring: VecDeque<Entry>,
     capacity: usize,
 }
 
-impl History {
+impl Ring {
     /// A ring that keeps the last `capacity` events (0 keeps none).
-    pub fn new(capacity: usize) -> History {
-        History {
+    pub fn new(capacity: usize) -> Ring {
+        Ring {
             ring: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
         }
@@ -118,6 +79,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Topics;
 
     fn entry(id: &str, topic: &str) -> Entry {
         typed(id, topic, "")
@@ -140,7 +102,7 @@ mod tests {
 
     #[test]
     fn ring_forgets_the_oldest() {
-        let mut h = History::new(3);
+        let mut h = Ring::new(3);
         for id in ["1", "2", "3", "4"] {
             h.push(entry(id, "t"));
         }
@@ -154,7 +116,7 @@ mod tests {
 
     #[test]
     fn oldest_retained_id_is_no_gap_and_newest_replays_nothing() {
-        let mut h = History::new(3);
+        let mut h = Ring::new(3);
         for id in ["1", "2", "3"] {
             h.push(entry(id, "t"));
         }
@@ -164,9 +126,9 @@ mod tests {
 
     #[test]
     fn empty_history_is_a_gap() {
-        let h = History::new(3);
+        let h = Ring::new(3);
         assert_eq!(ids(h.since("9")), (true, vec![]));
-        let mut none = History::new(0);
+        let mut none = Ring::new(0);
         none.push(entry("1", "t"));
         assert_eq!(none.len(), 0);
     }
@@ -181,7 +143,7 @@ mod tests {
 
     #[test]
     fn event_types_are_distinct_and_bounded() {
-        let mut h = History::new(10);
+        let mut h = Ring::new(10);
         for (i, ty) in ["a", "b", "a", "c"].iter().enumerate() {
             h.push(typed(&i.to_string(), "t", ty));
         }

@@ -1,0 +1,88 @@
+//! What each request gets: the route table, and beside it one file per kind of answer.
+//!
+//! The loop (event_loop.rs) reads a connection's bytes and hands every complete request head
+//! here; a handler answers with the loop's `respond` or `reject`, turns the connection into a
+//! stream (`subscribe.rs`), or asks for a publish body and publishes it (`publish.rs`). The
+//! viewer page, `/health` and `/metrics` are in `pages.rs`, CORS in `cors.rs`; who may publish
+//! or subscribe is decided in auth.rs.
+
+mod cors;
+mod pages;
+mod publish;
+mod subscribe;
+
+use crate::config::Cors;
+use crate::conn::Conn;
+use crate::event_loop::EventLoop;
+use crate::http::{self, Method, Request, Status};
+use crate::stats::Refusal;
+
+/// The paths ssed answers, with the one method each takes (`OPTIONS` aside).
+const ROUTES: [(&str, Method); 5] = [
+    ("/events", Method::Get),
+    ("/publish", Method::Post),
+    ("/", Method::Get),
+    ("/health", Method::Get),
+    ("/metrics", Method::Get),
+];
+
+impl EventLoop {
+    /// Answers one complete request head.
+    pub(crate) fn handle_request(&mut self, conn: &mut Conn, slot: u32, request: Request) {
+        conn.deadline = None;
+        // A body we do not read would be parsed as the next request: close after answering.
+        let has_body = request.chunked || request.content_length.unwrap_or(0) > 0;
+        conn.keep_alive = request.keep_alive && (request.method() == Method::Post || !has_body);
+        let cors = self.cors_headers(request.origin.as_deref());
+        match (request.method(), request.path.as_str()) {
+            (Method::Options, _) if self.config.cors != Cors::Off => {
+                self.preflight(conn, slot, &cors)
+            }
+            (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors),
+            (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors),
+            (Method::Get, "/") => self.viewer(conn, slot, &cors),
+            (Method::Get, "/health") => self.health(conn, slot, &cors),
+            (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
+            (method, path) => match ROUTES.iter().find(|(known, _)| *known == path) {
+                Some(&(_, allowed)) => {
+                    self.method_not_allowed(conn, slot, (method, path), allowed, &cors)
+                }
+                None => {
+                    let why = format!("no such path: {path}");
+                    let refusal = Refusal::NotFound;
+                    self.reject(conn, slot, Status::NOT_FOUND, &cors, &why, refusal);
+                }
+            },
+        }
+    }
+
+    /// A `200` with `body`; the connection then reads its next request or closes.
+    fn ok(&mut self, conn: &mut Conn, slot: u32, content_type: &str, extra: &str, body: &[u8]) {
+        let close = !conn.keep_alive;
+        let bytes = http::response(Status::OK, content_type, extra, body, close);
+        self.respond(conn, slot, bytes);
+    }
+
+    fn method_not_allowed(
+        &mut self,
+        conn: &mut Conn,
+        slot: u32,
+        (method, path): (Method, &str),
+        allowed: Method,
+        cors: &str,
+    ) {
+        let allowed = http::method_name(allowed);
+        let options = if self.config.cors != Cors::Off {
+            ", OPTIONS"
+        } else {
+            ""
+        };
+        let extra = format!("{cors}Allow: {allowed}{options}\r\n");
+        let why = format!(
+            "{} is not allowed on {path}; use {allowed}",
+            http::method_name(method)
+        );
+        let status = Status::METHOD_NOT_ALLOWED;
+        self.reject(conn, slot, status, &extra, &why, Refusal::MethodNotAllowed);
+    }
+}

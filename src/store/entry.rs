@@ -1,0 +1,44 @@
+//! One published event as the loop keeps it: encoded once, shared by every subscriber and the
+//! history.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::event::Topics;
+use crate::frame::Encoded;
+
+/// One published event, encoded. Its id and type are read from the frame itself.
+#[derive(Debug)]
+pub struct Entry {
+    pub frame: Arc<[u8]>,
+    id: Range<usize>,
+    event_type: Range<usize>,
+    topics: Topics,
+}
+
+impl Entry {
+    pub fn new(encoded: Encoded, topics: Topics) -> Entry {
+        Entry {
+            frame: encoded.bytes,
+            id: encoded.id,
+            event_type: encoded.event_type,
+            topics,
+        }
+    }
+
+    /// True when a subscriber to `wanted` (empty: every topic) receives this event.
+    pub fn matches(&self, wanted: &[Box<str>]) -> bool {
+        wanted.is_empty() || self.topics.any(|t| wanted.iter().any(|w| **w == *t))
+    }
+
+    /// The id, empty when the event has none.
+    pub fn id(&self) -> &[u8] {
+        &self.frame[self.id.clone()]
+    }
+
+    /// The event type, empty for the default `message`.
+    pub fn event_type(&self) -> &str {
+        // Written from a `&str`, so always UTF-8.
+        std::str::from_utf8(&self.frame[self.event_type.clone()]).unwrap_or_default()
+    }
+}
