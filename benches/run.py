@@ -4,6 +4,7 @@
     python3 benches/run.py                       # every scenario, every server, twice
     python3 benches/run.py --scenario fanout-10k --repeat 3
     python3 benches/run.py --servers ssed,nchan-1w --scenario idle-mem
+    python3 benches/run.py --servers ssed --baseline /tmp/ssed-old --scenario fanout-10k
 
 Builds ssed and the load generator (release), then for each scenario and each server: starts
 the server on a free 127.0.0.1 port, runs benches/loadgen against it, stops it. Prints one
@@ -29,6 +30,8 @@ LOADGEN_MANIFEST = os.path.join(ROOT, "benches", "loadgen", "Cargo.toml")
 LOADGEN_TARGET = os.path.join(ROOT, "target", "loadgen")
 LOADGEN = os.path.join(LOADGEN_TARGET, "release", "loadgen")
 SSED = os.path.join(ROOT, "target", "release", "ssed")
+# Another build of ssed to compare with (--baseline), run as the server "ssed-baseline".
+BASELINE = None
 NCHAN_MODULE_DIRS = ["/usr/lib/nginx/modules", "/usr/share/nginx/modules"]
 INSTALL_HINT = "apt-get install nginx libnginx-mod-nchan"
 
@@ -208,8 +211,9 @@ class Server:
         self.process = None
 
     def command(self):
-        if self.name == "ssed":
-            return [SSED, "--listen", f"127.0.0.1:{self.port}", "--max-clients", "60000",
+        if self.name in ("ssed", "ssed-baseline"):
+            binary = SSED if self.name == "ssed" else BASELINE
+            return [binary, "--listen", f"127.0.0.1:{self.port}", "--max-clients", "60000",
                     "--heartbeat", "0", "--history", "1024", "-q"]
         nginx, module = self.nchan
         workers = "1" if self.name == "nchan-1w" else "auto"
@@ -389,12 +393,19 @@ def parse_args():
     parser.add_argument("--depth", type=int, default=8,
                         help="publish requests in flight (pipelined on one connection), default 8")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
+    parser.add_argument("--baseline", help="another ssed binary, run beside this one as 'ssed-baseline'")
     parser.add_argument("--out", help="JSON lines file (default target/bench/results-DATE.jsonl)")
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     unknown = [s for s in servers if s not in SERVERS]
     if unknown or not servers:
         parser.error(f"unknown server(s) {unknown}; choose from {SERVERS}")
+    if args.baseline:
+        global BASELINE
+        BASELINE = os.path.abspath(args.baseline)
+        if not os.access(BASELINE, os.X_OK):
+            parser.error(f"--baseline {args.baseline}: not an executable")
+        servers.append("ssed-baseline")
     if not 1 <= args.repeat <= 10:
         parser.error("--repeat must be 1..10")
     if not 1 <= args.depth <= 1024:
