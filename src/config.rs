@@ -69,7 +69,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// `retry:` sent at the start of every stream.
     pub retry: Option<u32>,
-    /// Most open client connections, subscribers and requests being read alike.
+    /// Most open event streams. Other requests (publishes, `/health`, `/metrics`, the viewer)
+    /// keep a reserve of connections on top (see [`Config::connection_reserve`]).
     pub max_clients: usize,
     /// Most bytes waiting for one subscriber before it is dropped.
     pub max_queue: usize,
@@ -110,6 +111,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Connections kept beyond `max_clients` for requests that are not streams, so that a server
+    /// full of subscribers can still be published to, checked and scraped: a tenth of
+    /// `max_clients`, and at least 32.
+    pub fn connection_reserve(&self) -> usize {
+        (self.max_clients / 10).max(32)
+    }
+
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_clients == 0 {

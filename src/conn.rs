@@ -133,6 +133,15 @@ impl Conn {
         self.out_bytes
     }
 
+    /// Bytes queued behind the frame being written: what the client has not started to receive.
+    pub fn backlog(&self) -> usize {
+        let in_flight = self
+            .out
+            .front()
+            .map_or(0, |front| front.len() - self.out_offset);
+        self.out_bytes - in_flight
+    }
+
     /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.
     pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
         let fd = self.stream.as_raw_fd();

@@ -258,16 +258,17 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.open >= self.config.max_clients {
+        let most = self.config.max_clients + self.config.connection_reserve();
+        if self.open >= most {
             self.counters.refused(Refusal::MaxClients);
             self.log(
                 LogLevel::Info,
-                format_args!("refused {peer}: too many clients ({})", self.open),
+                format_args!("refused {peer}: too many connections ({})", self.open),
             );
             let busy = http::error(
                 Status::UNAVAILABLE,
                 "Retry-After: 5\r\n",
-                "too many clients, try again later",
+                "too many connections, try again later",
             );
             // Best effort: a fresh socket has room for a short answer; it is closed either way.
             let _ = stream.write(&busy);
@@ -327,6 +328,11 @@ impl EventLoop {
 
     /// Makes a connection that has become a stream one of the subscribers events are fanned out
     /// to, and schedules the write of what it has queued (its head, a replay).
+    /// True when `--max-clients` streams are open: another subscription must wait.
+    pub(crate) fn streams_full(&self) -> bool {
+        self.subscribers.len() >= self.config.max_clients
+    }
+
     pub(crate) fn add_subscriber(&mut self, conn: &mut Conn, slot: u32) {
         conn.sub_index = self.subscribers.len() as u32;
         self.subscribers.push(slot);
@@ -588,6 +594,9 @@ impl EventLoop {
             let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
                 continue;
             };
+            // The bound is on the backlog a new event finds, not on the event: a subscriber
+            // that keeps reading gets every event, even one larger than `max_queue`.
+            let backlog = conn.backlog();
             let mut added = false;
             for entry in batch {
                 if entry.matches(&conn.topics) {
@@ -596,7 +605,7 @@ impl EventLoop {
                 }
             }
             if added {
-                if conn.out_bytes > max_queue.saturating_add(conn.replay_allowance) {
+                if backlog > max_queue.saturating_add(conn.replay_allowance) {
                     slow.push(slot);
                 } else {
                     self.due.mark(conn, slot);

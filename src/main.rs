@@ -80,6 +80,7 @@ fn run(options: Options) -> ExitCode {
     }
     let listen = options.config.listen;
     let log = options.config.log;
+    let open_to_all = options.config.subscribe_token.is_none();
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
@@ -89,6 +90,13 @@ fn run(options: Options) -> ExitCode {
     };
     if log > LogLevel::Off {
         eprintln!("ssed: listening on http://{}", server.local_addr());
+    }
+    if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
+        eprintln!(
+            "ssed: warning: {} is not a loopback address and no --subscribe-token is set: \
+             anyone who can reach it can read every topic",
+            server.local_addr()
+        );
     }
     let handle = server.handle();
     let stopper = handle.clone();

@@ -91,8 +91,10 @@ impl<'a> Body<'a> {
     }
 }
 
-/// Builds the event of a `POST /publish` from its query and body.
-pub fn publish(query: &str, body: Body) -> Result<Event, &'static str> {
+/// Builds the event of a `POST /publish` from its query and body. A parameter that is not a
+/// publish parameter is refused, naming it: `curl --data-binary hello` sends a form whose only
+/// field is `hello`, and a typo such as `dat=` must not publish an empty event.
+pub fn publish(query: &str, body: Body) -> Result<Event, String> {
     let mut event = Event::default();
     let mut data: Option<String> = None;
     let mut retry: Option<String> = None;
@@ -102,7 +104,8 @@ pub fn publish(query: &str, body: Body) -> Result<Event, &'static str> {
         Body::Raw(bytes) if !bytes.is_empty() => {
             if query_pairs.iter().any(|(name, _)| name == "data") {
                 return Err(
-                    "the data parameter cannot be used with a request body that is not a form",
+                    "the data parameter cannot be used with a request body that is not a form"
+                        .into(),
                 );
             }
             let text = std::str::from_utf8(bytes).map_err(|_| "data must be valid UTF-8")?;
@@ -111,15 +114,17 @@ pub fn publish(query: &str, body: Body) -> Result<Event, &'static str> {
         }
         Body::Raw(_) => Vec::new(),
     };
+    let from_query = query_pairs.len();
     // Body fields come second, so they override the query's; topics from both add up.
-    for (name, value) in query_pairs.into_iter().chain(body_pairs) {
+    for (i, (name, value)) in query_pairs.into_iter().chain(body_pairs).enumerate() {
         match name.as_str() {
             "topic" => event.topics.push(value),
             "data" => data = Some(value),
             "event" | "type" => event.event_type = value,
             "id" => event.id = value,
             "retry" => retry = Some(value),
-            _ => {}
+            _ if i < from_query => return Err(unknown_parameter(&name, "query parameter")),
+            _ => return Err(unknown_parameter(&name, "form field")),
         }
     }
     event.data = data.unwrap_or_default();
@@ -128,6 +133,20 @@ pub fn publish(query: &str, body: Body) -> Result<Event, &'static str> {
     }
     event.validate().map_err(|e| e.message())?;
     Ok(event)
+}
+
+fn unknown_parameter(name: &str, kind: &str) -> String {
+    // A name is shown as the client wrote it, but never long enough to flood a log or a page.
+    let shown: String = name.chars().take(64).collect();
+    let more = if shown.len() < name.len() { "..." } else { "" };
+    let hint = if kind == "form field" {
+        "; to publish a body as it is, send it with a Content-Type such as text/plain"
+    } else {
+        ""
+    };
+    format!(
+        "unknown {kind} '{shown}{more}': a publish takes topic, data, event (or type), id and retry{hint}"
+    )
 }
 
 #[cfg(test)]
@@ -196,6 +215,25 @@ mod tests {
         assert_eq!(e.data, "");
         let e = publish("data=q", Body::new(Some("text/plain"), b"")).unwrap();
         assert_eq!(e.data, "q");
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_by_name() {
+        let form = |body: &'static [u8]| Body::new(Some("application/x-www-form-urlencoded"), body);
+        // What `curl --data-binary hello` sends: a form whose only field is `hello`.
+        let err = publish("", form(b"hello")).unwrap_err();
+        assert!(
+            err.contains("'hello'") && err.contains("form field"),
+            "{err}"
+        );
+        assert!(err.contains("Content-Type"), "{err}");
+        let err = publish("", form(b"dat=hello")).unwrap_err();
+        assert!(err.contains("'dat'"), "{err}");
+        let err = publish("topic=a&tpoic=b", Body::new(None, b"")).unwrap_err();
+        assert!(err.contains("query parameter 'tpoic'"), "{err}");
+        let long = format!("{}=1", "x".repeat(1000));
+        let err = publish(&long, Body::new(None, b"")).unwrap_err();
+        assert!(err.len() < 300, "{err}");
     }
 
     #[test]

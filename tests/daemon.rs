@@ -293,3 +293,26 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
         assert!(Instant::now() < deadline, "the server never recovered");
     }
 }
+
+#[test]
+fn listening_beyond_loopback_without_a_subscribe_token_warns() {
+    let open = Daemon::start_with(Command::new(SSED).args(["--listen", "0.0.0.0:0"]));
+    let warning = open.wait_log("warning:");
+    assert!(warning.contains("--subscribe-token"), "{warning}");
+    // With a token, or on loopback, nothing to warn about: every line up to the exit says so.
+    for args in [
+        &["--listen", "0.0.0.0:0", "--subscribe-token", "t0ken"][..],
+        &["--listen", "127.0.0.1:0"][..],
+    ] {
+        let mut daemon = Daemon::start_with(Command::new(SSED).args(args));
+        daemon.signal(libc::SIGTERM);
+        assert!(daemon.wait_exit().success());
+        // Every line up to the end of stderr: the reader thread ends when the daemon is gone.
+        let lines: Vec<String> =
+            std::iter::from_fn(|| daemon.log.recv_timeout(PATIENCE).ok()).collect();
+        assert!(
+            lines.iter().all(|line| !line.contains("warning")),
+            "{args:?}: {lines:?}"
+        );
+    }
+}

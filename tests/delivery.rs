@@ -373,3 +373,48 @@ fn publishers_faster_than_the_network_get_queue_full_not_dropped_subscribers() {
     assert_eq!(server.handle.stats().subscribers_dropped_slow, 0);
     eprintln!("publisher saw a full queue {full} times");
 }
+
+/// Publishes `data` as a raw `text/plain` body over HTTP and returns the answer's status.
+fn publish_raw(server: &TestServer, data: &[u8]) -> u16 {
+    let mut stream = server.connect();
+    let head = format!(
+        "POST /publish HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        data.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(data).unwrap();
+    read_response(&mut stream).status
+}
+
+/// Two live subscribers get an event of `size` bytes, then a small one, and neither is dropped.
+fn a_large_event_is_delivered_live(config: Config, size: usize) {
+    let server = TestServer::start(config);
+    let mut subs = [
+        server.subscribe("/events", ""),
+        server.subscribe("/events", ""),
+    ];
+    server.wait_subscribers(2);
+    let big = vec![b'z'; size];
+    assert_eq!(publish_raw(&server, &big), 200);
+    assert_eq!(publish_raw(&server, b"after"), 200);
+    for sub in &mut subs {
+        assert_eq!(sub.next_event().data.map(|d| d.len()), Some(size));
+        assert_eq!(sub.next_event().data.as_deref(), Some("after"));
+    }
+    assert_eq!(server.handle.stats().subscribers_dropped_slow, 0);
+}
+
+#[test]
+fn an_event_as_large_as_the_body_limit_reaches_live_subscribers_at_the_defaults() {
+    a_large_event_is_delivered_live(Config::default(), Config::default().max_body);
+}
+
+#[test]
+fn an_event_larger_than_max_queue_reaches_live_subscribers() {
+    let config = Config {
+        max_body: 3_000_000,
+        ..Config::default()
+    };
+    a_large_event_is_delivered_live(config, 2_000_000);
+}

@@ -3,9 +3,10 @@
 mod common;
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{HttpReader, Sse, TestServer, read_response};
+use common::{HttpReader, Sse, TestServer, read_response, wait_until};
 use ssed::{Config, Cors, Event};
 
 #[test]
@@ -302,18 +303,51 @@ fn error_statuses_have_plain_text_reasons() {
 
 #[test]
 fn max_clients_answers_503_with_retry_after() {
-    let server = TestServer::start(Config {
+    let config = Config {
         max_clients: 2,
         ..Config::default()
-    });
+    };
+    let reserve = config.connection_reserve();
+    let server = TestServer::start(config);
     let _a = server.subscribe("/events", "");
     let _b = server.subscribe("/events", "");
     server.wait_subscribers(2);
     let mut third = server.connect();
+    third.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
     let refused = read_response(&mut third);
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());
     assert_eq!(server.handle.stats().requests_refused, 1);
+    // Past the reserve of connections kept for other requests, a connection is refused at once.
+    let held: Vec<TcpStream> = (0..reserve).map(|_| server.connect()).collect();
+    wait_until(
+        || server.handle.stats().connections == 2 + reserve as u64,
+        "the reserve to fill",
+    );
+    let mut over = server.connect();
+    let refused = read_response(&mut over);
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some());
+    drop(held);
+}
+
+#[test]
+fn a_server_full_of_subscribers_can_still_be_published_to_checked_and_scraped() {
+    let server = TestServer::start(Config {
+        max_clients: 3,
+        ..Config::default()
+    });
+    let mut streams: Vec<_> = (0..3).map(|_| server.subscribe("/events", "")).collect();
+    server.wait_subscribers(3);
+    assert_eq!(server.get("/health").status, 200);
+    let metrics = server.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text().contains("ssed_subscribers 3\n"));
+    let published = server.publish_form("data=still+here");
+    assert_eq!(published.status, 200);
+    for stream in &mut streams {
+        assert_eq!(stream.next_event().data.as_deref(), Some("still here"));
+    }
 }
 
 #[test]
@@ -533,4 +567,20 @@ fn large_pipelined_publishes_are_all_read() {
         || server.handle.stats().events_published == 5,
         "five events taken",
     );
+}
+
+#[test]
+fn a_form_that_is_not_publish_parameters_is_refused_by_name() {
+    let server = TestServer::default();
+    // `curl --data-binary hello URL` and `curl -d dat=hello URL`: both send a form.
+    for (form, name) in [("hello", "'hello'"), ("dat=hello", "'dat'")] {
+        let refused = server.publish_form(form);
+        assert_eq!(refused.status, 400, "{form}");
+        assert!(refused.text().contains(name), "{}", refused.text());
+    }
+    let refused =
+        server.request("POST /publish?topic=a&evnt=x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(refused.status, 400);
+    assert!(refused.text().contains("'evnt'"), "{}", refused.text());
+    assert_eq!(server.handle.stats().events_published, 0);
 }

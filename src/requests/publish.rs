@@ -71,7 +71,7 @@ impl EventLoop {
             Ok(event) => event,
             Err(why) => {
                 let status = Status::BAD_REQUEST;
-                return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
+                return self.reject(conn, slot, status, &cors, &why, Refusal::BadRequest);
             }
         };
         let mut result = self.store.publish(&event);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth;
+use crate::config::LogLevel;
 use crate::conn::{Conn, Phase};
 use crate::event_loop::EventLoop;
 use crate::http::{self, Request, Status};
@@ -29,6 +30,19 @@ impl EventLoop {
                 denied.why,
                 denied.refusal,
             );
+        }
+        if self.streams_full() {
+            let extra = format!("{cors}Retry-After: 5\r\n");
+            let why = "too many subscribers, try again later";
+            let status = Status::UNAVAILABLE;
+            self.log(
+                LogLevel::Info,
+                format_args!(
+                    "refused a subscriber: {} streams open",
+                    self.config.max_clients
+                ),
+            );
+            return self.reject(conn, slot, status, &extra, why, Refusal::MaxClients);
         }
         conn.phase = Phase::Streaming;
         conn.input.release();
