@@ -140,7 +140,8 @@ typedef struct sse_config {
    */
   size_t history;
   /**
-   * Most open client connections, subscribers and requests alike. Default 10000.
+   * Most open event streams; other requests keep a reserve of a tenth as many connections
+   * (at least 32) on top. Default 10000.
    */
   size_t max_clients;
   /**

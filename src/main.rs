@@ -22,7 +22,7 @@ Options:
   --history N            events kept for Last-Event-ID replay [default: 1024]
   --heartbeat SECS       comment sent on every stream this often, 0 = off [default: 15]
   --retry MS             reconnection delay sent at the start of every stream
-  --max-clients N        most open client connections [default: 10000]
+  --max-clients N        most open event streams; other requests keep a reserve on top [default: 10000]
   --max-queue BYTES      most bytes pending for one subscriber before it is dropped [default: 1048576]
   --max-body BYTES       largest publish body [default: 1048576]
   --cors-origin ORIGIN   * or a comma-separated list of allowed origins

@@ -43,7 +43,8 @@ pub struct sse_config {
     pub listen: *const c_char,
     /// Events kept for `Last-Event-ID` replay. Default 1024; 0 keeps none.
     pub history: usize,
-    /// Most open client connections, subscribers and requests alike. Default 10000.
+    /// Most open event streams; other requests keep a reserve of a tenth as many connections
+    /// (at least 32) on top. Default 10000.
     pub max_clients: usize,
     /// Most bytes waiting for one subscriber before it is dropped. Default 1 MiB.
     pub max_queue: usize,
