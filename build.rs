@@ -27,14 +27,15 @@ const PREAMBLE: &str = "\
  *   calling thread. NULL or malformed arguments are errors, never crashes. No Rust panic
  *   crosses into C: it becomes SSE_RESULT_PANIC.
  * - Ownership: the library allocates and frees sse_server (sse_server_new ->
- *   sse_server_free); sse_config and sse_stats are the caller's. Strings passed in are
+ *   sse_server_free); sse_config, sse_event and sse_stats are the caller's. Strings passed in are
  *   NUL-terminated UTF-8, borrowed for the call only (what is kept is copied). Strings returned
  *   are the library's: never free them.
  * - Threads: the loop runs on a library thread (sse_server_start) or on the caller's
  *   (sse_server_run). sse_publish, sse_server_port, sse_server_stats and sse_server_stop may be
  *   called from any thread at any time until sse_server_free. The library never calls back into
  *   the program.
- * - Structs grow only at the end; pass their size (sse_config_init, sse_server_stats) so that
+ * - Structs grow only at the end; pass their size (sse_config_init, sse_event_init,
+ *   sse_server_stats) so that
  *   programs built against an older header keep working with a newer library.
  * - Link: -lssed (libssed.so), or libssed.a -lpthread -ldl -lm -lrt -lutil -lgcc_s. No ABI stability
  *   before 1.0: check sse_abi_version() == SSE_ABI_VERSION.

@@ -10,14 +10,15 @@
  *   calling thread. NULL or malformed arguments are errors, never crashes. No Rust panic
  *   crosses into C: it becomes SSE_RESULT_PANIC.
  * - Ownership: the library allocates and frees sse_server (sse_server_new ->
- *   sse_server_free); sse_config and sse_stats are the caller's. Strings passed in are
+ *   sse_server_free); sse_config, sse_event and sse_stats are the caller's. Strings passed in are
  *   NUL-terminated UTF-8, borrowed for the call only (what is kept is copied). Strings returned
  *   are the library's: never free them.
  * - Threads: the loop runs on a library thread (sse_server_start) or on the caller's
  *   (sse_server_run). sse_publish, sse_server_port, sse_server_stats and sse_server_stop may be
  *   called from any thread at any time until sse_server_free. The library never calls back into
  *   the program.
- * - Structs grow only at the end; pass their size (sse_config_init, sse_server_stats) so that
+ * - Structs grow only at the end; pass their size (sse_config_init, sse_event_init,
+ *   sse_server_stats) so that
  *   programs built against an older header keep working with a newer library.
  * - Link: -lssed (libssed.so), or libssed.a -lpthread -ldl -lm -lrt -lutil -lgcc_s. No ABI stability
  *   before 1.0: check sse_abi_version() == SSE_ABI_VERSION.
@@ -223,6 +224,53 @@ typedef struct sse_stats {
   uint64_t requests_refused;
 } sse_stats;
 
+/**
+ * One event for `sse_publish_event`. Declare one, fill it with
+ * `sse_event_init(&event, sizeof event)`, set what you need, and publish it; the library only
+ * reads it during the call, so it and everything it points to may be reused at once.
+ *
+ * Fields are only ever added at the end, with 0 meaning their default; `size` lets a newer
+ * library read an older caller's struct, as with `sse_config`.
+ *
+ * Not safe for concurrent use: one thread at a time (publish copies of it from other threads).
+ */
+typedef struct sse_event {
+  /**
+   * Size of the caller's struct, set by `sse_event_init`. Do not change it.
+   */
+  size_t size;
+  /**
+   * `topic_count` topics, NUL-terminated UTF-8 strings: the event goes to the subscribers of
+   * any of them, once each. NULL (with `topic_count` 0) means the empty topic. At most 1024.
+   */
+  const char *const *topics;
+  /**
+   * Number of strings at `topics`.
+   */
+  size_t topic_count;
+  /**
+   * The event type; NULL or "" for the default `message`. Must not contain CR or LF.
+   */
+  const char *event_type;
+  /**
+   * `data_len` bytes of UTF-8, not necessarily NUL-terminated; NULL when `data_len` is 0.
+   */
+  const char *data;
+  /**
+   * Length of `data` in bytes.
+   */
+  size_t data_len;
+  /**
+   * The id; NULL or "" to let the server assign the next one. Must not contain CR or LF.
+   */
+  const char *id;
+  /**
+   * `retry:` milliseconds sent with the event (the browser's reconnection delay), at most
+   * 4294967295; negative sends none. Default -1.
+   */
+  int64_t retry_ms;
+} sse_event;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -398,6 +446,35 @@ int64_t sse_publish(const struct sse_server *server,
                     const char *data,
                     size_t data_len,
                     const char *id);
+
+/**
+ * Fills `*event` with the defaults: no topic (the empty topic), type `message`, no data, an id
+ * the server assigns, no retry. `size` is `sizeof *event` as the caller's header has it.
+ * Returns `SSE_RESULT_NULL_ARGUMENT` for a NULL `event`, `SSE_RESULT_INVALID_ARGUMENT` for a
+ * size this library does not accept. Nothing to free afterwards.
+ * Thread-safety: any thread, each on its own struct.
+ *
+ * # Safety
+ * `event` is NULL or points to `size` writable bytes.
+ */
+enum sse_result sse_event_init(struct sse_event *event, size_t size);
+
+/**
+ * Publishes `*event`, as `sse_publish` does, with all its topics and its `retry`. Copies what
+ * it needs; never blocks on the loop or the network.
+ * Returns the id the server assigned (> 0), 0 when the event carries its own id, or a negative
+ * `sse_result`, and then nothing is published: `SSE_RESULT_NULL_ARGUMENT` (NULL `server` or
+ * `event`, NULL `topics` with `topic_count` > 0, a NULL topic, NULL `data` with `data_len` >
+ * 0), `SSE_RESULT_INVALID_ARGUMENT` (a size not from `sse_event_init`, more than 1024 topics,
+ * `retry_ms` over 4294967295), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR, LF in
+ * the type or id), `SSE_RESULT_QUEUE_FULL`, `SSE_RESULT_STOPPED`.
+ * Thread-safety: any thread, concurrently, until `sse_server_free`.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed; `event` is NULL or points
+ * to a struct filled by `sse_event_init` whose pointers are NULL or valid as documented above.
+ */
+int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -51,6 +51,17 @@ typedef struct sse_stats {
   uint64_t requests_refused;
 } sse_stats;
 
+typedef struct sse_event {
+  size_t size;
+  const char *const *topics;
+  size_t topic_count;
+  const char *event_type;
+  const char *data;
+  size_t data_len;
+  const char *id;
+  int64_t retry_ms;
+} sse_event;
+
 const char *sse_version(void);
 
 uint32_t sse_abi_version(void);
@@ -83,3 +94,7 @@ int64_t sse_publish(const struct sse_server *server,
                     const char *data,
                     size_t data_len,
                     const char *id);
+
+enum sse_result sse_event_init(struct sse_event *event, size_t size);
+
+int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);

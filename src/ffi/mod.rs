@@ -1,7 +1,8 @@
 //! The C API: every `extern "C"` item of libssed, and nothing else, one file per C type as
 //! rustls-ffi does: `result.rs` (result codes and the last error), `panic.rs` (the panic
 //! boundary), `config.rs` (`sse_config`), `server.rs` (`sse_server` and its lifecycle),
-//! `stats.rs` (`sse_stats`), `publish.rs` (`sse_publish`).
+//! `stats.rs` (`sse_stats`), `publish.rs` (`sse_publish`), `event.rs` (`sse_event` and
+//! `sse_publish_event`).
 //!
 //! build.rs runs cbindgen on this folder alone to write `include/ssed.h`, so every type a C
 //! caller sees is declared here, and the `///` docs are the C manual. The conventions, stated once
@@ -31,9 +32,12 @@ mod stats;
 
 mod publish;
 
+mod event;
+
 use std::ffi::{CStr, c_char};
 
 pub use config::*;
+pub use event::*;
 pub use publish::*;
 pub use result::*;
 pub use server::*;

@@ -1,4 +1,4 @@
-//! `sse_publish`: the one call on the hot path.
+//! `sse_publish`: the one call on the hot path, and what it shares with `sse_publish_event`.
 
 use std::cell::RefCell;
 use std::ffi::c_char;
@@ -44,22 +44,38 @@ pub unsafe extern "C" fn sse_publish(
 ) -> i64 {
     guard(sse_result::Panic as i64, || {
         // SAFETY: NULL or live (the caller's promise).
-        let Some(server) = (unsafe { server.as_ref() }) else {
-            return fail(sse_result::NullArgument, "server is NULL") as i64;
-        };
-        with_scratch_event(|event| {
+        let server = unsafe { server.as_ref() };
+        publish_with(server, |event| {
             // SAFETY: the caller's promise on each pointer, as stated above.
-            if let Err(code) = unsafe { fill_event(event, topic, event_type, data, data_len, id) } {
-                return code as i64;
-            }
-            match server.handle().publish(event) {
-                // Ids start near 2^50 (microseconds since 1970) and count up by one per event,
-                // so they stay below 2^63 for far longer than any server runs.
-                Ok(Some(assigned)) => i64::try_from(assigned).unwrap_or(i64::MAX),
-                Ok(None) => 0,
-                Err(e) => publish_failed(e) as i64,
-            }
+            unsafe { fill_event(event, topic, event_type, data, data_len, id) }
         })
+    })
+}
+
+/// Fills this thread's scratch event with `fill` and publishes it: the id the server assigned,
+/// 0 for the caller's own id, or a negative `sse_result`.
+pub(super) fn publish_with(
+    server: Option<&sse_server>,
+    fill: impl FnOnce(&mut Event) -> Result<(), sse_result>,
+) -> i64 {
+    let Some(server) = server else {
+        return fail(sse_result::NullArgument, "server is NULL") as i64;
+    };
+    let mut fill = Some(fill);
+    with_scratch_event(|event| {
+        let Some(fill) = fill.take() else {
+            return sse_result::Panic as i64;
+        };
+        if let Err(code) = fill(event) {
+            return code as i64;
+        }
+        match server.handle().publish(event) {
+            // Ids start near 2^50 (microseconds since 1970) and count up by one per event,
+            // so they stay below 2^63 for far longer than any server runs.
+            Ok(Some(assigned)) => i64::try_from(assigned).unwrap_or(i64::MAX),
+            Ok(None) => 0,
+            Err(e) => publish_failed(e) as i64,
+        }
     })
 }
 
@@ -102,22 +118,8 @@ unsafe fn fill_event(
     data_len: usize,
     id: *const c_char,
 ) -> Result<(), sse_result> {
-    let data: &[u8] = match (data.is_null(), data_len) {
-        (_, 0) => &[],
-        (true, _) => {
-            return Err(fail(
-                sse_result::NullArgument,
-                "data is NULL but data_len > 0",
-            ));
-        }
-        (false, len) if len > isize::MAX as usize => {
-            return Err(fail(sse_result::InvalidArgument, "data_len is too large"));
-        }
-        // SAFETY: `data` points to `data_len` readable bytes (the caller's promise).
-        (false, len) => unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) },
-    };
-    let data = std::str::from_utf8(data)
-        .map_err(|_| fail(sse_result::InvalidUtf8, "data is not valid UTF-8"))?;
+    // SAFETY: `data` is NULL or points to `data_len` readable bytes (the caller's promise).
+    let data = unsafe { data_str(data, data_len) }?;
     // SAFETY: NULL or NUL-terminated (the caller's promise).
     let (topic, event_type, id) = unsafe {
         (
@@ -136,7 +138,30 @@ unsafe fn fill_event(
     Ok(())
 }
 
-fn replace(buffer: &mut String, text: &str) {
+/// Borrows `len` bytes of UTF-8 data; NULL is allowed for no data.
+///
+/// # Safety
+/// `data` is NULL or points to `len` readable bytes valid for `'a`.
+pub(super) unsafe fn data_str<'a>(data: *const c_char, len: usize) -> Result<&'a str, sse_result> {
+    let bytes: &[u8] = match (data.is_null(), len) {
+        (_, 0) => &[],
+        (true, _) => {
+            return Err(fail(
+                sse_result::NullArgument,
+                "data is NULL but data_len > 0",
+            ));
+        }
+        (false, len) if len > isize::MAX as usize => {
+            return Err(fail(sse_result::InvalidArgument, "data_len is too large"));
+        }
+        // SAFETY: `data` points to `len` readable bytes (the caller's promise).
+        (false, len) => unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) },
+    };
+    std::str::from_utf8(bytes).map_err(|_| fail(sse_result::InvalidUtf8, "data is not valid UTF-8"))
+}
+
+/// Sets `buffer` to `text`, keeping its capacity.
+pub(super) fn replace(buffer: &mut String, text: &str) {
     buffer.clear();
     buffer.push_str(text);
 }
