@@ -48,6 +48,11 @@ install:
 	sed -e 's|/usr/local/bin/ssed|$(BINDIR)/ssed|' \
 	    $(ROOT)/examples/systemd/ssed.service > $(DESTDIR)$(UNITDIR)/ssed.service
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/ssed.pc $(DESTDIR)$(UNITDIR)/ssed.service
+	@# The loader finds a new library in /usr/local/lib only after ldconfig.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo ldconfig; ldconfig; fi
