@@ -2,6 +2,8 @@
 //! clients, and an event-stream reader. Every read has a timeout, so no test can hang.
 #![allow(dead_code)]
 
+pub mod external;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;

@@ -1,0 +1,252 @@
+//! Helpers for tests that drive outside programs (nginx, curl, openssl, systemd-analyze, cc):
+//! finding them, a temporary directory, free ports, and child processes stopped by PID.
+
+use std::io::{self, BufRead, BufReader, Read, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::PATIENCE;
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Where a tool is: on the PATH, or in an sbin directory a non-root PATH may lack (nginx).
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+/// True when every tool is found. Otherwise skips (with the reason on stderr), or fails when
+/// CI is set.
+pub fn available(tools: &[&str], what: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| find_tool(tool).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    skip(&format!("{what}: {} not found", missing.join(", ")))
+}
+
+/// Skips with the reason on stderr, or fails when CI is set. Returns false, for `available`.
+pub fn skip(reason: &str) -> bool {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{reason}, and CI is set: it must run"
+    );
+    note(&format!(
+        "skipping {reason} (set CI to make this a failure)"
+    ));
+    false
+}
+
+/// Writes to the real stderr: the test harness captures `eprintln!`, which would hide a skip.
+pub fn note(text: &str) {
+    let _ = writeln!(io::stderr(), "{text}");
+}
+
+/// A directory of its own under the system's temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "ssed-{what}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path); // left by a killed run with a reused pid
+        std::fs::create_dir(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nothing listens on at the moment of asking.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A child process (and, when started as a group leader, its own children), stopped by its
+/// PID on drop: SIGTERM first so that it can clean up, SIGKILL if it has not exited in time.
+pub struct Process {
+    pub child: Child,
+    group: bool,
+}
+
+impl Process {
+    pub fn start(command: &mut Command) -> Process {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Process {
+            child,
+            group: false,
+        }
+    }
+
+    /// Starts the command as the leader of a new process group, so that stopping it also
+    /// stops the workers it forks (nginx).
+    pub fn start_group(command: &mut Command) -> Process {
+        use std::os::unix::process::CommandExt;
+        let mut process = Process::start(command.process_group(0));
+        process.group = true;
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited already, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id() as i32;
+        let target = if self.group { -pid } else { pid };
+        // SAFETY: kill(2) on our own child (or the process group it leads).
+        unsafe { libc::kill(target, signal) };
+    }
+
+    /// Waits for the exit until the deadline.
+    pub fn wait_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.signal(libc::SIGTERM);
+            // Killed before it is reaped, so that its PID (and group id) cannot be reused.
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                self.signal(libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines a child writes to one of its pipes, read on a thread, so that a test can wait for
+/// one with a deadline rather than block on the pipe.
+pub struct Lines {
+    receiver: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(pipe: impl Read + Send + 'static) -> Lines {
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            receiver,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line for which `wanted` is true, failing after `PATIENCE` or at the end.
+    pub fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no {what} ({e:?}); lines so far: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+/// The daemon built by this package, on a free loopback port. `log` has its stderr lines.
+pub struct Ssed {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub log: Lines,
+}
+
+impl Ssed {
+    pub fn start(args: &[&str]) -> Ssed {
+        Ssed::start_with(Command::new(env!("CARGO_BIN_EXE_ssed")).args(args))
+    }
+
+    /// Runs `command`, which ends with the daemon's command line (as with a wrapper such as
+    /// strace), adding `--listen 127.0.0.1:0` to it.
+    pub fn start_with(command: &mut Command) -> Ssed {
+        let mut process = Process::start(
+            command
+                .args(["--listen", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let mut log = Lines::new(process.child.stderr.take().expect("piped stderr"));
+        let line = log.wait_for("listening line", |l| l.contains("listening on http://"));
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Ssed { process, addr, log }
+    }
+}
+
+/// Runs a command to its end and returns its output, failing with everything it printed when
+/// it does not succeed.
+pub fn run(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
