@@ -192,10 +192,11 @@ static inline void client_close(client *c)
     c->buf = NULL;
 }
 
-/* The exact head of an event stream (no CORS configured). */
+/* The exact head of an event stream (no CORS configured), with the comment line every stream
+ * opens with. */
 #define STREAM_HEAD                                                              \
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" \
-    "X-Accel-Buffering: no\r\n\r\n"
+    "X-Accel-Buffering: no\r\n\r\n:\n\n"
 
 /* Subscribes with GET `target` (plus `headers`, each ending in CRLF) and consumes the stream
  * head: from then on the server has registered the subscriber, and every event published

@@ -251,7 +251,13 @@ pub fn error(status: Status, extra: &str, why: &str) -> Vec<u8> {
     )
 }
 
-/// The head of an event stream. No Content-Length: the stream ends when the connection does.
+/// The head of an event stream, and the comment line every stream opens with. No
+/// Content-Length: the stream ends when the connection does.
+///
+/// The comment is there because some proxies (nginx over HTTP/2) hold a response head back
+/// until the first bytes of its body arrive, and a browser's `EventSource` opens only once the
+/// head has come: a stream with nothing to send yet would look stuck. A comment never reaches
+/// `onmessage`.
 pub fn stream_head(extra: &str) -> Vec<u8> {
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
@@ -259,8 +265,12 @@ pub fn stream_head(extra: &str) -> Vec<u8> {
     );
     head.push_str(extra);
     head.push_str("\r\n");
+    head.push_str(STREAM_OPENING);
     head.into_bytes()
 }
+
+/// The comment line after an event stream's head.
+pub const STREAM_OPENING: &str = ":\n\n";
 
 /// The interim response a client waits for after `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

@@ -19,7 +19,7 @@ function subscribe(int $port, string $target)
     stream_set_timeout($socket, 20);
     fwrite($socket, "GET $target HTTP/1.1\r\nHost: test\r\n\r\n");
     expect($socket, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        . "X-Accel-Buffering: no\r\n\r\n");
+        . "X-Accel-Buffering: no\r\n\r\n:\n\n");
     return $socket;
 }
 

@@ -212,6 +212,9 @@ pub struct Block {
     pub comments: Vec<String>,
 }
 
+/// The comment line every stream opens with, right after its head.
+pub const OPENING: &[u8] = b":\n\n";
+
 /// A raw event-stream reader over a loopback socket.
 pub struct Sse {
     pub stream: TcpStream,
@@ -235,16 +238,22 @@ impl Sse {
         }
     }
 
-    /// Reads the response head of the stream.
+    /// Reads the response head of the stream, and the comment line every stream opens with.
     pub fn read_head(&mut self) -> String {
-        loop {
+        let head = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 let head = String::from_utf8(self.buf[..i + 4].to_vec()).unwrap();
                 self.buf.drain(..i + 4);
-                return head;
+                break head;
             }
             assert!(self.read_more(), "closed before the stream head");
+        };
+        while self.buf.len() < OPENING.len() {
+            assert!(self.read_more(), "closed before the opening comment");
         }
+        assert_eq!(&self.buf[..OPENING.len()], OPENING, "the opening comment");
+        self.buf.drain(..OPENING.len());
+        head
     }
 
     /// The next block, or None when the server closed the stream.
