@@ -197,4 +197,6 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+mod measure;
+#[cfg(test)]
 mod tests;

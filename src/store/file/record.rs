@@ -204,7 +204,6 @@ pub fn decode_header(image: &[u8]) -> HeaderState {
 pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
     let head = out.len();
     out.extend_from_slice(&[0; HEAD_LEN]);
-    let payload = out.len();
     out.push(RECORD_VERSION);
     out.push(if record.assigned.is_some() {
         FLAG_ASSIGNED
@@ -220,6 +219,21 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
     }
     out.extend_from_slice(&(record.frame.len() as u32).to_le_bytes());
     out.extend_from_slice(&record.frame);
+    seal(out, head);
+}
+
+/// Appends a record around `payload` as it is, valid or not: the fuzz target's way to reach
+/// the payload checks past the checksums.
+pub fn encode_raw_record(out: &mut Vec<u8>, payload: &[u8]) {
+    let head = out.len();
+    out.extend_from_slice(&[0; HEAD_LEN]);
+    out.extend_from_slice(payload);
+    seal(out, head);
+}
+
+/// Fills in the head of the record at `head`, whose payload runs to the end of `out`.
+fn seal(out: &mut [u8], head: usize) {
+    let payload = head + HEAD_LEN;
     let payload_len = (out.len() - payload) as u32;
     let payload_crc = crc32fast::hash(&out[payload..]);
     out[head..head + 4].copy_from_slice(&RECORD_MAGIC);
@@ -295,13 +309,18 @@ pub enum Piece<'a> {
 pub struct Scanner<'a> {
     image: &'a [u8],
     at: usize,
+    header_read: bool,
 }
 
 impl<'a> Scanner<'a> {
     /// A scanner over `image`. A header of a newer format is for the caller to refuse first:
     /// this scanner cuts it as a bad header.
     pub fn new(image: &'a [u8]) -> Scanner<'a> {
-        Scanner { image, at: 0 }
+        Scanner {
+            image,
+            at: 0,
+            header_read: false,
+        }
     }
 }
 
@@ -313,14 +332,18 @@ impl<'a> Iterator for Scanner<'a> {
         if self.at >= image.len() {
             return None;
         }
-        if self.at == 0 {
+        if !self.header_read {
+            self.header_read = true;
             if let HeaderState::Good { .. } = decode_header(image) {
                 self.at = HEADER_LEN;
                 return Some(Piece::Header);
             }
+            // Records may still follow a header that is missing or damaged.
             let next = resync(image, 0);
-            self.at = next;
-            return Some(Piece::Cut(cut(0, next, CutReason::BadHeader)));
+            if next > 0 {
+                self.at = next;
+                return Some(Piece::Cut(cut(0, next, CutReason::BadHeader)));
+            }
         }
         let at = self.at;
         match try_record(image, at) {
