@@ -20,10 +20,9 @@ fn event(n: u64) -> Record {
     record(Some(n), &n.to_string(), &["prices"], &data)
 }
 
-/// Appends `EVENTS` events as fast as the queue takes them; returns events per second, from
-/// the first append to the last outcome.
-fn pipelined(policy: FsyncPolicy) -> (f64, Status) {
-    let dir = TempDir::new("measure-rate");
+/// A writer on a new file with `--history 1024`, and the channel its wake callback signals.
+fn started(policy: FsyncPolicy) -> (TempDir, Writer, mpsc::Receiver<()>) {
+    let dir = TempDir::new("measure");
     let (tx, woken) = mpsc::channel();
     let (_, writer) = open(
         &dir.join("history"),
@@ -37,6 +36,13 @@ fn pipelined(policy: FsyncPolicy) -> (f64, Status) {
         }),
     )
     .unwrap();
+    (dir, writer, woken)
+}
+
+/// Appends `EVENTS` events as fast as the queue takes them; returns events per second, from
+/// the first append to the last outcome.
+fn pipelined(policy: FsyncPolicy) -> (f64, Status) {
+    let (_dir, writer, woken) = started(policy);
     let events: Vec<Record> = (1..=EVENTS).map(event).collect();
     let start = Instant::now();
     let mut last = 0;
@@ -76,20 +82,7 @@ fn memory_only() -> f64 {
 /// Appends one event at a time and waits for its outcome; returns the median and 99th
 /// percentile latency.
 fn lone_latency(policy: FsyncPolicy, n: usize) -> (Duration, Duration) {
-    let dir = TempDir::new("measure-latency");
-    let (tx, woken) = mpsc::channel();
-    let (_, writer) = open(
-        &dir.join("history"),
-        Options {
-            retained: 1024,
-            fsync: policy,
-            ..Options::default()
-        },
-        Box::new(move || {
-            let _ = tx.send(());
-        }),
-    )
-    .unwrap();
+    let (_dir, writer, woken) = started(policy);
     let mut times = Vec::with_capacity(n);
     for i in 1..=n as u64 {
         let e = event(i);
@@ -177,21 +170,8 @@ fn measure_load_times() {
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn measure_a_million_events_with_history_1024() {
-    let dir = TempDir::new("measure-million");
+    let (dir, writer, woken) = started(FsyncPolicy::Never);
     let path = dir.join("history");
-    let (tx, woken) = mpsc::channel();
-    let (_, writer) = open(
-        &path,
-        Options {
-            retained: 1024,
-            fsync: FsyncPolicy::Never,
-            ..Options::default()
-        },
-        Box::new(move || {
-            let _ = tx.send(());
-        }),
-    )
-    .unwrap();
     let total = 1_000_000u64;
     let mut largest = 0u64;
     let mut written_bytes = 0u64;

@@ -118,6 +118,13 @@ fn numbers(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
 }
 
 #[test]
+fn the_writer_can_move_to_the_loop_thread_and_be_shared() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Writer>();
+    send_and_sync::<Record>();
+}
+
+#[test]
 fn round_trip_keeps_the_last_retained_and_the_highest_id() {
     let dir = TempDir::new("file-round-trip");
     let path = dir.join("history");
