@@ -419,6 +419,50 @@ fn a_full_queue_refuses_at_once_and_stop_writes_what_is_queued() {
 }
 
 #[test]
+fn a_writer_thread_that_dies_settles_everything_and_refuses_appends() {
+    let dir = TempDir::new("file-panic");
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    // The first wake waits until 2 and 3 are queued, then panics, as a bug in the writer would.
+    let (_, writer) = open(
+        &dir.join("history"),
+        options(100, FsyncPolicy::Never),
+        Box::new(move || {
+            let _ = entered_tx.send(());
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let _ = released.recv();
+                panic!("the writer thread dies (on purpose, in a test)");
+            }
+        }),
+    )
+    .unwrap();
+    writer.append(record(Some(1), "1", &[], "x")).unwrap();
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("the writer settled 1");
+    writer.append(record(Some(2), "2", &[], "x")).unwrap();
+    writer.append(record(Some(3), "3", &[], "x")).unwrap();
+    drop(release);
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("woken once more as it died");
+    assert_eq!(writer.settled_through(), 3);
+    let mut settled = Vec::new();
+    writer.take_settled(&mut settled);
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    assert_eq!(settled[0].through, 1);
+    assert_eq!(settled[0].outcome, Outcome::Written);
+    assert_eq!(settled[1].through, 3);
+    assert!(matches!(settled[1].outcome, Outcome::Failed(_)));
+    assert_eq!(
+        writer.append(record(Some(4), "4", &[], "x")),
+        Err(AppendError::Stopped)
+    );
+    assert!(writer.stop().is_err(), "the panic is reported at stop");
+}
+
+#[test]
 fn compaction_keeps_the_file_near_the_retained_size() {
     let dir = TempDir::new("file-compact");
     let path = dir.join("history");

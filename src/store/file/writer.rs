@@ -122,7 +122,7 @@ pub enum AppendError {
     Failing(Failure),
     /// The record is larger than a file record may be.
     TooLarge,
-    /// The writer has been stopped.
+    /// The writer has stopped (its thread ended).
     Stopped,
 }
 
@@ -292,8 +292,8 @@ impl Writer {
         status
     }
 
-    /// Writes and syncs what is queued, then ends the thread. Later appends fail with
-    /// `Stopped`. The error is the final sync's, or the thread's panic as an error.
+    /// Writes and syncs what is queued, then ends the thread. The error is the final sync's,
+    /// or the thread's panic as an error.
     pub fn stop(mut self) -> io::Result<()> {
         self.finish()
     }
@@ -378,7 +378,42 @@ impl Shared {
     }
 }
 
+/// Whichever way the thread ends, even by a panic, later appends fail with `Stopped` and
+/// every sequence number handed out is settled, so that no publisher waits forever.
+struct Ending<'a> {
+    shared: &'a Shared,
+    wake: &'a dyn Fn(),
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.stopping = true;
+        let through = state.next_seq - 1;
+        if through > self.shared.settled_through.load(Ordering::Acquire) {
+            let lost = Failure {
+                during: Op::Write,
+                kind: io::ErrorKind::Other,
+                os_error: None,
+            };
+            state.settled.push_back(Settled {
+                through,
+                outcome: Outcome::Failed(lost),
+            });
+            self.shared
+                .settled_through
+                .store(through, Ordering::Release);
+            drop(state);
+            (self.wake)();
+        }
+    }
+}
+
 fn run(mut disk: Disk, shared: &Shared, wake: Box<dyn Fn() + Send>) -> io::Result<()> {
+    let _ending = Ending {
+        shared,
+        wake: &*wake,
+    };
     let mut batch = Vec::new();
     loop {
         let turn = shared.next_turn(&mut batch, disk.sync_deadline());
