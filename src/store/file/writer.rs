@@ -2,8 +2,9 @@
 //!
 //! The loop appends records to a queue bounded in records and bytes (a full queue is an error
 //! at once, never a wait). Each append gets a sequence number, one more than the last. The
-//! thread takes everything queued, writes it with one write, applies the fsync policy, and then
-//! settles the batch: every sequence number up to the batch's last is `Written` or `Failed`,
+//! thread takes what is queued (up to half the retained records, at least 512, so that the file
+//! never grows far past the retained size between compactions), writes it with one write,
+//! applies the fsync policy, and then settles the batch: every sequence number up to the batch's last is `Written` or `Failed`,
 //! reported in order through [`Writer::take_settled`], with the latest settled number in an
 //! atomic and a wake callback so that the loop need not poll.
 //!
@@ -187,11 +188,13 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when the queue stops being empty, and at stop.
     work: Condvar,
+    /// Most records written in one batch.
+    batch_records: usize,
     settled_through: AtomicU64,
 }
 
 struct State {
-    queue: Vec<Record>,
+    queue: VecDeque<Record>,
     queued_bytes: usize,
     /// The sequence number of the next append; the queue holds the ones just before it.
     next_seq: u64,
@@ -219,7 +222,7 @@ impl Writer {
     ) -> io::Result<Writer> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                queue: Vec::new(),
+                queue: VecDeque::new(),
                 queued_bytes: 0,
                 next_seq: 1,
                 stopping: false,
@@ -228,6 +231,7 @@ impl Writer {
                 status: disk.status(),
             }),
             work: Condvar::new(),
+            batch_records: options.retained.max(1024) / 2,
             settled_through: AtomicU64::new(0),
         });
         let thread_shared = shared.clone();
@@ -263,7 +267,7 @@ impl Writer {
         {
             return Err(AppendError::Full);
         }
-        state.queue.push(record);
+        state.queue.push_back(record);
         state.queued_bytes += bytes;
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -327,7 +331,7 @@ struct Turn {
 
 impl Shared {
     /// Waits until there are records to write, a sync is due, or the writer stops; moves the
-    /// queue into `batch`.
+    /// oldest queued records into `batch`, up to a batch's worth.
     fn next_turn(&self, batch: &mut Vec<Record>, sync_at: Option<Instant>) -> Turn {
         let mut state = self.lock();
         while state.queue.is_empty() && !state.stopping {
@@ -343,11 +347,19 @@ impl Shared {
                 }
             }
         }
-        std::mem::swap(batch, &mut state.queue);
-        state.queued_bytes = 0;
+        let first_seq = state.next_seq - state.queue.len() as u64;
+        let mut bytes = 0;
+        while batch.len() < self.batch_records && bytes < BATCH_BYTES {
+            let Some(record) = state.queue.pop_front() else {
+                break;
+            };
+            bytes += record.encoded_len();
+            batch.push(record);
+        }
+        state.queued_bytes -= bytes;
         let now = Instant::now();
         Turn {
-            first_seq: state.next_seq - batch.len() as u64,
+            first_seq,
             failing: state
                 .failing
                 .and_then(|(why, retry_at)| (now < retry_at).then_some(why)),
@@ -476,6 +488,8 @@ pub(super) struct Disk {
 const MIN_SLACK_RECORDS: u64 = 1024;
 /// Bytes in the file beyond twice the retained ones before a compaction.
 const SLACK_BYTES: u64 = 1 << 20;
+/// Most bytes written in one batch (but always at least one record).
+const BATCH_BYTES: usize = 8 << 20;
 /// A write buffer larger than this is not kept between batches.
 const KEPT_BUF: usize = 4 << 20;
 
