@@ -34,6 +34,12 @@ mod store;
 #[doc(hidden)]
 pub mod sys;
 
+/// The history file's record decoder, for the fuzz target `history_record` only.
+#[doc(hidden)]
+pub mod history_file {
+    pub use crate::store::file::fuzz_check;
+}
+
 pub use config::{Config, Cors, LogLevel, MAX_INTERVAL};
 pub use event::Event;
 pub use frame::FieldError;

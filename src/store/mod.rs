@@ -20,8 +20,10 @@
 //! the writes stay as they are.
 
 mod entry;
+#[allow(dead_code, unused_imports)]
+pub mod file;
 mod intake;
-mod ring;
+pub(crate) mod ring;
 
 use std::sync::Arc;
 

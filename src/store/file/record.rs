@@ -1,0 +1,682 @@
+//! The history file's format: a header, then records that each carry their own checksums, so
+//! that a reader can tell a torn or corrupt record and find the next good one after it.
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! header   "SSEDHIST" | format version u16 | 0u16 | last assigned id u64 | crc32 u32   (24 bytes)
+//! record   magic ff 53 52 fe | payload length u32 | payload crc32 u32 | head crc32 u32 | payload
+//! payload  version u8 | flags u8 | assigned id u64 | topic count u32 | (length u32, UTF-8)*
+//!          | frame length u32 | frame
+//! ```
+//!
+//! The head checksum covers the 12 bytes before it, so a damaged length is caught before it is
+//! used, and a scan for the next record rejects a false magic after 16 bytes, not after
+//! checksumming whatever length it claims. The magic holds 0xFF and 0xFE, which never occur in
+//! UTF-8, so it cannot appear inside a frame or a topic. The payload carries its own version, so
+//! that a later ssed can add fields; a record of a version this one does not know is cut.
+//!
+//! Decoding never allocates: it borrows the file image, and every length is checked against
+//! what is left of the record before it is used.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::event::Topics;
+use crate::frame::Encoded;
+use crate::store::Entry;
+
+/// The file's first eight bytes.
+pub const FILE_MAGIC: [u8; 8] = *b"SSEDHIST";
+/// The version of the file layout (header and record framing) this code writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes in the file header.
+pub const HEADER_LEN: usize = 24;
+/// Every record starts with these bytes.
+pub const RECORD_MAGIC: [u8; 4] = [0xFF, b'S', b'R', 0xFE];
+/// Bytes in a record's head, before its payload.
+pub const HEAD_LEN: usize = 16;
+/// The version of the payload layout this code writes and reads.
+pub const RECORD_VERSION: u8 = 1;
+/// The largest payload written or read: a length beyond it is corruption.
+pub const MAX_PAYLOAD: usize = 1 << 30;
+
+/// Flag: the id is a number the server assigned (otherwise the publisher chose it).
+const FLAG_ASSIGNED: u8 = 1;
+/// Payload bytes before the topics: version, flags, assigned id, topic count.
+const PAYLOAD_FIXED: usize = 1 + 1 + 8 + 4;
+
+/// One event as the history file keeps it: the frame that subscribers were sent, what topic
+/// filtering needs, and the numeric id when the server assigned it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The encoded frame, shared with the memory ring.
+    pub frame: Arc<[u8]>,
+    /// Where the id is in the frame (empty: none).
+    pub id: Range<usize>,
+    /// Where the event type is in the frame (empty: the default type).
+    pub event_type: Range<usize>,
+    /// The topics the event went to.
+    pub topics: Topics,
+    /// The id when the server assigned it, so that ids continue above it after a restart.
+    pub assigned: Option<u64>,
+}
+
+impl Record {
+    /// A record of an event as published; it shares `encoded`'s frame.
+    pub fn new(encoded: &Encoded, topics: Topics, assigned: Option<u64>) -> Record {
+        Record {
+            frame: encoded.bytes.clone(),
+            id: encoded.id.clone(),
+            event_type: encoded.event_type.clone(),
+            topics,
+            assigned,
+        }
+    }
+
+    /// The memory ring's entry for this record, sharing its frame.
+    pub fn entry(&self) -> Entry {
+        let encoded = Encoded {
+            bytes: self.frame.clone(),
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+        };
+        Entry::new(encoded, self.topics.clone())
+    }
+
+    /// The id as written in the frame (empty when it has none).
+    pub fn id(&self) -> &[u8] {
+        &self.frame[self.id.clone()]
+    }
+
+    /// Bytes this record takes in the file.
+    pub fn encoded_len(&self) -> usize {
+        HEAD_LEN + payload_len(&self.topics, self.frame.len())
+    }
+}
+
+fn payload_len(topics: &Topics, frame_len: usize) -> usize {
+    let topics: usize = written_topics(topics).iter().map(|t| 4 + t.len()).sum();
+    PAYLOAD_FIXED + topics + 4 + frame_len
+}
+
+/// The topics as the file lists them: the empty topic of `Topics::Default` is no topic at all.
+fn written_topics(topics: &Topics) -> &[Box<str>] {
+    match topics {
+        Topics::Default => &[],
+        Topics::One(topic) => std::slice::from_ref(topic),
+        Topics::Many(many) => many,
+    }
+}
+
+/// Why a stretch of the file was cut instead of loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutReason {
+    /// The file does not start with a header whose checksum verifies.
+    BadHeader,
+    /// The file ends in the middle of a record: a write that a crash interrupted.
+    Torn,
+    /// Bytes that are no record whose checksums verify.
+    Corrupt,
+    /// A record whose checksums verify, of a version this ssed does not know.
+    UnknownVersion(u8),
+    /// A record whose checksums verify but whose content is not an event this ssed writes.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for CutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CutReason::BadHeader => f.write_str("no valid file header"),
+            CutReason::Torn => f.write_str("torn record at the end (interrupted write)"),
+            CutReason::Corrupt => f.write_str("checksum mismatch (corrupt bytes)"),
+            CutReason::UnknownVersion(v) => write!(f, "record of unknown format version {v}"),
+            CutReason::Invalid(why) => write!(f, "invalid record: {why}"),
+        }
+    }
+}
+
+/// A stretch of the file that was cut, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Offset of the first byte cut.
+    pub at: u64,
+    /// Bytes cut.
+    pub len: u64,
+    /// Why.
+    pub why: CutReason,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cut {} bytes at offset {}: {}",
+            self.len, self.at, self.why
+        )
+    }
+}
+
+/// Writes the file header.
+pub fn encode_header(out: &mut Vec<u8>, last_assigned: Option<u64>) {
+    let start = out.len();
+    out.extend_from_slice(&FILE_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&last_assigned.unwrap_or(0).to_le_bytes());
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// What the start of a file image holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderState {
+    /// A verified header of this format.
+    Good {
+        /// The highest id the server had assigned when the header was written.
+        last_assigned: Option<u64>,
+    },
+    /// A verified header of a format this ssed cannot read.
+    Newer(u16),
+    /// No verified header: the image is scanned for records from its first byte.
+    Bad,
+}
+
+/// Reads the header at the start of `image`.
+pub fn decode_header(image: &[u8]) -> HeaderState {
+    let Some(header) = image.get(..HEADER_LEN) else {
+        return HeaderState::Bad;
+    };
+    if header[..8] != FILE_MAGIC || crc32fast::hash(&header[..20]) != le32(&header[20..]) {
+        return HeaderState::Bad;
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    if version != FORMAT_VERSION {
+        return HeaderState::Newer(version);
+    }
+    let last = le64(&header[12..20]);
+    HeaderState::Good {
+        last_assigned: (last != 0).then_some(last),
+    }
+}
+
+/// Appends one record to `out`. The caller keeps payloads under [`MAX_PAYLOAD`].
+pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
+    let head = out.len();
+    out.extend_from_slice(&[0; HEAD_LEN]);
+    out.push(RECORD_VERSION);
+    out.push(if record.assigned.is_some() {
+        FLAG_ASSIGNED
+    } else {
+        0
+    });
+    out.extend_from_slice(&record.assigned.unwrap_or(0).to_le_bytes());
+    let topics = written_topics(&record.topics);
+    out.extend_from_slice(&(topics.len() as u32).to_le_bytes());
+    for topic in topics {
+        out.extend_from_slice(&(topic.len() as u32).to_le_bytes());
+        out.extend_from_slice(topic.as_bytes());
+    }
+    out.extend_from_slice(&(record.frame.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record.frame);
+    seal(out, head);
+}
+
+/// Appends a record around `payload` as it is, valid or not: the fuzz target's way to reach
+/// the payload checks past the checksums.
+pub fn encode_raw_record(out: &mut Vec<u8>, payload: &[u8]) {
+    let head = out.len();
+    out.extend_from_slice(&[0; HEAD_LEN]);
+    out.extend_from_slice(payload);
+    seal(out, head);
+}
+
+/// Fills in the head of the record at `head`, whose payload runs to the end of `out`.
+fn seal(out: &mut [u8], head: usize) {
+    let payload = head + HEAD_LEN;
+    let payload_len = (out.len() - payload) as u32;
+    let payload_crc = crc32fast::hash(&out[payload..]);
+    out[head..head + 4].copy_from_slice(&RECORD_MAGIC);
+    out[head + 4..head + 8].copy_from_slice(&payload_len.to_le_bytes());
+    out[head + 8..head + 12].copy_from_slice(&payload_crc.to_le_bytes());
+    let head_crc = crc32fast::hash(&out[head..head + 12]);
+    out[head + 12..head + 16].copy_from_slice(&head_crc.to_le_bytes());
+}
+
+/// A verified record, borrowed from the file image.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The id the server assigned, if it did.
+    pub assigned: Option<u64>,
+    /// How many topics `topic_bytes` holds.
+    topic_count: usize,
+    /// The topics as written: (length, bytes) pairs, already checked.
+    topic_bytes: &'a [u8],
+    /// The frame, already checked.
+    pub frame: &'a [u8],
+    /// Where the id is in the frame.
+    pub id: (usize, usize),
+    /// Where the event type is in the frame.
+    pub event_type: (usize, usize),
+}
+
+impl View<'_> {
+    /// Copies the record out of the image.
+    pub fn to_record(self) -> Record {
+        Record {
+            frame: Arc::from(self.frame),
+            id: self.id.0..self.id.1,
+            event_type: self.event_type.0..self.event_type.1,
+            topics: self.topics(),
+            assigned: self.assigned,
+        }
+    }
+
+    fn topics(&self) -> Topics {
+        let mut topics = Vec::with_capacity(self.topic_count);
+        let mut rest = self.topic_bytes;
+        while let Some((topic, after)) = take_str(rest) {
+            topics.push(Box::<str>::from(topic));
+            rest = after;
+        }
+        match topics.len() {
+            0 => Topics::Default,
+            1 => Topics::One(topics.swap_remove(0)),
+            _ => Topics::Many(topics.into_boxed_slice()),
+        }
+    }
+}
+
+/// One stretch of a file image, in order: together they cover it from the first byte to the last.
+#[derive(Debug, Clone, Copy)]
+pub enum Piece<'a> {
+    /// The verified header, the first `HEADER_LEN` bytes.
+    Header,
+    /// A verified record.
+    Record {
+        /// Where it starts.
+        at: usize,
+        /// Bytes it takes, head included.
+        len: usize,
+        /// What it holds.
+        view: View<'a>,
+    },
+    /// Bytes that are no good record.
+    Cut(Cut),
+}
+
+/// Splits a file image into its header, good records and cut stretches.
+pub struct Scanner<'a> {
+    image: &'a [u8],
+    at: usize,
+    header_read: bool,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner over `image`. A header of a newer format is for the caller to refuse first:
+    /// this scanner cuts it as a bad header.
+    pub fn new(image: &'a [u8]) -> Scanner<'a> {
+        Scanner {
+            image,
+            at: 0,
+            header_read: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Scanner<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let image = self.image;
+        if self.at >= image.len() {
+            return None;
+        }
+        if !self.header_read {
+            self.header_read = true;
+            if let HeaderState::Good { .. } = decode_header(image) {
+                self.at = HEADER_LEN;
+                return Some(Piece::Header);
+            }
+            // Records may still follow a header that is missing or damaged.
+            let next = resync(image, 0);
+            if next > 0 {
+                self.at = next;
+                return Some(Piece::Cut(cut(0, next, CutReason::BadHeader)));
+            }
+        }
+        let at = self.at;
+        match try_record(image, at) {
+            Ok((len, view)) => {
+                self.at = at + len;
+                Some(Piece::Record { at, len, view })
+            }
+            Err(Bad::Content { len, why }) => {
+                self.at = at + len;
+                Some(Piece::Cut(cut(at, at + len, why)))
+            }
+            Err(Bad::Framing { torn }) => {
+                let next = resync(image, at + 1);
+                self.at = next;
+                let why = if torn && next == image.len() {
+                    CutReason::Torn
+                } else {
+                    CutReason::Corrupt
+                };
+                Some(Piece::Cut(cut(at, next, why)))
+            }
+        }
+    }
+}
+
+fn cut(from: usize, to: usize, why: CutReason) -> Cut {
+    Cut {
+        at: from as u64,
+        len: (to - from) as u64,
+        why,
+    }
+}
+
+/// Why no good record starts at an offset.
+enum Bad {
+    /// The framing does not verify: the bytes are scanned for the next record. `torn`: they
+    /// could be the start of a record that the end of the file cut short.
+    Framing { torn: bool },
+    /// The framing verifies (both checksums) but the payload is no event: the record is cut
+    /// whole and the scan goes on after it.
+    Content { len: usize, why: CutReason },
+}
+
+/// The record at `at`, with the bytes it takes.
+fn try_record(image: &[u8], at: usize) -> Result<(usize, View<'_>), Bad> {
+    let rest = &image[at..];
+    if rest.len() < HEAD_LEN {
+        let n = rest.len().min(RECORD_MAGIC.len());
+        return Err(Bad::Framing {
+            torn: rest[..n] == RECORD_MAGIC[..n],
+        });
+    }
+    let corrupt = Bad::Framing { torn: false };
+    if rest[..4] != RECORD_MAGIC || crc32fast::hash(&rest[..12]) != le32(&rest[12..16]) {
+        return Err(corrupt);
+    }
+    let len = le32(&rest[4..8]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(corrupt);
+    }
+    let Some(payload) = rest.get(HEAD_LEN..HEAD_LEN + len) else {
+        return Err(Bad::Framing { torn: true });
+    };
+    if crc32fast::hash(payload) != le32(&rest[8..12]) {
+        return Err(corrupt);
+    }
+    match decode_payload(payload) {
+        Ok(view) => Ok((HEAD_LEN + len, view)),
+        Err(why) => Err(Bad::Content {
+            len: HEAD_LEN + len,
+            why,
+        }),
+    }
+}
+
+/// The first offset at or after `from` where a record's framing verifies (the end of the
+/// image when there is none).
+fn resync(image: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(i) = image
+        .get(at..)
+        .and_then(|r| r.iter().position(|&b| b == 0xFF))
+    {
+        at += i;
+        if image[at..].starts_with(&RECORD_MAGIC)
+            && matches!(try_record(image, at), Ok(_) | Err(Bad::Content { .. }))
+        {
+            return at;
+        }
+        at += 1;
+    }
+    image.len()
+}
+
+fn decode_payload(payload: &[u8]) -> Result<View<'_>, CutReason> {
+    let invalid = CutReason::Invalid;
+    let version = *payload.first().ok_or(invalid("empty payload"))?;
+    if version != RECORD_VERSION {
+        return Err(CutReason::UnknownVersion(version));
+    }
+    let fixed = payload
+        .get(..PAYLOAD_FIXED)
+        .ok_or(invalid("short payload"))?;
+    let flags = fixed[1];
+    let id = le64(&fixed[2..10]);
+    let topic_count = le32(&fixed[10..14]) as usize;
+    let assigned = match flags {
+        FLAG_ASSIGNED => Some(id),
+        0 if id == 0 => None,
+        0 => return Err(invalid("a chosen id with a number")),
+        _ => return Err(invalid("unknown flags")),
+    };
+    let topics_start = PAYLOAD_FIXED;
+    let mut rest = &payload[topics_start..];
+    for _ in 0..topic_count {
+        let (topic, after) = take_bytes(rest).ok_or(invalid("topic past the end"))?;
+        std::str::from_utf8(topic).map_err(|_| invalid("topic not UTF-8"))?;
+        if topic_count == 1 && topic.is_empty() {
+            return Err(invalid("a single empty topic"));
+        }
+        rest = after;
+    }
+    let topic_bytes = &payload[topics_start..payload.len() - rest.len()];
+    let (frame, after) = take_bytes(rest).ok_or(invalid("frame past the end"))?;
+    if !after.is_empty() {
+        return Err(invalid("bytes after the frame"));
+    }
+    let (id, event_type) = check_frame(frame, assigned).map_err(invalid)?;
+    Ok(View {
+        assigned,
+        topic_count,
+        topic_bytes,
+        frame,
+        id,
+        event_type,
+    })
+}
+
+/// Checks that `frame` is what the encoder writes: `id:`, `event:`, `retry:` lines (each at
+/// most once, in that order), one or more `data:` lines, then a blank line and nothing after.
+/// Returns where the id and the event type are.
+#[allow(clippy::type_complexity)]
+fn check_frame(
+    frame: &[u8],
+    assigned: Option<u64>,
+) -> Result<((usize, usize), (usize, usize)), &'static str> {
+    let text = std::str::from_utf8(frame).map_err(|_| "frame not UTF-8")?;
+    let body = text
+        .strip_suffix("\n\n")
+        .ok_or("frame does not end with a blank line")?;
+    let mut id = (0, 0);
+    let mut event_type = (0, 0);
+    let mut stage = 0; // 0: id next, 1: event, 2: retry, 3: data, 4: more data
+    let mut at = 0;
+    for line in body.split('\n') {
+        let value = |name: &str| line.strip_prefix(name).map(|v| (at + name.len(), v));
+        if line.contains(['\r', '\0']) && !line.starts_with("data: ") {
+            return Err("CR or NUL in a field");
+        }
+        if let (0, Some((start, v))) = (stage, value("id: ")) {
+            id = (start, start + v.len());
+            stage = 1;
+        } else if let (0..=1, Some((start, v))) = (stage, value("event: ")) {
+            event_type = (start, start + v.len());
+            stage = 2;
+        } else if let (0..=2, Some((_, v))) = (stage, value("retry: ")) {
+            if crate::frame::parse_retry(v).is_err() {
+                return Err("bad retry");
+            }
+            stage = 3;
+        } else if let Some((_, v)) = value("data: ") {
+            if v.contains('\r') {
+                return Err("CR in data");
+            }
+            stage = 4;
+        } else {
+            return Err("unexpected line in frame");
+        }
+        at += line.len() + 1;
+    }
+    if stage != 4 {
+        return Err("frame without data");
+    }
+    if id.0 == id.1 && id.0 != 0 {
+        return Err("empty id");
+    }
+    if let Some(n) = assigned {
+        let mut digits = [0u8; 20];
+        if frame[id.0..id.1] != *crate::frame::decimal(n, &mut digits).as_bytes() {
+            return Err("assigned id differs from the frame's");
+        }
+    }
+    Ok((id, event_type))
+}
+
+/// A length-prefixed byte string and what follows it.
+fn take_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = le32(bytes.get(..4)?) as usize;
+    let rest = &bytes[4..];
+    (len <= rest.len()).then(|| rest.split_at(len))
+}
+
+/// A length-prefixed string that decoding has checked already.
+fn take_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (s, rest) = take_bytes(bytes)?;
+    Some((std::str::from_utf8(s).ok()?, rest))
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::file::testing::record;
+
+    fn pieces(image: &[u8]) -> Vec<Piece<'_>> {
+        Scanner::new(image).collect()
+    }
+
+    #[test]
+    fn records_round_trip_with_every_kind_of_topics() {
+        let records = [
+            record(Some(7), "7", &[], "a"),
+            record(None, "mine", &["x"], "b\nc"),
+            record(Some(9), "9", &["", "y", "z"], ""),
+        ];
+        let mut image = Vec::new();
+        encode_header(&mut image, Some(5));
+        for r in &records {
+            let start = image.len();
+            encode_record(&mut image, r);
+            assert_eq!(image.len() - start, r.encoded_len());
+        }
+        assert_eq!(
+            decode_header(&image),
+            HeaderState::Good {
+                last_assigned: Some(5)
+            }
+        );
+        let got: Vec<Record> = pieces(&image)
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Record { view, .. } => Some(view.to_record()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 3);
+        for (g, r) in got.iter().zip(&records) {
+            assert_eq!(g.frame, r.frame);
+            assert_eq!((&g.id, &g.event_type), (&r.id, &r.event_type));
+            assert_eq!(g.topics, r.topics);
+            assert_eq!(g.assigned, r.assigned);
+            assert_eq!(g.entry().event_type(), "tick");
+        }
+    }
+
+    #[test]
+    fn a_damaged_byte_anywhere_in_a_record_cuts_only_that_record() {
+        let mut image = Vec::new();
+        encode_header(&mut image, None);
+        let first = image.len();
+        encode_record(&mut image, &record(Some(1), "1", &["t"], "one"));
+        let second = image.len();
+        encode_record(&mut image, &record(Some(2), "2", &["t"], "two"));
+        let third = image.len();
+        encode_record(&mut image, &record(Some(3), "3", &["t"], "three"));
+        for at in second..third {
+            let mut damaged = image.clone();
+            damaged[at] ^= 0x20;
+            let p = pieces(&damaged);
+            assert!(matches!(p[1], Piece::Record { at, .. } if at == first));
+            assert!(
+                matches!(p[2], Piece::Cut(Cut { at: a, len, why: CutReason::Corrupt })
+                    if a as usize == second && len as usize == third - second),
+                "byte {at}: {:?}",
+                p[2]
+            );
+            assert!(matches!(p[3], Piece::Record { at, .. } if at == third));
+            assert_eq!(p.len(), 4);
+        }
+    }
+
+    #[test]
+    fn a_record_cut_short_by_the_end_of_the_file_is_torn() {
+        let mut image = Vec::new();
+        encode_header(&mut image, None);
+        encode_record(&mut image, &record(Some(1), "1", &[], "one"));
+        let whole = image.len();
+        encode_record(&mut image, &record(Some(2), "2", &[], "two"));
+        for end in whole + 1..image.len() {
+            let p = pieces(&image[..end]);
+            assert_eq!(p.len(), 3, "end {end}");
+            assert!(
+                matches!(p[2], Piece::Cut(Cut { why: CutReason::Torn, len, .. })
+                    if len as usize == end - whole),
+                "end {end}: {:?}",
+                p[2]
+            );
+        }
+    }
+
+    #[test]
+    fn frames_that_the_encoder_would_not_write_are_refused() {
+        let ok = |f: &str, a| check_frame(f.as_bytes(), a);
+        assert_eq!(ok("id: 5\ndata: x\n\n", Some(5)), Ok(((4, 5), (0, 0))));
+        assert!(ok("id: a\nevent: t\nretry: 5\ndata: x\ndata: \n\n", None).is_ok());
+        for bad in [
+            "",
+            "\n",
+            "data: x\n",
+            "data: x\n\n\n",
+            "id: 1\n\n",
+            "event: t\nid: 1\ndata: x\n\n",
+            "data: x\nid: 1\n\n",
+            "retry: x\ndata: x\n\n",
+            "id: \ndata: x\n\n",
+            "id: 1\rid: 2\ndata: x\n\n",
+            "data: \r\n\n",
+            "junk\ndata: x\n\n",
+        ] {
+            assert!(ok(bad, None).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            ok("id: 5\ndata: x\n\n", Some(6)),
+            Err("assigned id differs from the frame's")
+        );
+    }
+}
