@@ -82,6 +82,11 @@ typedef enum sse_result {
    * An internal error was caught at the API boundary; the library has a bug.
    */
   SSE_RESULT_PANIC = -9,
+  /**
+   * The history file cannot be written now (a full or failing disk): nothing was published.
+   * Publishing recovers by itself when the disk does; retry later.
+   */
+  SSE_RESULT_STORAGE = -10,
 } sse_result;
 
 /**
@@ -188,6 +193,17 @@ typedef struct sse_config {
    * One of `sse_log_level`. Default `SSE_LOG_LEVEL_QUIET`.
    */
   int64_t log_level;
+  /**
+   * When not NULL, the path of the history file: every accepted event is appended to it
+   * before it is delivered, and the retained history is loaded from it by `sse_server_new`
+   * (which fails, naming the path, when the file cannot be used). Default NULL.
+   */
+  const char *history_file;
+  /**
+   * When the history file is synced: 0 (the default) after every write, before events are
+   * delivered; -1 never (left to the OS); N > 0 at most every N milliseconds.
+   */
+  int64_t fsync_ms;
 } sse_config;
 
 /**

@@ -13,6 +13,7 @@ typedef enum sse_result {
   SSE_RESULT_BUSY = -7,
   SSE_RESULT_IO = -8,
   SSE_RESULT_PANIC = -9,
+  SSE_RESULT_STORAGE = -10,
 } sse_result;
 
 typedef enum sse_log_level {
@@ -39,6 +40,8 @@ typedef struct sse_config {
   const char *publish_token;
   const char *subscribe_token;
   int64_t log_level;
+  const char *history_file;
+  int64_t fsync_ms;
 } sse_config;
 
 typedef struct sse_stats {

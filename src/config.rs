@@ -1,6 +1,7 @@
 //! Everything a server can be told at construction, with the defaults of the daemon.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which cross-origin pages may read the stream and publish.
@@ -39,6 +40,19 @@ impl Cors {
         }
         Ok(Cors::Origins(origins))
     }
+}
+
+/// When the history file is synced to the device: what a power cut can lose (see the README's
+/// "Durable history").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every write, before its events are delivered and acknowledged.
+    #[default]
+    Always,
+    /// At most once per interval; events are delivered once written to the OS.
+    Interval(Duration),
+    /// Left to the OS (and done at compaction and stop).
+    Never,
 }
 
 /// How much the server says on stderr.
@@ -88,6 +102,11 @@ pub struct Config {
     pub subscribe_token: Option<String>,
     /// How much is logged on stderr.
     pub log: LogLevel,
+    /// When set, every accepted event is appended to this file before it is delivered, and the
+    /// retained history is loaded from it at start.
+    pub history_file: Option<PathBuf>,
+    /// When the history file is synced.
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for Config {
@@ -106,6 +125,8 @@ impl Default for Config {
             publish_token: None,
             subscribe_token: None,
             log: LogLevel::Info,
+            history_file: None,
+            fsync: FsyncPolicy::Always,
         }
     }
 }
@@ -134,6 +155,11 @@ impl Config {
         }
         if self.heartbeat > MAX_INTERVAL {
             return Err("heartbeat must be at most one day".into());
+        }
+        if let FsyncPolicy::Interval(every) = self.fsync
+            && (every.is_zero() || every > MAX_INTERVAL)
+        {
+            return Err("the fsync interval must be between 1 ms and one day".into());
         }
         for token in [&self.publish_token, &self.subscribe_token]
             .into_iter()

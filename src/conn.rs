@@ -29,6 +29,8 @@ pub enum Phase {
     Head,
     /// Reading the body of a publish request.
     Body,
+    /// A publish waits for the history file before it is answered.
+    Publishing,
     /// An open event stream.
     Streaming,
     /// Writing a last response, then closing.

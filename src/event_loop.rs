@@ -24,7 +24,7 @@ use crate::frame;
 use crate::http::{self, Status};
 use crate::input::Next;
 use crate::stats::{Counters, Refusal};
-use crate::store::{Entry, Intake, Store};
+use crate::store::{Entry, Store};
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -81,7 +81,9 @@ impl Due {
 
 pub(crate) struct EventLoop {
     poll: Poll,
-    listener: TcpListener,
+    /// Closed at shutdown, so that new connections are refused rather than left in a backlog
+    /// that is reset when the process exits.
+    listener: Option<TcpListener>,
     pub(crate) config: Config,
     /// Where events come from, are kept and are replayed from.
     pub(crate) store: Store,
@@ -103,6 +105,8 @@ pub(crate) struct EventLoop {
     next_heartbeat: Option<Instant>,
     accept_paused_until: Option<Instant>,
     pub(crate) shutdown_by: Option<Instant>,
+    /// When a stop was first seen while events still waited for the history file.
+    stop_seen: Option<Instant>,
     rng: u64,
     /// Frames every stream shares: its head without CORS, the heartbeat, the gap comment, and
     /// the `--retry` block.
@@ -116,14 +120,16 @@ impl EventLoop {
     pub fn new(
         poll: Poll,
         listener: TcpListener,
-        intake: Arc<Intake>,
+        store: Store,
         counters: Arc<Counters>,
         config: Config,
     ) -> EventLoop {
+        // A history loaded from a file is retained from the start.
+        Counters::set(&counters.history_events, store.retained() as u64);
         EventLoop {
             poll,
-            listener,
-            store: Store::new(intake, config.history),
+            listener: Some(listener),
+            store,
             counters,
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
             config,
@@ -139,6 +145,7 @@ impl EventLoop {
             next_heartbeat: None,
             accept_paused_until: None,
             shutdown_by: None,
+            stop_seen: None,
             rng: seed(),
             stream_head: Arc::from(http::stream_head("")),
             heartbeat: Arc::from(frame::HEARTBEAT),
@@ -172,8 +179,9 @@ impl EventLoop {
                     ),
                 }
             }
-            let stop = self.take_published();
-            if stop && self.shutdown_by.is_none() {
+            let drained = self.take_published();
+            self.answer_waiting_publishers();
+            if self.shutdown_by.is_none() && self.time_to_shut_down(drained, now) {
                 self.begin_shutdown(now);
             }
             self.fire_timers(now);
@@ -182,9 +190,23 @@ impl EventLoop {
                 && (now >= by || self.nothing_left_to_write())
             {
                 self.close_all();
+                self.store.close();
                 return Ok(());
             }
         }
+    }
+
+    /// True once a stop was asked for and every accepted event was delivered (`drained`), or
+    /// once the history file has had the grace to settle what it holds.
+    fn time_to_shut_down(&mut self, drained: bool, now: Instant) -> bool {
+        if drained {
+            return true;
+        }
+        if self.stop_seen.is_none() && self.store.stop_requested() {
+            self.stop_seen = Some(now);
+        }
+        self.stop_seen
+            .is_some_and(|seen| now >= seen + SHUTDOWN_GRACE)
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -196,6 +218,7 @@ impl EventLoop {
             self.next_heartbeat,
             self.accept_paused_until,
             self.shutdown_by,
+            self.stop_seen.map(|seen| seen + SHUTDOWN_GRACE),
         ]
         .into_iter()
         .flatten()
@@ -212,12 +235,12 @@ impl EventLoop {
 
     // ---- connections and tokens -------------------------------------------------------------
 
-    fn token(&self, slot: u32) -> Token {
+    pub(crate) fn token(&self, slot: u32) -> Token {
         let generation = self.slots[slot as usize].generation as usize;
         Token((generation << SLOT_BITS) | (slot as usize + FIRST_CONN))
     }
 
-    fn slot_of(&self, token: Token) -> Option<u32> {
+    pub(crate) fn slot_of(&self, token: Token) -> Option<u32> {
         let low = token.0 & ((1usize << SLOT_BITS) - 1);
         let slot = low.checked_sub(FIRST_CONN)?;
         let entry = self.slots.get(slot)?;
@@ -230,12 +253,27 @@ impl EventLoop {
         self.slots.get_mut(slot as usize)?.conn.as_mut()
     }
 
+    /// Takes a connection out of its slot, so that it can be handled beside `self`; give it
+    /// back with `put_conn`.
+    pub(crate) fn take_conn(&mut self, slot: u32) -> Option<Conn> {
+        self.slots.get_mut(slot as usize)?.conn.take()
+    }
+
+    pub(crate) fn put_conn(&mut self, slot: u32, conn: Conn) {
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            entry.conn = Some(conn);
+        }
+    }
+
     fn accept_all(&mut self, now: Instant) {
         if self.shutdown_by.is_some() || self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -395,7 +433,7 @@ impl EventLoop {
         let mut end = ReadEnd::Open;
         for _ in 0..MAX_READ_ROUNDS {
             end = match conn.phase {
-                Phase::Head | Phase::Body => {
+                Phase::Head | Phase::Body | Phase::Publishing => {
                     // Enough for any one valid request; the parser refuses a longer one.
                     let max_input = http::MAX_HEAD.saturating_add(self.config.max_body);
                     let end = conn.read_available(&mut scratch, |conn, bytes| {
@@ -434,6 +472,10 @@ impl EventLoop {
             }
             // A client that closes its side after a request still gets the answer.
             (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
+            (ReadEnd::Closed, Phase::Publishing) => {
+                conn.keep_alive = false;
+                true
+            }
             (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.out_bytes > 0 => {
                 conn.keep_alive = false;
                 self.start_closing(conn, slot);
@@ -453,6 +495,8 @@ impl EventLoop {
                     Some(pending) => Some(pending.length),
                     None => break,
                 },
+                // Pipelined requests wait until the publish is answered.
+                Phase::Publishing => break,
                 Phase::Streaming | Phase::Closing | Phase::Lingering => {
                     conn.input.release();
                     break;
@@ -477,7 +521,7 @@ impl EventLoop {
                 Next::Head(request) => self.handle_request(conn, slot, request),
                 Next::Body(bytes) => {
                     if let Some(pending) = conn.body.take() {
-                        self.finish_publish(conn, slot, &pending.request, &bytes);
+                        self.finish_publish(conn, slot, pending, &bytes);
                     }
                 }
             }
@@ -746,7 +790,7 @@ impl EventLoop {
                 Phase::Head if conn.input.is_empty() && conn.keep_alive => self.close(slot),
                 Phase::Head | Phase::Body => self.time_out(slot),
                 Phase::Closing | Phase::Lingering => self.close(slot),
-                Phase::Streaming => {}
+                Phase::Streaming | Phase::Publishing => {}
             }
         }
         // Give back what a burst of connections left in the heap.
@@ -794,7 +838,9 @@ impl EventLoop {
         );
         self.shutdown_by = Some(now + SHUTDOWN_GRACE);
         self.next_heartbeat = None;
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
         for slot in 0..self.slots.len() as u32 {
             let Some(phase) = self.conn(slot).map(|c| c.phase) else {
                 continue;
@@ -809,7 +855,8 @@ impl EventLoop {
                         self.due.mark(conn, slot);
                     }
                 }
-                Phase::Closing => {}
+                // A publish may still be answered while the grace lasts.
+                Phase::Closing | Phase::Publishing => {}
                 Phase::Head | Phase::Body | Phase::Lingering => self.close(slot),
             }
         }

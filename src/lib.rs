@@ -40,7 +40,7 @@ pub mod history_file {
     pub use crate::store::file::fuzz_check;
 }
 
-pub use config::{Config, Cors, LogLevel, MAX_INTERVAL};
+pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL};
 pub use event::Event;
 pub use frame::FieldError;
 pub use server::{Handle, Server};

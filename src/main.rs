@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ssed::{Config, Cors, Event, Handle, LogLevel, PublishError, Server};
+use ssed::{Config, Cors, Event, FsyncPolicy, Handle, LogLevel, PublishError, Server};
 
 const HELP: &str = "\
 ssed: a tiny, fast Server-Sent Events server
@@ -28,6 +28,9 @@ Options:
   --cors-origin ORIGIN   * or a comma-separated list of allowed origins
   --publish-token T      publishing needs 'Authorization: Bearer T' (env SSED_PUBLISH_TOKEN)
   --subscribe-token T    subscribing needs the bearer token or ?token=T (env SSED_SUBSCRIBE_TOKEN)
+  --history-file PATH    keep the history in this file, so that it survives a restart
+  --fsync WHEN           when the history file is synced: always, never, or every MS milliseconds
+                         [default: always]
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -74,17 +77,19 @@ fn main() -> ExitCode {
 }
 
 fn run(options: Options) -> ExitCode {
+    if options.config.history_file.is_some() {
+        ssed::sys::ignore_file_size_signal();
+    }
     if let Err(e) = ssed::sys::block_termination_signals() {
         eprintln!("ssed: cannot block termination signals: {e}");
         return ExitCode::FAILURE;
     }
-    let listen = options.config.listen;
     let log = options.config.log;
     let open_to_all = options.config.subscribe_token.is_none();
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("ssed: cannot listen on {listen}: {e}");
+            eprintln!("ssed: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -194,6 +199,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             }
             "--publish-token" => config.publish_token = Some(token(&flag, value()?)?),
             "--subscribe-token" => config.subscribe_token = Some(token(&flag, value()?)?),
+            "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
+            "--fsync" => config.fsync = fsync(&flag, &value()?)?,
             "--stdin" => options.stdin = true,
             "--topic" => {
                 options.stdin_topic = value()?;
@@ -245,6 +252,27 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
     match number(flag, value)? {
         0 => Err(format!("{flag}: must be at least 1")),
         n => Ok(n),
+    }
+}
+
+fn history_file(flag: &str, value: String) -> Result<std::path::PathBuf, String> {
+    if value.is_empty() {
+        return Err(format!("{flag}: expected a path"));
+    }
+    Ok(value.into())
+}
+
+/// `always`, `never`, or a number of milliseconds between syncs.
+fn fsync(flag: &str, value: &str) -> Result<FsyncPolicy, String> {
+    match value {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        ms => match number::<u64>(flag, ms) {
+            Ok(0) | Err(_) => Err(format!(
+                "{flag}: expected always, never, or milliseconds between syncs (1 or more), got '{ms}'"
+            )),
+            Ok(ms) => Ok(FsyncPolicy::Interval(Duration::from_millis(ms))),
+        },
     }
 }
 
@@ -320,11 +348,13 @@ fn skip_rest_of_line(input: &mut impl BufRead) {
     }
 }
 
-/// Publishes, waiting while the queue is full. Fails only when the server has stopped.
+/// Publishes, waiting while the queue is full or the history file cannot be written. Fails
+/// only when the server has stopped.
 fn publish_patiently(handle: &Handle, event: &Event) -> Result<(), PublishError> {
     loop {
         match handle.publish(event) {
             Err(PublishError::QueueFull) => std::thread::sleep(Duration::from_millis(2)),
+            Err(PublishError::Storage) => std::thread::sleep(Duration::from_millis(100)),
             Err(PublishError::Stopped) => return Err(PublishError::Stopped),
             Err(e @ PublishError::Invalid(_)) => {
                 eprintln!("ssed: cannot publish: {e}");

@@ -10,11 +10,11 @@ use std::thread::JoinHandle;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 
-use crate::config::Config;
+use crate::config::{Config, LogLevel};
 use crate::event::Event;
 use crate::event_loop::{EventLoop, LISTENER, WAKER};
 use crate::stats::{Counters, Stats};
-use crate::store::{Intake, PublishError};
+use crate::store::{Intake, PublishError, Store, file};
 use crate::sys;
 
 /// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
@@ -35,12 +35,16 @@ pub struct Handle {
 }
 
 impl Server {
-    /// Binds `config.listen` at once (port 0 picks a free port) and prepares the loop.
+    /// Binds `config.listen` at once (port 0 picks a free port), opens the history file when
+    /// there is one (loading what it retains), and prepares the loop. An error says what
+    /// failed: the address, or the history file's path.
     pub fn bind(config: Config) -> io::Result<Server> {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
-        let listener = sys::listen(config.listen, BACKLOG)?;
+        let listen = config.listen;
+        let listener = sys::listen(listen, BACKLOG)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
         let local_addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
@@ -49,7 +53,8 @@ impl Server {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let intake = Arc::new(Intake::new(waker, config.publish_queue));
         let counters = Arc::new(Counters::default());
-        let event_loop = EventLoop::new(poll, listener, intake.clone(), counters.clone(), config);
+        let store = open_store(&config, intake.clone())?;
+        let event_loop = EventLoop::new(poll, listener, store, counters.clone(), config);
         Ok(Server {
             event_loop,
             handle: Handle {
@@ -90,6 +95,36 @@ impl Server {
             .name("ssed".into())
             .spawn(move || self.run())
     }
+}
+
+/// The store the loop takes events from: memory only, or through the history file.
+fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
+    let store = Store::new(intake.clone(), config.history);
+    let Some(path) = &config.history_file else {
+        return Ok(store);
+    };
+    let options = file::Options {
+        retained: config.history,
+        fsync: config.fsync,
+        ..file::Options::default()
+    };
+    let retry_after = options.retry_after;
+    let wake = Box::new(move || intake.wake());
+    let (loaded, writer) =
+        file::open(path, options, wake).map_err(|e| io::Error::other(e.to_string()))?;
+    if config.log >= LogLevel::Quiet {
+        for cut in &loaded.cut {
+            eprintln!("ssed: history file {}: {cut}", path.display());
+        }
+    }
+    if config.log >= LogLevel::Info {
+        eprintln!(
+            "ssed: history file {}: {} events loaded",
+            path.display(),
+            loaded.records.len()
+        );
+    }
+    Ok(store.with_file(loaded, writer, retry_after, config.log))
 }
 
 impl Handle {

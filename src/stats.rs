@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::store::file::Status as FileStatus;
+
 /// Why a request or connection was refused, for `ssed_requests_refused_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -18,10 +20,11 @@ pub enum Refusal {
     Unauthorized,
     Forbidden,
     QueueFull,
+    Storage,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 10] = [
         Refusal::BadRequest,
         Refusal::NotFound,
         Refusal::MethodNotAllowed,
@@ -31,6 +34,7 @@ impl Refusal {
         Refusal::Unauthorized,
         Refusal::Forbidden,
         Refusal::QueueFull,
+        Refusal::Storage,
     ];
 
     /// The label value.
@@ -45,6 +49,7 @@ impl Refusal {
             Refusal::Unauthorized => "unauthorized",
             Refusal::Forbidden => "forbidden",
             Refusal::QueueFull => "queue_full",
+            Refusal::Storage => "storage",
         }
     }
 }
@@ -165,6 +170,46 @@ impl Counters {
         }
         out
     }
+}
+
+/// Appends the history file's metrics to a `/metrics` body.
+pub fn render_history_file(out: &mut String, status: &FileStatus, lost: u64) {
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    metric(
+        "ssed_history_file_failing",
+        "gauge",
+        "1 while the history file cannot be written (publishing is refused), else 0.",
+        u64::from(status.failing.is_some()),
+    );
+    metric(
+        "ssed_history_file_bytes",
+        "gauge",
+        "Bytes in the history file.",
+        status.file_bytes,
+    );
+    metric(
+        "ssed_history_file_syncs_total",
+        "counter",
+        "fsyncs of the history file.",
+        status.syncs,
+    );
+    metric(
+        "ssed_history_file_compactions_total",
+        "counter",
+        "Rewrites of the history file down to the retained events.",
+        status.compactions,
+    );
+    metric(
+        "ssed_history_file_lost_total",
+        "counter",
+        "Accepted events a failed write lost (their HTTP publishers got 503).",
+        lost,
+    );
 }
 
 #[cfg(test)]

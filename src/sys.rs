@@ -122,6 +122,15 @@ fn socket_addr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::soc
     }
 }
 
+/// Ignores SIGXFSZ, so that a write past the file size limit (`ulimit -f`) fails with `EFBIG`,
+/// which the history file reports, instead of killing the process.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards, so
 /// that they can be taken with [`wait_for_termination`] instead of interrupting anything.
 pub fn block_termination_signals() -> io::Result<()> {

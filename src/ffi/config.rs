@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::result::{fail, sse_result};
 use super::{check_struct_size, guard, optional_str};
-use crate::{Config, Cors, LogLevel};
+use crate::{Config, Cors, FsyncPolicy, LogLevel};
 
 /// How much the server writes on the process's stderr (the `log_level` of `sse_config`).
 #[repr(C)]
@@ -69,6 +69,13 @@ pub struct sse_config {
     pub subscribe_token: *const c_char,
     /// One of `sse_log_level`. Default `SSE_LOG_LEVEL_QUIET`.
     pub log_level: i64,
+    /// When not NULL, the path of the history file: every accepted event is appended to it
+    /// before it is delivered, and the retained history is loaded from it by `sse_server_new`
+    /// (which fails, naming the path, when the file cannot be used). Default NULL.
+    pub history_file: *const c_char,
+    /// When the history file is synced: 0 (the default) after every write, before events are
+    /// delivered; -1 never (left to the OS); N > 0 at most every N milliseconds.
+    pub fsync_ms: i64,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -133,6 +140,8 @@ fn config_defaults() -> sse_config {
         publish_token: std::ptr::null(),
         subscribe_token: std::ptr::null(),
         log_level: sse_log_level::Quiet as i64,
+        history_file: std::ptr::null(),
+        fsync_ms: 0,
     }
 }
 
@@ -213,6 +222,24 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     }
     config.publish_token = (!c.publish_token.is_null()).then(|| publish_token.to_owned());
     config.subscribe_token = (!c.subscribe_token.is_null()).then(|| subscribe_token.to_owned());
+    if !c.history_file.is_null() {
+        // SAFETY: NULL-checked; NUL-terminated (the caller's promise).
+        let path = unsafe { optional_str(c.history_file, "history_file") }?;
+        if path.is_empty() {
+            return Err(invalid("history_file: an empty path".into()));
+        }
+        config.history_file = Some(path.into());
+    }
+    config.fsync = match c.fsync_ms {
+        0 => FsyncPolicy::Always,
+        -1 => FsyncPolicy::Never,
+        ms if ms > 0 => FsyncPolicy::Interval(Duration::from_millis(ms as u64)),
+        other => {
+            return Err(invalid(format!(
+                "fsync_ms: {other} is not 0 (always), -1 (never) or a number of milliseconds"
+            )));
+        }
+    };
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,
@@ -236,6 +263,10 @@ mod tests {
     fn the_config_has_no_padding_between_fields() {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
-        assert_eq!(CONFIG_MIN_SIZE, size_of::<sse_config>());
+        assert_eq!(
+            offset_of!(sse_config, fsync_ms) + size_of::<i64>(),
+            size_of::<sse_config>()
+        );
+        assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));
     }
 }

@@ -173,6 +173,7 @@ fn publish_failed(e: PublishError) -> sse_result {
         PublishError::Invalid(FieldError::Retry) => sse_result::InvalidArgument,
         PublishError::QueueFull => sse_result::QueueFull,
         PublishError::Stopped => sse_result::Stopped,
+        PublishError::Storage => sse_result::Storage,
     };
     fail(code, e)
 }

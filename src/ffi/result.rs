@@ -33,6 +33,9 @@ pub enum sse_result {
     Io = -8,
     /// An internal error was caught at the API boundary; the library has a bug.
     Panic = -9,
+    /// The history file cannot be written now (a full or failing disk): nothing was published.
+    /// Publishing recovers by itself when the disk does; retry later.
+    Storage = -10,
 }
 
 /// A short static description of a result code, such as "the publish queue is full"; an
@@ -52,6 +55,7 @@ pub extern "C" fn sse_result_str(code: c_int) -> *const c_char {
         -7 => c"the server's loop is already running",
         -8 => c"system error",
         -9 => c"internal error (panic)",
+        -10 => c"the history file cannot be written",
         _ => c"unknown result code",
     };
     text.as_ptr()
@@ -117,7 +121,7 @@ pub(crate) mod tests {
 
     #[test]
     fn result_codes_match_their_descriptions() {
-        for code in -9..=0 {
+        for code in -10..=0 {
             // SAFETY: static NUL-terminated strings.
             let text = unsafe { CStr::from_ptr(sse_result_str(code)) };
             assert_ne!(text.to_bytes(), b"unknown result code", "code {code}");

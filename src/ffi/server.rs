@@ -80,14 +80,10 @@ pub unsafe extern "C" fn sse_server_new(config: *const sse_config) -> *mut sse_s
         let Ok(config) = (unsafe { to_config(&c_config) }) else {
             return std::ptr::null_mut();
         };
-        let listen = config.listen;
         let server = match Server::bind(config) {
             Ok(server) => server,
             Err(e) => {
-                fail(
-                    sse_result::Io,
-                    format_args!("cannot listen on {listen}: {e}"),
-                );
+                fail(sse_result::Io, e);
                 return std::ptr::null_mut();
             }
         };

@@ -2,6 +2,8 @@
 
 use crate::conn::Conn;
 use crate::event_loop::EventLoop;
+use crate::http::{self, Status};
+use crate::stats;
 
 /// A viewer page lists at most this many event types seen in the history.
 const VIEWER_TYPES: usize = 32;
@@ -25,12 +27,32 @@ impl EventLoop {
         );
     }
 
+    /// `200 ok`, or `503` saying why publishing fails (the history file cannot be written).
     pub(super) fn health(&mut self, conn: &mut Conn, slot: u32, cors: &str) {
-        self.ok(conn, slot, "text/plain; charset=utf-8", cors, b"ok\n");
+        let failing = self
+            .store
+            .file_status()
+            .and_then(|(status, _)| status.failing);
+        let Some(why) = failing else {
+            return self.ok(conn, slot, "text/plain; charset=utf-8", cors, b"ok\n");
+        };
+        let body = format!("unavailable: the history file cannot be written ({why})\n");
+        let close = !conn.keep_alive;
+        let bytes = http::response(
+            Status::UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            cors,
+            body.as_bytes(),
+            close,
+        );
+        self.respond(conn, slot, bytes);
     }
 
     pub(super) fn metrics(&mut self, conn: &mut Conn, slot: u32, cors: &str) {
-        let text = self.counters.render();
+        let mut text = self.counters.render();
+        if let Some((status, lost)) = self.store.file_status() {
+            stats::render_history_file(&mut text, &status, lost);
+        }
         let content_type = "text/plain; version=0.0.4; charset=utf-8";
         self.ok(conn, slot, content_type, cors, text.as_bytes());
     }

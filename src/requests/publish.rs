@@ -9,7 +9,7 @@ use crate::event_loop::EventLoop;
 use crate::http::{self, Request, Status};
 use crate::params::{self, Body};
 use crate::stats::Refusal;
-use crate::store::PublishError;
+use crate::store::{PublishError, Submitted};
 
 impl EventLoop {
     /// Checks a publish head; the connection then reads its body (see `finish_publish`).
@@ -61,9 +61,10 @@ impl EventLoop {
         &mut self,
         conn: &mut Conn,
         slot: u32,
-        request: &Request,
+        pending: Box<PendingBody>,
         body: &[u8],
     ) {
+        let request = &pending.request;
         conn.deadline = None;
         let cors = self.cors_headers(request.origin.as_deref());
         let body = Body::new(request.content_type.as_deref(), body);
@@ -74,48 +75,83 @@ impl EventLoop {
                 return self.reject(conn, slot, status, &cors, &why, Refusal::BadRequest);
             }
         };
-        let mut result = self.store.publish(&event);
-        if result == Err(PublishError::QueueFull) {
+        let token = self.token(slot).0;
+        let mut submitted = self.store.publish(&event, token);
+        if submitted == Submitted::Done(Err(PublishError::QueueFull)) {
             // Other threads filled the queue; deliver what is there and try once more.
             if self.take_published() && self.shutdown_by.is_none() {
-                result = Err(PublishError::Stopped);
+                submitted = Submitted::Done(Err(PublishError::Stopped));
             } else {
-                result = self.store.publish(&event);
+                submitted = self.store.publish(&event, token);
             }
         }
-        match result {
-            Ok(assigned) => {
-                let id = assigned.map(|n| n.to_string()).unwrap_or(event.id);
-                self.ok(
-                    conn,
-                    slot,
-                    "text/plain; charset=utf-8",
-                    &cors,
-                    id.as_bytes(),
-                );
+        match submitted {
+            Submitted::Done(result) => {
+                let id = result.map(|assigned| match assigned {
+                    Some(n) => n.to_string().into_boxed_str(),
+                    None => event.id.into_boxed_str(),
+                });
+                self.answer_publish(conn, slot, &cors, id);
             }
+            Submitted::Waiting => {
+                // The answer waits for the history file (see `store::Ack`); what the client
+                // pipelines meanwhile waits in its input.
+                conn.phase = Phase::Publishing;
+                conn.body = Some(pending);
+            }
+        }
+    }
+
+    /// Answers a publish whose event's fate is known: its id, or why it was not published.
+    pub(crate) fn answer_publish(
+        &mut self,
+        conn: &mut Conn,
+        slot: u32,
+        cors: &str,
+        result: Result<Box<str>, PublishError>,
+    ) {
+        let status = Status::UNAVAILABLE;
+        match result {
+            Ok(id) => self.ok(conn, slot, "text/plain; charset=utf-8", cors, id.as_bytes()),
             Err(PublishError::Invalid(why)) => {
                 let status = Status::BAD_REQUEST;
-                self.reject(
-                    conn,
-                    slot,
-                    status,
-                    &cors,
-                    why.message(),
-                    Refusal::BadRequest,
-                )
+                self.reject(conn, slot, status, cors, why.message(), Refusal::BadRequest)
             }
             Err(PublishError::QueueFull) => {
                 let extra = format!("{cors}Retry-After: 1\r\n");
                 let why = "the publish queue is full";
-                let status = Status::UNAVAILABLE;
                 self.reject(conn, slot, status, &extra, why, Refusal::QueueFull)
             }
             Err(PublishError::Stopped) => {
                 let why = "the server is shutting down";
-                let status = Status::UNAVAILABLE;
-                self.reject(conn, slot, status, &cors, why, Refusal::QueueFull)
+                self.reject(conn, slot, status, cors, why, Refusal::QueueFull)
+            }
+            Err(PublishError::Storage) => {
+                let extra = format!("{cors}Retry-After: 1\r\n");
+                let why = "the history file cannot be written; nothing was published";
+                self.reject(conn, slot, status, &extra, why, Refusal::Storage)
             }
         }
+    }
+
+    /// Answers the HTTP publishers whose events the history file has settled.
+    pub(crate) fn answer_waiting_publishers(&mut self) {
+        let mut acks = std::mem::take(&mut self.store.acks);
+        for ack in acks.drain(..) {
+            let Some(slot) = self.slot_of(mio::Token(ack.waiter)) else {
+                continue; // The publisher has gone.
+            };
+            let Some(mut conn) = self.take_conn(slot) else {
+                continue;
+            };
+            if conn.phase == Phase::Publishing
+                && let Some(pending) = conn.body.take()
+            {
+                let cors = self.cors_headers(pending.request.origin.as_deref());
+                self.answer_publish(&mut conn, slot, &cors, ack.result);
+            }
+            self.put_conn(slot, conn);
+        }
+        self.store.acks = acks;
     }
 }

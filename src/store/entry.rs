@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::file::Record;
 use crate::event::Topics;
 use crate::frame::Encoded;
 
@@ -29,6 +30,17 @@ impl Entry {
     /// True when a subscriber to `wanted` (empty: every topic) receives this event.
     pub fn matches(&self, wanted: &[Box<str>]) -> bool {
         wanted.is_empty() || self.topics.any(|t| wanted.iter().any(|w| **w == *t))
+    }
+
+    /// The history file's record of this event, sharing its frame.
+    pub fn record(&self, assigned: Option<u64>) -> Record {
+        Record {
+            frame: self.frame.clone(),
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            topics: self.topics.clone(),
+            assigned,
+        }
     }
 
     /// The id, empty when the event has none.

@@ -19,11 +19,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use record::{Cut, CutReason, Record};
+pub use record::{Cut, Record};
 pub use recover::fuzz_check;
-pub use writer::{
-    AppendError, Failure, FsyncPolicy, Op, Options, Outcome, Settled, Status, Writer,
-};
+pub use writer::{AppendError, Options, Outcome, Settled, Status, Writer};
 
 /// What the file held at start.
 #[derive(Debug)]

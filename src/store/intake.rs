@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
 use crate::event::{Event, Topics};
@@ -23,6 +23,8 @@ pub enum PublishError {
     QueueFull,
     /// The server has been stopped.
     Stopped,
+    /// The history file cannot be written now (a full or failing disk). Try again later.
+    Storage,
 }
 
 impl std::fmt::Display for PublishError {
@@ -31,17 +33,31 @@ impl std::fmt::Display for PublishError {
             PublishError::Invalid(why) => why.fmt(f),
             PublishError::QueueFull => f.write_str("the publish queue is full"),
             PublishError::Stopped => f.write_str("the server is stopped"),
+            PublishError::Storage => f.write_str("the history file cannot be written"),
         }
     }
 }
 
 impl std::error::Error for PublishError {}
 
+/// One accepted event, as the loop takes it.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub entry: Entry,
+    /// The id, when the server assigned it.
+    pub assigned: Option<u64>,
+    /// Who waits to hear the event's fate: the loop's token for a connection that published it
+    /// over HTTP, when the answer waits for the history file.
+    pub waiter: Option<usize>,
+}
+
 struct Queue {
-    events: VecDeque<Entry>,
+    events: VecDeque<Accepted>,
     capacity: usize,
     next_id: u64,
     stopped: bool,
+    /// While the history file fails, publishes are refused until then.
+    refuse_until: Option<Instant>,
 }
 
 /// The queue between publishers and the loop, shared by the loop and every handle.
@@ -61,6 +77,7 @@ impl Intake {
                 capacity,
                 next_id: first_id(),
                 stopped: false,
+                refuse_until: None,
             }),
             waker,
             wake_pending: AtomicBool::new(true),
@@ -77,6 +94,15 @@ impl Intake {
     /// Queues `event` for the loop. Returns the id the server assigned, or `None` when the event
     /// carried its own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
+        self.publish_for(event, None)
+    }
+
+    /// Queues `event` for the loop, naming who waits for its fate (see [`Accepted::waiter`]).
+    pub fn publish_for(
+        &self,
+        event: &Event,
+        waiter: Option<usize>,
+    ) -> Result<Option<u64>, PublishError> {
         event.validate().map_err(PublishError::Invalid)?;
         let topics = Topics::of(event);
         let mut queue = self.lock();
@@ -85,6 +111,12 @@ impl Intake {
         }
         if queue.events.len() >= queue.capacity {
             return Err(PublishError::QueueFull);
+        }
+        if let Some(until) = queue.refuse_until {
+            if Instant::now() < until {
+                return Err(PublishError::Storage);
+            }
+            queue.refuse_until = None;
         }
         let mut digits = [0u8; 20];
         let (id, assigned) = if event.id.is_empty() {
@@ -95,10 +127,25 @@ impl Intake {
             (event.id.as_str(), None)
         };
         let encoded = frame::encode(id, &event.event_type, event.retry, &event.data);
-        queue.events.push_back(Entry::new(encoded, topics));
+        queue.events.push_back(Accepted {
+            entry: Entry::new(encoded, topics),
+            assigned,
+            waiter,
+        });
         drop(queue);
         self.wake();
         Ok(assigned)
+    }
+
+    /// Makes assigned ids start above `last`: ids a history file holds are never reused.
+    pub fn assign_above(&self, last: u64) {
+        let mut queue = self.lock();
+        queue.next_id = queue.next_id.max(last.saturating_add(1));
+    }
+
+    /// Refuses publishes with `Storage` for `period`: the history file is failing.
+    pub fn refuse_for(&self, period: Duration) {
+        self.lock().refuse_until = Some(Instant::now() + period);
     }
 
     /// Asks the loop to stop; later publishes fail with `Stopped`.
@@ -108,7 +155,8 @@ impl Intake {
         let _ = self.waker.wake();
     }
 
-    fn wake(&self) {
+    /// Wakes the loop unless it is awake already (a publish, or the history file's writer).
+    pub fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
             // A failed wake leaves the event queued; the loop takes it on its next turn.
             let _ = self.waker.wake();
@@ -128,15 +176,15 @@ impl Intake {
     /// and fills the queue until publishers are told it is full: that is how a loop that cannot
     /// deliver faster pushes back.
     /// Returns true when the server is stopped and every event it accepted has been taken.
-    pub fn take(&self, into: &mut Vec<Entry>, budget: usize) -> bool {
+    pub fn take(&self, into: &mut Vec<Accepted>, budget: usize) -> bool {
         let mut queue = self.lock();
         let mut taken = 0;
         while taken < budget {
-            let Some(entry) = queue.events.pop_front() else {
+            let Some(accepted) = queue.events.pop_front() else {
                 break;
             };
-            taken += entry.frame.len();
-            into.push(entry);
+            taken += accepted.entry.frame.len();
+            into.push(accepted);
         }
         // Stop only once every event accepted before the stop has been taken.
         queue.stopped && queue.events.is_empty()
@@ -176,7 +224,7 @@ mod tests {
         assert_eq!(intake.publish(&Event::new("c").id("mine")), Ok(None));
         let mut taken = Vec::new();
         intake.take(&mut taken, usize::MAX);
-        let ids: Vec<&[u8]> = taken.iter().map(|e| e.id()).collect();
+        let ids: Vec<&[u8]> = taken.iter().map(|a| a.entry.id()).collect();
         assert_eq!(
             ids,
             [a.to_string().as_bytes(), b.to_string().as_bytes(), b"mine"]

@@ -12,33 +12,61 @@
 //! 3. The loop then gives them to [`Store::keep`], which retains them for replay in the memory
 //!    [`Ring`] (`ring.rs`); [`Store::replay`] answers a reconnecting subscriber from it.
 //!
-//! A history file fits between 1 and 2: `take` passes new events to a writer thread and hands
-//! the loop only those written, so that no subscriber sees an event a crash could take back;
-//! the ring is loaded from the file at start. A Redis stream replaces the queue of step 1 on
-//! the delivery side: publishes are appended to the stream, and `take` hands over what the
-//! stream's tail has read, so that every node delivers one order. Either way the fan-out and
-//! the writes stay as they are.
+//! With a history file (`durable.rs`, over `file/`), step 2 waits for the disk: `take` passes
+//! new events to the file's writer thread and hands the loop only those written, so that no
+//! subscriber sees an event a crash could take back, and an HTTP publisher is answered then
+//! ([`Store::publish`] says `Waiting`, and its answer comes back through [`Store::acks`]). The
+//! ring is loaded from the file at start. A Redis stream would replace the queue of step 1 on
+//! the delivery side the same way: publishes appended to the stream, `take` handing over what
+//! the stream's tail has read. Either way the fan-out and the writes stay as they are.
 
+mod durable;
 mod entry;
-#[allow(dead_code, unused_imports)]
 pub mod file;
 mod intake;
 pub(crate) mod ring;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use durable::Durable;
 pub(crate) use entry::Entry;
+use file::{Loaded, Status, Writer};
+use intake::Accepted;
 pub(crate) use intake::Intake;
 pub use intake::PublishError;
 pub(crate) use ring::Replay;
 use ring::Ring;
 
+use crate::config::LogLevel;
 use crate::event::Event;
+
+/// The fate of an HTTP publish whose answer waited for the history file: the event's id, or why
+/// it was not published.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    /// The loop's token of the publishing connection.
+    pub waiter: usize,
+    pub result: Result<Box<str>, PublishError>,
+}
+
+/// What became of a publish from the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Submitted {
+    /// Answered now: the id the server assigned (`None` for the event's own), or why not.
+    Done(Result<Option<u64>, PublishError>),
+    /// Accepted; the answer comes through [`Store::acks`] once the history file has it.
+    Waiting,
+}
 
 /// The loop's side of the seam: what it takes to deliver, what it keeps, what it replays.
 pub(crate) struct Store {
     intake: Arc<Intake>,
     ring: Ring,
+    file: Option<Durable>,
+    taken: Vec<Accepted>,
+    /// Answers due to HTTP publishers that waited for the history file; the loop sends them.
+    pub acks: Vec<Ack>,
 }
 
 impl Store {
@@ -47,26 +75,66 @@ impl Store {
         Store {
             intake,
             ring: Ring::new(history),
+            file: None,
+            taken: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
-    /// Publishes from the loop's own thread (an HTTP publish). Returns the id the server
-    /// assigned, or `None` when the event carried its own.
-    pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
-        self.intake.publish(event)
+    /// Delivers through the history file from now on: what it held at start fills the ring,
+    /// and assigned ids go on above the highest it ever held.
+    pub fn with_file(
+        mut self,
+        loaded: Loaded,
+        writer: Writer,
+        retry_after: Duration,
+        log: LogLevel,
+    ) -> Store {
+        for record in &loaded.records {
+            self.ring.push(record.entry());
+        }
+        if let Some(last) = loaded.last_assigned {
+            self.intake.assign_above(last);
+        }
+        self.file = Some(Durable::new(writer, retry_after, log));
+        self
+    }
+
+    /// Publishes from the loop's own thread, for the connection with token `waiter`.
+    pub fn publish(&self, event: &Event, waiter: usize) -> Submitted {
+        if self.file.is_none() {
+            return Submitted::Done(self.intake.publish(event));
+        }
+        match self.intake.publish_for(event, Some(waiter)) {
+            Ok(_) => Submitted::Waiting,
+            Err(why) => Submitted::Done(Err(why)),
+        }
+    }
+
+    /// True once the server has been asked to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.intake.is_stopped()
     }
 
     /// Called by the loop before it may sleep: from now on a new event wakes it. Returns true when
     /// events are already waiting, so that it must not sleep.
     pub fn prepare_to_sleep(&self) -> bool {
-        self.intake.prepare_to_sleep()
+        let arrived = self.intake.prepare_to_sleep();
+        arrived || self.file.as_ref().is_some_and(Durable::has_settled)
     }
 
     /// Moves the events ready for delivery into `batch`, oldest first, until about `budget`
     /// bytes of frames. Returns true when the server is stopped and every event it accepted has
     /// been handed over.
     pub fn take(&mut self, batch: &mut Vec<Entry>, budget: usize) -> bool {
-        self.intake.take(batch, budget)
+        match &mut self.file {
+            Some(durable) => durable.take(&self.intake, batch, budget, &mut self.acks),
+            None => {
+                let drained = self.intake.take(&mut self.taken, budget);
+                batch.extend(self.taken.drain(..).map(|accepted| accepted.entry));
+                drained
+            }
+        }
     }
 
     /// Retains the events of `batch`, which the loop has delivered, for replay; leaves `batch`
@@ -90,5 +158,18 @@ impl Store {
     /// The distinct event types retained, newest first, at most `limit` of them.
     pub fn event_types(&self, limit: usize) -> Vec<&str> {
         self.ring.event_types(limit)
+    }
+
+    /// Writes and syncs what the history file's writer still holds, at stop.
+    pub fn close(&mut self) {
+        if let Some(durable) = &mut self.file {
+            durable.close();
+        }
+    }
+
+    /// The history file's state, when there is one, and how many accepted events a failed write
+    /// lost.
+    pub fn file_status(&self) -> Option<(Status, u64)> {
+        self.file.as_ref().map(|d| (d.status(), d.lost))
     }
 }

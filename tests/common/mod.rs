@@ -223,19 +223,45 @@ pub struct Sse {
 
 impl Sse {
     fn read_more(&mut self) -> bool {
+        self.try_read_more()
+            .unwrap_or_else(|e| panic!("stream read failed: {e}"))
+    }
+
+    /// Reads more; false at the end of the stream.
+    fn try_read_more(&mut self) -> std::io::Result<bool> {
         let mut chunk = [0u8; 8192];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
+                Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    return true;
+                    return Ok(true);
                 }
                 // A signal meant for the test process (a child exiting) is no failure.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => panic!("stream read failed: {e}"),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The next block, or None when the stream ended, however it ended (closed, reset): for
+    /// clients that reconnect, as a browser does.
+    pub fn next_block_or_gone(&mut self) -> Option<Block> {
+        loop {
+            if let Some(block) = self.take_block() {
+                return Some(block);
+            }
+            if !self.try_read_more().unwrap_or(false) {
+                return None;
+            }
+        }
+    }
+
+    fn take_block(&mut self) -> Option<Block> {
+        let i = find(&self.buf, b"\n\n")?;
+        let raw = String::from_utf8(self.buf[..i + 1].to_vec()).expect("stream is UTF-8");
+        self.buf.drain(..i + 2);
+        Some(parse_block(&raw))
     }
 
     /// Reads the response head of the stream, and the comment line every stream opens with.
@@ -259,10 +285,8 @@ impl Sse {
     /// The next block, or None when the server closed the stream.
     pub fn next_block(&mut self) -> Option<Block> {
         loop {
-            if let Some(i) = find(&self.buf, b"\n\n") {
-                let raw = String::from_utf8(self.buf[..i + 1].to_vec()).expect("stream is UTF-8");
-                self.buf.drain(..i + 2);
-                return Some(parse_block(&raw));
+            if let Some(block) = self.take_block() {
+                return Some(block);
             }
             if !self.read_more() {
                 return None;

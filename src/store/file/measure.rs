@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::testing::{TempDir, record};
 use super::*;
+use crate::config::FsyncPolicy;
 use crate::store::ring::Ring;
 
 const EVENTS: u64 = 200_000;

@@ -64,6 +64,7 @@ pub struct Record {
 
 impl Record {
     /// A record of an event as published; it shares `encoded`'s frame.
+    #[cfg(test)]
     pub fn new(encoded: &Encoded, topics: Topics, assigned: Option<u64>) -> Record {
         Record {
             frame: encoded.bytes.clone(),
@@ -85,6 +86,7 @@ impl Record {
     }
 
     /// The id as written in the frame (empty when it has none).
+    #[cfg(test)]
     pub fn id(&self) -> &[u8] {
         &self.frame[self.id.clone()]
     }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use super::testing::{TempDir, record};
 use super::*;
+use crate::config::FsyncPolicy;
+use crate::store::file::record::CutReason;
+use crate::store::file::writer::Op;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 

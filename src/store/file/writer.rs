@@ -30,16 +30,7 @@ use std::time::{Duration, Instant};
 use super::compact;
 use super::record::{HEAD_LEN, HEADER_LEN, MAX_PAYLOAD, Record, encode_record};
 
-/// When the file is synced to the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// After every batch, before its records are settled as written.
-    Always,
-    /// At most once per interval, after records are settled as written (handed to the OS).
-    Interval(Duration),
-    /// Never (the OS writes back on its own), but at compaction and stop.
-    Never,
-}
+pub use crate::config::FsyncPolicy;
 
 /// How the writer works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,8 +270,15 @@ impl Writer {
     }
 
     /// The highest sequence number settled so far (0 before any).
+    #[cfg(test)]
     pub fn settled_through(&self) -> u64 {
         self.shared.settled_through.load(Ordering::Acquire)
+    }
+
+    /// True when outcomes wait for [`Writer::take_settled`]. Read under the lock the writer
+    /// settles under, so that a loop that checks it before sleeping cannot miss a wake.
+    pub fn has_settled(&self) -> bool {
+        !self.shared.lock().settled.is_empty()
     }
 
     /// Moves the outcomes settled since the last call into `out`, in sequence order.
@@ -298,11 +296,14 @@ impl Writer {
 
     /// Writes and syncs what is queued, then ends the thread. The error is the final sync's,
     /// or the thread's panic as an error.
+    #[cfg(test)]
     pub fn stop(mut self) -> io::Result<()> {
         self.finish()
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    /// Writes and syncs what is queued, then ends the thread, as `stop` does; later appends
+    /// fail with `Stopped`.
+    pub fn finish(&mut self) -> io::Result<()> {
         self.shared.lock().stopping = true;
         self.shared.work.notify_one();
         match self.thread.take().map(JoinHandle::join) {
