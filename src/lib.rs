@@ -23,6 +23,8 @@ mod event;
 mod event_loop;
 pub mod ffi;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod history;
 mod http;
 mod inbox;
