@@ -24,6 +24,8 @@ mod event;
 mod event_loop;
 pub mod ffi;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod input;
 mod params;
@@ -33,12 +35,6 @@ mod stats;
 mod store;
 #[doc(hidden)]
 pub mod sys;
-
-/// The history file's record decoder, for the fuzz target `history_record` only.
-#[doc(hidden)]
-pub mod history_file {
-    pub use crate::store::file::fuzz_check;
-}
 
 pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL};
 pub use event::Event;

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|image: &[u8]| {
-    ssed::history_file::fuzz_check(image);
+    ssed::fuzzing::history_file_check(image);
 });
