@@ -17,6 +17,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[doc(hidden)]
+pub mod auth;
 mod config;
 mod conn;
 mod event;
