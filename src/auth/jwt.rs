@@ -340,3 +340,481 @@ fn string_list<'a>(
 fn seconds_to_time(seconds: f64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"!ChangeThisMercureHubJWTSecretKey!";
+
+    /// The subscriber token of Mercure's documentation and demo, signed with SECRET.
+    const MERCURE_DEMO_TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJtZXJjdXJlIjp7InB1Ymxpc2giOlsiKiJdLCJzdWJzY3JpYmUiOlsiaHR0cHM6Ly9leGFtcGxlLmNvbS9teS1wcml2YXRlLXRvcGljIiwie3NjaGVtZX06Ly97K2hvc3R9L2RlbW8vYm9va3Mve2lkfS5qc29ubGQiLCIvLndlbGwta25vd24vbWVyY3VyZS9zdWJzY3JpcHRpb25zey90b3BpY317L3N1YnNjcmliZXJ9Il0sInBheWxvYWQiOnsidXNlciI6Imh0dHBzOi8vZXhhbXBsZS5jb20vdXNlcnMvZHVuZ2xhcyIsInJlbW90ZUFkZHIiOiIxMjcuMC4wLjEifX19.KKPIikwUzRuB3DTpVw6ajzwSChwFw5omBMmMcWKiDcM";
+
+    fn key() -> Key {
+        Key::hs256(SECRET).unwrap()
+    }
+
+    /// 2023-11-14T22:13:20Z.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        BASE64URL.encode(bytes)
+    }
+
+    fn hmac_sha256(secret: &[u8], signed: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(signed.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A token of these header and claims texts, signed with `secret`.
+    fn token_with(secret: &[u8], header: &str, claims: &str) -> String {
+        let signed = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let signature = b64(&hmac_sha256(secret, &signed));
+        format!("{signed}.{signature}")
+    }
+
+    fn token(header: &str, claims: &str) -> String {
+        token_with(SECRET, header, claims)
+    }
+
+    const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+    fn refusal(token: &str) -> JwtError {
+        verify(token, &key(), now()).expect_err("the token must be refused")
+    }
+
+    fn claims(claims: &str) -> Result<Claims, JwtError> {
+        verify(&token(HS256, claims), &key(), now())
+    }
+
+    #[test]
+    fn mercure_documentation_token_verifies() {
+        let claims = verify(MERCURE_DEMO_TOKEN, &key(), now()).unwrap();
+        assert!(claims.publish.matches_everything());
+        let subscribe = &claims.subscribe;
+        assert_eq!(subscribe.len(), 3);
+        assert!(subscribe.matches("https://example.com/my-private-topic"));
+        assert!(subscribe.matches("https://localhost/demo/books/1.jsonld"));
+        assert!(subscribe.matches("/.well-known/mercure/subscriptions/t/s"));
+        assert!(!subscribe.matches("https://example.com/other-topic"));
+        assert_eq!(claims.expires, None, "no exp: valid forever, as in Mercure");
+        let payload: Value = serde_json::from_str(claims.payload.as_deref().unwrap()).unwrap();
+        assert_eq!(payload["user"], "https://example.com/users/dunglas");
+
+        // The same claims under another key do not verify.
+        let other = Key::hs256(b"another secret of at least 32 bytes..").unwrap();
+        assert_eq!(
+            verify(MERCURE_DEMO_TOKEN, &other, now()).unwrap_err(),
+            JwtError::BadSignature
+        );
+    }
+
+    #[test]
+    fn a_token_built_here_verifies_with_its_claims() {
+        let t = token(
+            HS256,
+            r#"{"exp":1700000060,"nbf":1699999990,"mercure":{"publish":["https://example.com/books/{id}"],"subscribe":["a","b"]}}"#,
+        );
+        let claims = verify(&t, &key(), now()).unwrap();
+        assert!(claims.publish.matches("https://example.com/books/1"));
+        assert!(!claims.publish.matches("https://example.com/users/1"));
+        assert_eq!(claims.subscribe.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(claims.payload, None);
+        assert_eq!(claims.remaining(now()), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn hs256_key_under_32_bytes_is_refused() {
+        assert_eq!(
+            Key::hs256(&[7; 31]).unwrap_err(),
+            KeyError::TooShort { len: 31 }
+        );
+        assert!(Key::hs256(b"").is_err());
+        let short = Key::hs256(b"!ChangeMe!").unwrap_err().to_string();
+        assert!(
+            short.contains("32 bytes") && !short.contains("ChangeMe"),
+            "{short}"
+        );
+        assert!(Key::hs256(&[7; 32]).is_ok());
+        assert!(Key::hs256(&[7; 200]).is_ok(), "longer than a SHA-256 block");
+    }
+
+    #[test]
+    fn key_debug_never_shows_the_secret() {
+        let shown = format!("{:?}", key());
+        assert!(
+            shown.contains("HS256") && !shown.contains("ChangeThis"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn alg_none_is_refused_whatever_the_signature() {
+        let claims = r#"{"mercure":{"publish":["*"]}}"#;
+        for alg in ["none", "None", "NONE"] {
+            let header = format!(r#"{{"alg":"{alg}"}}"#);
+            let unsigned = format!("{}.{}.", b64(header.as_bytes()), b64(claims.as_bytes()));
+            assert_eq!(refusal(&unsigned), JwtError::AlgorithmNone);
+            assert_eq!(refusal(&token(&header, claims)), JwtError::AlgorithmNone);
+        }
+    }
+
+    #[test]
+    fn an_algorithm_other_than_the_keys_is_refused() {
+        let claims = r#"{"mercure":{"publish":["*"]}}"#;
+        // RS256 signed with HMAC over the shared secret: the HS/RS confusion forgery, and
+        // other algorithms whose signature would verify if the token chose.
+        for alg in [
+            "RS256", "ES256", "HS384", "HS512", "hs256", "HS256 ", "PS256",
+        ] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+            assert_eq!(
+                refusal(&token(&header, claims)),
+                JwtError::AlgorithmMismatch { expected: "HS256" },
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_without_an_alg_string_is_refused() {
+        for header in [
+            r#"{}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":256}"#,
+            r#"{"alg":null}"#,
+        ] {
+            assert_eq!(
+                refusal(&token(header, "{}")),
+                JwtError::MissingAlgorithm,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn typ_if_present_must_be_jwt() {
+        for typ in [r#""JWT""#, r#""jwt""#, r#""application/jwt""#] {
+            let header = format!(r#"{{"alg":"HS256","typ":{typ}}}"#);
+            assert!(
+                verify(&token(&header, "{}"), &key(), now()).is_ok(),
+                "{typ}"
+            );
+        }
+        for typ in [r#""JWS""#, r#""at+jwt""#, "1", "null"] {
+            let header = format!(r#"{{"alg":"HS256","typ":{typ}}}"#);
+            assert_eq!(
+                refusal(&token(&header, "{}")),
+                JwtError::NotJwtType,
+                "{typ}"
+            );
+        }
+    }
+
+    #[test]
+    fn critical_extensions_are_refused() {
+        let header = r#"{"alg":"HS256","crit":["b64"],"b64":false}"#;
+        assert_eq!(refusal(&token(header, "{}")), JwtError::CriticalExtension);
+    }
+
+    #[test]
+    fn a_bad_signature_is_refused() {
+        let good = token(HS256, r#"{"mercure":{"subscribe":["a"]}}"#);
+        let (signed, _) = good.rsplit_once('.').unwrap();
+
+        let other_key = token_with(&[1; 32], HS256, r#"{"mercure":{"subscribe":["a"]}}"#);
+        assert_eq!(refusal(&other_key), JwtError::BadSignature);
+
+        // The first byte of the signature changed: still canonical base64url.
+        let mut signature = hmac_sha256(SECRET, signed);
+        signature[0] ^= 1;
+        assert_eq!(
+            refusal(&format!("{signed}.{}", b64(&signature))),
+            JwtError::BadSignature
+        );
+
+        // Truncated, empty, or as long as an HS512 signature.
+        let signature = hmac_sha256(SECRET, signed);
+        assert_eq!(
+            refusal(&format!("{signed}.{}", b64(&signature[..31]))),
+            JwtError::BadSignature
+        );
+        assert_eq!(refusal(&format!("{signed}.")), JwtError::BadSignature);
+        let long = [signature.clone(), signature].concat();
+        assert_eq!(
+            refusal(&format!("{signed}.{}", b64(&long))),
+            JwtError::BadSignature
+        );
+
+        // Claims changed under the original signature.
+        let (_, signature) = good.rsplit_once('.').unwrap();
+        let forged_claims = b64(br#"{"mercure":{"subscribe":["*"]}}"#);
+        let header = good.split('.').next().unwrap();
+        let forged = format!("{header}.{forged_claims}.{signature}");
+        assert_eq!(refusal(&forged), JwtError::BadSignature);
+    }
+
+    #[test]
+    fn padded_or_non_canonical_base64url_is_refused() {
+        // Header and claims whose lengths are not multiples of 3, so padding would fit.
+        let good = token(r#"{"alg":"HS256","typ":"JWT" }"#, r#"{"a":1}"#);
+        let parts: Vec<&str> = good.split('.').collect();
+        // Replaces part i, and signs the result when it is the header or claims, so that the
+        // claims are read (they are decoded only under a good signature).
+        let rebuild = |i: usize, part: &str| {
+            let mut p = parts.clone();
+            p[i] = part;
+            if i == 2 {
+                return p.join(".");
+            }
+            let signed = format!("{}.{}", p[0], p[1]);
+            format!("{signed}.{}", b64(&hmac_sha256(SECRET, &signed)))
+        };
+        for (i, which) in [(0, Part::Header), (1, Part::Claims), (2, Part::Signature)] {
+            let part = parts[i];
+            // Padding, where the length calls for it (the signature's 43 characters do).
+            assert!(
+                !part.len().is_multiple_of(4),
+                "{which}: the test needs a part that padding fits"
+            );
+            let padded = format!("{part}{}", "=".repeat(4 - part.len() % 4));
+            assert_eq!(
+                refusal(&rebuild(i, &padded)),
+                JwtError::Base64(which),
+                "{which}"
+            );
+            // The standard alphabet, whitespace, and a character outside any alphabet.
+            for bad in ["+", "/", " ", "\n", "*", "é"] {
+                let spoiled = format!("{}{bad}{}", &part[..4], &part[4..]);
+                assert_eq!(
+                    refusal(&rebuild(i, &spoiled)),
+                    JwtError::Base64(which),
+                    "{which} {bad:?}"
+                );
+            }
+        }
+        // Non-zero bits after the last byte: the same bytes, another spelling. The signature's
+        // last character carries 4 bits of data and 2 that must be zero.
+        let signature = parts[2];
+        let last = signature.as_bytes()[signature.len() - 1];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let value = alphabet.iter().position(|&c| c == last).unwrap();
+        assert_eq!(
+            value & 0b11,
+            0,
+            "a canonical encoding ends with two zero bits"
+        );
+        let sloppy = char::from(alphabet[value | 1]);
+        let respelled = format!("{}{sloppy}", &signature[..signature.len() - 1]);
+        assert_eq!(
+            refusal(&rebuild(2, &respelled)),
+            JwtError::Base64(Part::Signature)
+        );
+    }
+
+    #[test]
+    fn a_token_not_of_three_parts_is_refused() {
+        let good = token(HS256, "{}");
+        let (signed, _) = good.rsplit_once('.').unwrap();
+        for t in [
+            "",
+            ".",
+            "a.b",
+            signed,
+            &format!("{good}."),
+            &format!("{good}.x.y"),
+        ] {
+            assert_eq!(refusal(t), JwtError::NotThreeParts, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        for header in [
+            "{",
+            "",
+            "not json",
+            "[]",
+            "\"HS256\"",
+            r#"{"alg":"HS256"} x"#,
+        ] {
+            assert_eq!(
+                refusal(&token(header, "{}")),
+                JwtError::NotJsonObject(Part::Header),
+                "{header:?}"
+            );
+        }
+        for body in [
+            "{",
+            "",
+            "[1700000000]",
+            "null",
+            "42",
+            r#"{"exp":1}}"#,
+            "{\"a\":\"\u{1}\"}",
+        ] {
+            assert_eq!(
+                refusal(&token(HS256, body)),
+                JwtError::NotJsonObject(Part::Claims),
+                "{body:?}"
+            );
+        }
+        // Nesting deeper than serde_json's limit is an error, not a stack overflow.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(2000), "]".repeat(2000));
+        assert_eq!(
+            refusal(&token(HS256, &deep)),
+            JwtError::NotJsonObject(Part::Claims)
+        );
+    }
+
+    #[test]
+    fn ill_typed_claims_are_refused() {
+        let cases = [
+            (r#"{"exp":"1800000000"}"#, "exp"),
+            (r#"{"exp":null}"#, "exp"),
+            (r#"{"exp":true}"#, "exp"),
+            (r#"{"exp":[1800000000]}"#, "exp"),
+            (r#"{"nbf":"0"}"#, "nbf"),
+            (r#"{"mercure":["*"]}"#, "mercure"),
+            (r#"{"mercure":null}"#, "mercure"),
+            (r#"{"mercure":"*"}"#, "mercure"),
+            (r#"{"mercure":{"publish":"*"}}"#, "mercure.publish"),
+            (r#"{"mercure":{"publish":null}}"#, "mercure.publish"),
+            (r#"{"mercure":{"subscribe":[1]}}"#, "mercure.subscribe"),
+            (
+                r#"{"mercure":{"subscribe":["a",null]}}"#,
+                "mercure.subscribe",
+            ),
+            (r#"{"mercure":{"subscribe":[["a"]]}}"#, "mercure.subscribe"),
+        ];
+        for (body, name) in cases {
+            match claims(body) {
+                Err(JwtError::Claim { name: got, .. }) => assert_eq!(got, name, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_claims_grant_nothing() {
+        for body in ["{}", r#"{"mercure":{}}"#, r#"{"sub":"someone","iat":1}"#] {
+            let claims = claims(body).unwrap();
+            assert!(
+                claims.publish.is_empty() && claims.subscribe.is_empty(),
+                "{body}"
+            );
+            assert!(!claims.publish.matches("a") && !claims.subscribe.matches("a"));
+            assert_eq!(claims.expires, None);
+        }
+        let only_publish = claims(r#"{"mercure":{"publish":["a"]}}"#).unwrap();
+        assert!(only_publish.publish.matches("a"));
+        assert!(only_publish.subscribe.is_empty());
+    }
+
+    #[test]
+    fn exp_in_the_past_is_refused() {
+        for exp in [
+            "1699999999",
+            "1700000000",
+            "1699999999.5",
+            "0",
+            "-1",
+            "-1e300",
+        ] {
+            let body = format!(r#"{{"exp":{exp}}}"#);
+            assert_eq!(claims(&body).unwrap_err(), JwtError::Expired, "exp {exp}");
+        }
+        let later = claims(r#"{"exp":1700000000.25}"#).unwrap();
+        assert_eq!(later.remaining(now()), Some(Duration::from_millis(250)));
+        // Beyond what SystemTime holds: no expiry, not an error.
+        assert_eq!(claims(r#"{"exp":1e300}"#).unwrap().expires, None);
+    }
+
+    #[test]
+    fn a_verified_token_reports_when_to_close_its_stream() {
+        let claims = claims(r#"{"exp":1700000010}"#).unwrap();
+        let expires = UNIX_EPOCH + Duration::from_secs(1_700_000_010);
+        assert_eq!(claims.expires, Some(expires));
+        assert_eq!(claims.remaining(now()), Some(Duration::from_secs(10)));
+        assert!(!claims.is_expired(now()));
+        assert!(!claims.is_expired(expires - Duration::from_millis(1)));
+        assert!(
+            claims.is_expired(expires),
+            "exp itself is too late, as in verify"
+        );
+        assert_eq!(
+            claims.remaining(expires + Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
+        // Verifying again once exp has passed refuses the token.
+        let t = token(HS256, r#"{"exp":1700000010}"#);
+        assert_eq!(verify(&t, &key(), expires).unwrap_err(), JwtError::Expired);
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused() {
+        assert_eq!(
+            claims(r#"{"nbf":1700000001}"#).unwrap_err(),
+            JwtError::NotYetValid
+        );
+        assert_eq!(
+            claims(r#"{"nbf":1700000000.5}"#).unwrap_err(),
+            JwtError::NotYetValid
+        );
+        assert!(claims(r#"{"nbf":1700000000}"#).is_ok());
+        assert!(claims(r#"{"nbf":1600000000}"#).is_ok());
+    }
+
+    #[test]
+    fn a_token_over_8_kib_is_refused_before_any_work() {
+        // A valid token padded to exactly the limit verifies; one byte more does not.
+        let fill = |n: usize| format!(r#"{{"pad":"{}"}}"#, "x".repeat(n));
+        let base = token(HS256, &fill(0)).len();
+        let mut n = (MAX_TOKEN_LEN - base) * 3 / 4;
+        while token(HS256, &fill(n)).len() < MAX_TOKEN_LEN {
+            n += 1;
+        }
+        let at_limit = token(HS256, &fill(n));
+        assert!(at_limit.len() >= MAX_TOKEN_LEN && at_limit.len() <= MAX_TOKEN_LEN + 2);
+        let t = token(HS256, &fill(n - 3));
+        assert!(t.len() <= MAX_TOKEN_LEN);
+        assert!(verify(&t, &key(), now()).is_ok(), "{}", t.len());
+        let over = format!("{t}{}", "A".repeat(MAX_TOKEN_LEN + 1 - t.len()));
+        assert_eq!(refusal(&over), JwtError::TooLong);
+    }
+
+    #[test]
+    fn errors_never_quote_the_token() {
+        let marker = "SeCrEtMaRkEr";
+        let tokens = [
+            token(r#"{"alg":"none","kid":"SeCrEtMaRkEr"}"#, "{}"),
+            token(r#"{"alg":"SeCrEtMaRkEr"}"#, "{}"),
+            token(r#"{"alg":"HS256","typ":"SeCrEtMaRkEr"}"#, "{}"),
+            token(HS256, r#"{"exp":"SeCrEtMaRkEr"}"#),
+            token(
+                HS256,
+                r#"{"mercure":{"subscribe":["a",{"SeCrEtMaRkEr":1}]}}"#,
+            ),
+            token(HS256, r#"{"mercure":"SeCrEtMaRkEr"}"#),
+            token(HS256, "SeCrEtMaRkEr"),
+            token("SeCrEtMaRkEr", "{}"),
+            token_with(&[2; 32], HS256, r#"{"sub":"SeCrEtMaRkEr"}"#),
+            format!("{}.SeCrEtMaRkEr=.x", b64(HS256.as_bytes())),
+            "SeCrEtMaRkEr".to_string(),
+            "SeCrEtMaRkEr".repeat(1000),
+        ];
+        for t in &tokens {
+            let error = refusal(t);
+            let shown = [error.to_string(), format!("{error:?}")];
+            for text in &shown {
+                assert!(!text.contains(marker), "{text}");
+                for part in t.split('.').filter(|p| p.len() >= 4) {
+                    assert!(!text.contains(part), "{text} quotes {part}");
+                }
+            }
+        }
+    }
+}
