@@ -330,7 +330,7 @@ impl Template {
             prefix: 0,
         };
         let mut state = State::Literal;
-        let mut chars = source.char_indices().peekable();
+        let mut chars = source.char_indices();
         while let Some((at, c)) = chars.next() {
             state = match state {
                 State::Literal => match c {
@@ -502,16 +502,13 @@ impl Parser {
 
     /// A character inside a variable name: a letter, digit, `_`, `%XX`, or a `.` that neither
     /// starts the name nor follows another `.`.
-    fn check_name_char<I>(
+    fn check_name_char(
         &self,
         source: &str,
         at: usize,
         c: char,
-        chars: &mut std::iter::Peekable<I>,
-    ) -> Result<(), NotATemplate>
-    where
-        I: Iterator<Item = (usize, char)>,
-    {
+        chars: &mut impl Iterator<Item = (usize, char)>,
+    ) -> Result<(), NotATemplate> {
         match c {
             '%' => skip_hex_pair(chars),
             '.' if at == self.name_start || source.as_bytes()[at - 1] == b'.' => Err(NotATemplate),
@@ -532,10 +529,7 @@ fn check_var_name(name: &str) -> Result<(), NotATemplate> {
 }
 
 /// Consumes the two hex digits after a `%`.
-fn skip_hex_pair<I>(chars: &mut std::iter::Peekable<I>) -> Result<(), NotATemplate>
-where
-    I: Iterator<Item = (usize, char)>,
-{
+fn skip_hex_pair(chars: &mut impl Iterator<Item = (usize, char)>) -> Result<(), NotATemplate> {
     for _ in 0..2 {
         match chars.next() {
             Some((_, c)) if c.is_ascii_hexdigit() => {}
