@@ -1,4 +1,5 @@
-//! JSON Web Tokens as Mercure hubs accept them: HS256 (HMAC-SHA256) with a shared secret, the
+//! JSON Web Tokens as Mercure hubs accept them: HS256 (HMAC-SHA256) with a shared secret, and
+//! with the features `jwt-rs256` and `jwt-es256` RS256 and ES256 with a PEM public key; the
 //! claims `exp`, `nbf` and `mercure` (`publish`, `subscribe`, `payload`).
 //!
 //! What is refused, and why:
@@ -6,8 +7,8 @@
 //!   and RS256/HS256 confusion are the classic forgeries);
 //! - anything but canonical unpadded base64url (no `=`, no stray bits in the last character),
 //!   so that one token has exactly one spelling;
-//! - a bad signature, checked in constant time (`hmac`'s `verify_slice`) before the claims are
-//!   parsed;
+//! - a bad signature, checked before the claims are parsed (an HMAC in constant time, with
+//!   `hmac`'s `verify_slice`);
 //! - headers and claims that are not JSON objects, claims of the wrong type, `exp` passed,
 //!   `nbf` to come; a token over 8 KiB.
 //!
@@ -46,11 +47,40 @@ pub(crate) const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 /// A verification key; its algorithm is the only one its tokens may use.
 #[derive(Clone)]
 pub struct Key {
-    /// HMAC-SHA256 with the secret already absorbed: each verification clones it.
-    mac: Hmac<Sha256>,
+    verifier: Verifier,
 }
 
+#[derive(Clone)]
+enum Verifier {
+    /// HMAC-SHA256 with the secret already absorbed: each verification clones it.
+    Hs256(Hmac<Sha256>),
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[cfg(feature = "jwt-rs256")]
+    Rs256(rsa::pkcs1v15::VerifyingKey<Sha256>),
+    /// ECDSA on P-256 with SHA-256.
+    #[cfg(feature = "jwt-es256")]
+    Es256(p256::ecdsa::VerifyingKey),
+}
+
+/// The smallest RSA modulus accepted, in bits (RFC 7518 section 3.3).
+#[cfg(feature = "jwt-rs256")]
+pub const MIN_RSA_BITS: usize = 2048;
+
 impl Key {
+    /// A key for `algorithm` (`HS256`, or `RS256` and `ES256` when built with `jwt-rs256` and
+    /// `jwt-es256`) from its configured text: the secret for HS256, a PEM public key for the
+    /// others.
+    pub fn new(algorithm: &str, text: &str) -> Result<Key, KeyError> {
+        match algorithm {
+            "HS256" => Key::hs256(text.as_bytes()),
+            #[cfg(feature = "jwt-rs256")]
+            "RS256" => Key::rs256_pem(text),
+            #[cfg(feature = "jwt-es256")]
+            "ES256" => Key::es256_pem(text),
+            _ => Err(KeyError::UnsupportedAlgorithm),
+        }
+    }
+
     /// An HS256 key. Mercure's convention: the secret is the bytes of the configured text as
     /// written (`--publisher-jwt-key '!ChangeThisMercureHubJWTSecretKey!'`), not decoded.
     pub fn hs256(secret: &[u8]) -> Result<Key, KeyError> {
@@ -59,20 +89,82 @@ impl Key {
         }
         let mac = Hmac::<Sha256>::new_from_slice(secret)
             .map_err(|_| KeyError::TooShort { len: secret.len() })?;
-        Ok(Key { mac })
+        Ok(Key {
+            verifier: Verifier::Hs256(mac),
+        })
+    }
+
+    /// An RS256 key: an RSA public key of at least 2048 bits, in PEM (`BEGIN PUBLIC KEY`, or
+    /// PKCS#1 `BEGIN RSA PUBLIC KEY`).
+    #[cfg(feature = "jwt-rs256")]
+    pub fn rs256_pem(pem: &str) -> Result<Key, KeyError> {
+        use rsa::pkcs1::DecodeRsaPublicKey;
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::traits::PublicKeyParts;
+
+        let public = rsa::PublicKey::from_public_key_pem(pem)
+            .or_else(|_| rsa::PublicKey::from_pkcs1_pem(pem))
+            .map_err(|_| KeyError::NotAPublicKey { algorithm: "RS256" })?;
+        let bits = public.n().bit_width_vartime() as usize;
+        if bits < MIN_RSA_BITS {
+            return Err(KeyError::RsaTooSmall { bits });
+        }
+        Ok(Key {
+            verifier: Verifier::Rs256(rsa::pkcs1v15::VerifyingKey::new(public)),
+        })
+    }
+
+    /// An ES256 key: a P-256 public key in PEM (`BEGIN PUBLIC KEY`).
+    #[cfg(feature = "jwt-es256")]
+    pub fn es256_pem(pem: &str) -> Result<Key, KeyError> {
+        use p256::pkcs8::DecodePublicKey;
+
+        let public = p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+            .map_err(|_| KeyError::NotAPublicKey { algorithm: "ES256" })?;
+        Ok(Key {
+            verifier: Verifier::Es256(public),
+        })
     }
 
     /// The algorithm, as a token header names it.
     pub fn algorithm(&self) -> &'static str {
-        "HS256"
+        match self.verifier {
+            Verifier::Hs256(_) => "HS256",
+            #[cfg(feature = "jwt-rs256")]
+            Verifier::Rs256(_) => "RS256",
+            #[cfg(feature = "jwt-es256")]
+            Verifier::Es256(_) => "ES256",
+        }
     }
 
-    /// Checks `signature` over `signed` (the token up to its last dot) in constant time.
+    /// Checks `signature` over `signed` (the token up to its last dot); an HMAC is compared in
+    /// constant time.
     fn check(&self, signed: &str, signature: &[u8]) -> Result<(), JwtError> {
-        let mut mac = self.mac.clone();
-        mac.update(signed.as_bytes());
-        mac.verify_slice(signature)
-            .map_err(|_| JwtError::BadSignature)
+        match &self.verifier {
+            Verifier::Hs256(mac) => {
+                let mut mac = mac.clone();
+                mac.update(signed.as_bytes());
+                mac.verify_slice(signature)
+                    .map_err(|_| JwtError::BadSignature)
+            }
+            #[cfg(feature = "jwt-rs256")]
+            Verifier::Rs256(key) => {
+                use rsa::signature::Verifier as _;
+                let signature = rsa::pkcs1v15::Signature::try_from(signature)
+                    .map_err(|_| JwtError::BadSignature)?;
+                key.verify(signed.as_bytes(), &signature)
+                    .map_err(|_| JwtError::BadSignature)
+            }
+            #[cfg(feature = "jwt-es256")]
+            Verifier::Es256(key) => {
+                use p256::ecdsa::signature::Verifier as _;
+                // JWS carries r and s as 32 bytes each (RFC 7518 section 3.4), not DER.
+                let signature = p256::ecdsa::Signature::from_slice(signature)
+                    .map_err(|_| JwtError::BadSignature)?;
+                key.verify(signed.as_bytes(), &signature)
+                    .map_err(|_| JwtError::BadSignature)
+            }
+        }
     }
 }
 
@@ -85,11 +177,17 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Why a key is refused.
+/// Why a key is refused. The messages never include the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {
     /// An HS256 secret shorter than [`MIN_HS256_KEY_LEN`] bytes.
     TooShort { len: usize },
+    /// An algorithm this build does not verify.
+    UnsupportedAlgorithm,
+    /// Text that is not a PEM public key of the algorithm's kind.
+    NotAPublicKey { algorithm: &'static str },
+    /// An RSA key under 2048 bits.
+    RsaTooSmall { bits: usize },
 }
 
 impl fmt::Display for KeyError {
@@ -99,6 +197,28 @@ impl fmt::Display for KeyError {
                 f,
                 "an HS256 key needs at least {MIN_HS256_KEY_LEN} bytes (256 bits); this one has {len}"
             ),
+            KeyError::UnsupportedAlgorithm => {
+                f.write_str("unsupported JWT algorithm (this build verifies HS256")?;
+                if cfg!(feature = "jwt-rs256") {
+                    f.write_str(", RS256")?;
+                }
+                if cfg!(feature = "jwt-es256") {
+                    f.write_str(", ES256")?;
+                }
+                f.write_str(")")
+            }
+            KeyError::NotAPublicKey { algorithm } => {
+                write!(
+                    f,
+                    "an {algorithm} key must be a PEM public key of that kind"
+                )
+            }
+            KeyError::RsaTooSmall { bits } => {
+                write!(
+                    f,
+                    "an RS256 key needs at least 2048 bits; this one has {bits}"
+                )
+            }
         }
     }
 }
@@ -440,6 +560,34 @@ mod tests {
         );
         assert!(Key::hs256(&[7; 32]).is_ok());
         assert!(Key::hs256(&[7; 200]).is_ok(), "longer than a SHA-256 block");
+    }
+
+    #[test]
+    fn key_from_configuration_text() {
+        let key = Key::new("HS256", "!ChangeThisMercureHubJWTSecretKey!").unwrap();
+        assert_eq!(key.algorithm(), "HS256");
+        assert!(verify(MERCURE_DEMO_TOKEN, &key, now()).is_ok());
+        assert_eq!(
+            Key::new("HS256", "short").unwrap_err(),
+            KeyError::TooShort { len: 5 }
+        );
+        for unknown in ["none", "hs256", "HS512", "PS256", ""] {
+            let secret = "a secret that is long enough, surely";
+            assert_eq!(
+                Key::new(unknown, secret).unwrap_err(),
+                KeyError::UnsupportedAlgorithm
+            );
+        }
+        #[cfg(not(feature = "jwt-rs256"))]
+        assert_eq!(
+            Key::new("RS256", "x").unwrap_err(),
+            KeyError::UnsupportedAlgorithm
+        );
+        #[cfg(not(feature = "jwt-es256"))]
+        assert_eq!(
+            Key::new("ES256", "x").unwrap_err(),
+            KeyError::UnsupportedAlgorithm
+        );
     }
 
     #[test]
@@ -815,6 +963,172 @@ mod tests {
                     assert!(!text.contains(part), "{text} quotes {part}");
                 }
             }
+        }
+    }
+}
+
+/// RS256 and ES256, with the examples of RFC 7515 (appendices A.2 and A.3): their public keys
+/// converted to PEM, their tokens as published.
+#[cfg(all(test, any(feature = "jwt-rs256", feature = "jwt-es256")))]
+mod public_key_tests {
+    use super::*;
+
+    /// The RFC examples' claims: `{"iss":"joe", "exp":1300819380, ...}`.
+    const CLAIMS: &str = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+
+    const RFC_RS256_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+
+    const RFC_ES256_TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+
+    const RFC_RSA_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAofgWCuLjybRlzo0tZWJj
+NiuSfb4p4fAkd/wWJcyQoTbji9k0l8W26mPddxHmfHQp+Vaw+4qPCJrcS2mJPMEz
+P1Pt0Bm4d4QlL+yRT+SFd2lZS+pCgNMsD1W/YpRPEwOWvG6b32690r2jZ47soMZo
+9wGzjb/7OMg0LOL+bSf63kpaSHSXndS5z5rexMdbBYUsLA9e+KXBdQOS+UTo7WTB
+EMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6/I5IhlJH7aGhyxX
+FvUK+DWNmoudF8NAco9/h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXp
+oQIDAQAB
+-----END PUBLIC KEY-----";
+
+    const RFC_P256_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf83OJ3D2xF1Bg8vub9tLe1gHMzV7
+6e8Tus9uPHvRVEXH8UTNG72bfocs3+257rn0s2ldbqkLJK2KRiMohYjlrQ==
+-----END PUBLIC KEY-----";
+
+    /// A 1024-bit RSA public key: too small for RS256.
+    #[cfg(feature = "jwt-rs256")]
+    const RSA_1024_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC+/OJ8yL27FGwnFMqk1Mqj2TA/
+rummhqj+tqD6HQvaU39ucUR4+GqIIiCbIRtTBbT0gezqhEDcZAZPye98AyRZCHk7
+lFby8fuzvAEKQuUu+Ziz18L9BQ4dsTKiWRO6Eo74GPXqHcD51KCfUrBP5/83hIMl
+76xg0rdnBDHR4ClgbwIDAQAB
+-----END PUBLIC KEY-----";
+
+    /// A P-384 public key: not ES256's curve.
+    #[cfg(feature = "jwt-es256")]
+    const P384_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEAvaOoA1ll0PdF0+WcOlS8KDfdPzB/aGh
+JDzu7HwSU572r/++nRh7DwH8R5JDuf7YMFeQjH0kigzSTiipRqXKixy+aoRtnj5Q
+iP8zR4KIej5wUs70SdFFVcRP7erQhLov
+-----END PUBLIC KEY-----";
+
+    /// Ten seconds before the examples' `exp`.
+    fn before_exp() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_300_819_370)
+    }
+
+    /// A token whose signature has one byte changed.
+    fn spoiled(token: &str) -> String {
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let mut signature = BASE64URL.decode(signature).unwrap();
+        signature[5] ^= 0x40;
+        format!("{signed}.{}", BASE64URL.encode(signature))
+    }
+
+    /// An HS256 token whose HMAC key is the PEM text: the forgery that works on a verifier
+    /// letting the token choose the algorithm.
+    fn hmac_with_public_key(pem: &str) -> String {
+        let signed = format!("{}.{CLAIMS}", BASE64URL.encode(r#"{"alg":"HS256"}"#));
+        let mut mac = Hmac::<Sha256>::new_from_slice(pem.as_bytes()).unwrap();
+        mac.update(signed.as_bytes());
+        format!("{signed}.{}", BASE64URL.encode(mac.finalize().into_bytes()))
+    }
+
+    #[cfg(feature = "jwt-rs256")]
+    #[test]
+    fn rs256_rfc_example_verifies_and_expires() {
+        let key = Key::new("RS256", RFC_RSA_PEM).unwrap();
+        assert_eq!(key.algorithm(), "RS256");
+        let claims = verify(RFC_RS256_TOKEN, &key, before_exp()).unwrap();
+        assert_eq!(
+            claims.remaining(before_exp()),
+            Some(Duration::from_secs(10))
+        );
+        let after = before_exp() + Duration::from_secs(10);
+        assert_eq!(
+            verify(RFC_RS256_TOKEN, &key, after).unwrap_err(),
+            JwtError::Expired
+        );
+    }
+
+    #[cfg(feature = "jwt-rs256")]
+    #[test]
+    fn rs256_refuses_bad_signatures_and_other_algorithms() {
+        let key = Key::rs256_pem(RFC_RSA_PEM).unwrap();
+        let refuse = |token: &str| verify(token, &key, before_exp()).unwrap_err();
+        assert_eq!(refuse(&spoiled(RFC_RS256_TOKEN)), JwtError::BadSignature);
+        let (signed, _) = RFC_RS256_TOKEN.rsplit_once('.').unwrap();
+        assert_eq!(refuse(&format!("{signed}.")), JwtError::BadSignature);
+        assert_eq!(refuse(&format!("{signed}.AAAA")), JwtError::BadSignature);
+        let rs256 = JwtError::AlgorithmMismatch { expected: "RS256" };
+        assert_eq!(refuse(&hmac_with_public_key(RFC_RSA_PEM)), rs256);
+        assert_eq!(refuse(RFC_ES256_TOKEN), rs256);
+        let none = format!("{}.{CLAIMS}.", BASE64URL.encode(r#"{"alg":"none"}"#));
+        assert_eq!(refuse(&none), JwtError::AlgorithmNone);
+    }
+
+    #[cfg(feature = "jwt-rs256")]
+    #[test]
+    fn rs256_refuses_small_and_malformed_keys() {
+        assert_eq!(
+            Key::rs256_pem(RSA_1024_PEM).unwrap_err(),
+            KeyError::RsaTooSmall { bits: 1024 }
+        );
+        for pem in [RFC_P256_PEM, "", "not a key", &RFC_RSA_PEM[..200]] {
+            let error = Key::rs256_pem(pem).unwrap_err();
+            assert_eq!(error, KeyError::NotAPublicKey { algorithm: "RS256" });
+            assert!(!error.to_string().contains("MII"), "{error}");
+        }
+    }
+
+    #[cfg(feature = "jwt-es256")]
+    #[test]
+    fn es256_rfc_example_verifies() {
+        let key = Key::new("ES256", RFC_P256_PEM).unwrap();
+        assert_eq!(key.algorithm(), "ES256");
+        let claims = verify(RFC_ES256_TOKEN, &key, before_exp()).unwrap();
+        assert_eq!(
+            claims.remaining(before_exp()),
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[cfg(feature = "jwt-es256")]
+    #[test]
+    fn es256_refuses_bad_signatures_and_other_algorithms() {
+        let key = Key::es256_pem(RFC_P256_PEM).unwrap();
+        let refuse = |token: &str| verify(token, &key, before_exp()).unwrap_err();
+        assert_eq!(refuse(&spoiled(RFC_ES256_TOKEN)), JwtError::BadSignature);
+        // r and s in DER, as OpenSSL writes them, instead of JWS's 64 bytes.
+        let (signed, signature) = RFC_ES256_TOKEN.rsplit_once('.').unwrap();
+        let raw = BASE64URL.decode(signature).unwrap();
+        let der_integer = |half: &[u8]| {
+            let pad = half[0] >= 0x80;
+            let mut out = vec![0x02, (32 + usize::from(pad)) as u8];
+            out.extend(pad.then_some(0));
+            out.extend_from_slice(half);
+            out
+        };
+        let body = [der_integer(&raw[..32]), der_integer(&raw[32..])].concat();
+        let der = [vec![0x30, body.len() as u8], body].concat();
+        assert_eq!(
+            refuse(&format!("{signed}.{}", BASE64URL.encode(der))),
+            JwtError::BadSignature
+        );
+        assert_eq!(refuse(&format!("{signed}.")), JwtError::BadSignature);
+        let es256 = JwtError::AlgorithmMismatch { expected: "ES256" };
+        assert_eq!(refuse(&hmac_with_public_key(RFC_P256_PEM)), es256);
+        assert_eq!(refuse(RFC_RS256_TOKEN), es256);
+    }
+
+    #[cfg(feature = "jwt-es256")]
+    #[test]
+    fn es256_refuses_keys_of_other_curves_and_kinds() {
+        for pem in [P384_PEM, RFC_RSA_PEM, "", "-----BEGIN PUBLIC KEY-----"] {
+            assert_eq!(
+                Key::es256_pem(pem).unwrap_err(),
+                KeyError::NotAPublicKey { algorithm: "ES256" }
+            );
         }
     }
 }
