@@ -1,0 +1,1007 @@
+//! Topic selectors, as the Mercure protocol defines them: `*` (every topic), an exact topic, or
+//! an RFC 6570 URI template such as `https://example.com/books/{id}` that matches every topic it
+//! could expand to.
+//!
+//! Matching follows what the Mercure hub does, which is what its clients expect: a selector
+//! matches a topic when it is `*` or equal to the topic; otherwise, when it contains `{` and
+//! parses as a URI template, when the topic is in the language of the regular expression that
+//! Mercure's Go library (`yosida95/uritemplate`, `Template.Regexp`) builds from the template. A
+//! selector that does not parse is an exact string only.
+//!
+//! That regular expression, which this module reproduces without a regex engine:
+//! - a literal matches itself;
+//! - an expression (all eight operators of RFC 6570 levels 1 to 4: `{var}`, `{+var}`,
+//!   `{#var}`, `{.var}`, `{/var}`, `{;var}`, `{?var}`, `{&var}`, several variables
+//!   `{x,y}`, exploded `{var*}`) is optional as a whole; when present it is the operator's
+//!   prefix character (none for `{var}` and `{+var}`) followed by values separated by the
+//!   operator's separator, at most one separator fewer than the variables (any number when a
+//!   variable is exploded);
+//! - a value is any run of the operator's allowed characters and `%XX` escapes: RFC 3986's
+//!   unreserved characters and `,` (plus `=` for the named operators `;` `?` `&` and exploded
+//!   variables), or unreserved and reserved characters for `+` and `#`;
+//! - variable names are not matched (`{?page}` matches `?x=1`, as in Mercure), and a prefix
+//!   modifier (`{var:3}`) does not limit the length.
+//!
+//! A compiled template is a list of literal and expression pieces. Matching runs one pass over
+//! the topic per piece, keeping the set of positions the pieces so far can end at (for an
+//! expression, the fewest separators used to reach each position, which dominates every other
+//! way): time O(topic length x selector length), no backtracking, whatever the input.
+
+/// A list of topic selectors: what a subscriber asked for, or what a token allows.
+///
+/// Compile it once (at subscribe time, or when a token is verified) and match every event
+/// against it: templates are never parsed again.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    list: Vec<Selector>,
+    /// Whether one of them is `*`: every topic matches.
+    any: bool,
+}
+
+impl Selectors {
+    /// Compiles each selector of `sources`. Never fails: a selector that is not a valid URI
+    /// template matches the topic equal to it.
+    pub fn compile<I>(sources: I) -> Selectors
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let list: Vec<Selector> = sources
+            .into_iter()
+            .map(|s| Selector::compile(s.as_ref()))
+            .collect();
+        let any = list.iter().any(|s| matches!(s.kind, Kind::Any));
+        Selectors { list, any }
+    }
+
+    /// Whether one of the selectors matches `topic`.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.any || self.list.iter().any(|s| s.matches(topic))
+    }
+
+    /// Whether one of the selectors matches one of `topics` (an event has one or more).
+    pub fn matches_any<'a, I>(&self, topics: I) -> bool
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        if self.any {
+            return true;
+        }
+        topics.into_iter().any(|topic| self.matches(topic))
+    }
+
+    /// Whether every topic matches (one of the selectors is `*`).
+    pub fn matches_everything(&self) -> bool {
+        self.any
+    }
+
+    /// Whether there is no selector: nothing matches.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The selectors as they were written.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(Selector::as_str)
+    }
+}
+
+/// One compiled topic selector.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    source: Box<str>,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// `*`: every topic.
+    Any,
+    /// The topic equal to the source, and nothing else.
+    Exact,
+    /// The source is a URI template; the topic equal to the source matches too.
+    Template(Template),
+}
+
+impl Selector {
+    /// Compiles `source`: `*`, a URI template (when it contains `{` and parses as one), or an
+    /// exact topic.
+    pub fn compile(source: &str) -> Selector {
+        let kind = if source == "*" {
+            Kind::Any
+        } else if source.contains('{') {
+            Template::parse(source).map_or(Kind::Exact, Kind::Template)
+        } else {
+            Kind::Exact
+        };
+        Selector {
+            source: source.into(),
+            kind,
+        }
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        match &self.kind {
+            Kind::Any => true,
+            Kind::Exact => *self.source == *topic,
+            Kind::Template(template) => *self.source == *topic || template.matches(topic),
+        }
+    }
+
+    /// The selector as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the selector compiled to a URI template.
+    pub fn is_template(&self) -> bool {
+        matches!(self.kind, Kind::Template(_))
+    }
+
+    /// The regular expression Mercure's Go library builds for this template, in the syntax of
+    /// Go's and Rust's regex crates. Only tests and the fuzz target use it, to check the
+    /// matcher against a regex engine.
+    #[doc(hidden)]
+    pub fn regex_source(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Template(template) => Some(template.regex_source()),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed URI template: literal pieces and expressions, in order.
+#[derive(Debug, Clone)]
+struct Template {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Literal(Box<str>),
+    Expression(Expression),
+}
+
+/// What one `{...}` expression can expand to (see the module documentation).
+#[derive(Debug, Clone)]
+struct Expression {
+    /// The character that starts a non-empty expansion: `#`, `.`, `/`, `;`, `?` or `&`.
+    first: Option<u8>,
+    separator: u8,
+    /// Characters allowed in the first value, and in the values after a separator (the two
+    /// differ in `=` when only a later variable is exploded).
+    head: CharClass,
+    tail: CharClass,
+    /// How many separators may appear; `None` when a variable is exploded.
+    max_separators: Option<u32>,
+}
+
+/// A set of ASCII characters, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CharClass(u128);
+
+/// RFC 3986 unreserved: ALPHA DIGIT `-` `.` `_` `~`.
+const UNRESERVED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+/// RFC 3986 reserved: gen-delims and sub-delims.
+const RESERVED: &[u8] = b":/?#[]@!$&'()*+,;=";
+
+impl CharClass {
+    const fn of(chars: &[u8]) -> CharClass {
+        let mut bits = 0u128;
+        let mut i = 0;
+        while i < chars.len() {
+            bits |= 1 << chars[i];
+            i += 1;
+        }
+        CharClass(bits)
+    }
+
+    const fn with(self, other: CharClass) -> CharClass {
+        CharClass(self.0 | other.0)
+    }
+
+    fn contains(self, byte: u8) -> bool {
+        byte < 128 && self.0 >> byte & 1 == 1
+    }
+}
+
+/// RFC 6570's operators, by the character after `{` (none: simple string expansion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    Simple,
+    Reserved,
+    Fragment,
+    Label,
+    Path,
+    PathParameter,
+    Query,
+    QueryContinuation,
+}
+
+impl Operator {
+    fn from_char(c: char) -> Option<Operator> {
+        Some(match c {
+            '+' => Operator::Reserved,
+            '#' => Operator::Fragment,
+            '.' => Operator::Label,
+            '/' => Operator::Path,
+            ';' => Operator::PathParameter,
+            '?' => Operator::Query,
+            '&' => Operator::QueryContinuation,
+            _ => return None,
+        })
+    }
+
+    /// The prefix of a non-empty expansion and the separator between values.
+    fn first_and_separator(self) -> (Option<u8>, u8) {
+        match self {
+            Operator::Simple | Operator::Reserved => (None, b','),
+            Operator::Fragment => (Some(b'#'), b','),
+            Operator::Label => (Some(b'.'), b'.'),
+            Operator::Path => (Some(b'/'), b'/'),
+            Operator::PathParameter => (Some(b';'), b';'),
+            Operator::Query => (Some(b'?'), b'&'),
+            Operator::QueryContinuation => (Some(b'&'), b'&'),
+        }
+    }
+
+    /// `+` and `#` let values contain reserved characters.
+    fn allows_reserved(self) -> bool {
+        matches!(self, Operator::Reserved | Operator::Fragment)
+    }
+
+    /// `;`, `?` and `&` expand to `name=value` pairs.
+    fn is_named(self) -> bool {
+        matches!(
+            self,
+            Operator::PathParameter | Operator::Query | Operator::QueryContinuation
+        )
+    }
+
+    /// The characters a value may contain; `with_equals` adds `=` (named operators and
+    /// exploded variables expand to `name=value`). Mercure's library also lets `,` through
+    /// everywhere.
+    fn class(self, with_equals: bool) -> CharClass {
+        let unreserved = CharClass::of(UNRESERVED);
+        if self.allows_reserved() {
+            return unreserved.with(CharClass::of(RESERVED));
+        }
+        let class = unreserved.with(CharClass::of(b","));
+        if with_equals {
+            class.with(CharClass::of(b"="))
+        } else {
+            class
+        }
+    }
+}
+
+/// One variable of an expression, as far as matching cares.
+struct VarSpec {
+    explode: bool,
+}
+
+impl Expression {
+    fn new(operator: Operator, vars: &[VarSpec]) -> Expression {
+        let (first, separator) = operator.first_and_separator();
+        let any_exploded = vars.iter().any(|v| v.explode);
+        let first_exploded = vars.first().is_some_and(|v| v.explode);
+        let max_separators = if any_exploded {
+            None
+        } else {
+            Some(u32::try_from(vars.len().saturating_sub(1)).unwrap_or(u32::MAX))
+        };
+        Expression {
+            first,
+            separator,
+            head: operator.class(operator.is_named() || first_exploded),
+            tail: operator.class(operator.is_named() || any_exploded),
+            max_separators,
+        }
+    }
+}
+
+/// Why a template does not parse; the selector is then an exact string.
+#[derive(Debug)]
+struct NotATemplate;
+
+/// Where the template parser stands, as in Mercure's library.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Literal,
+    Operator,
+    VarName,
+    Prefix,
+    VarList,
+}
+
+impl Template {
+    /// Parses `source` with the grammar of RFC 6570 as Mercure's library reads it.
+    fn parse(source: &str) -> Result<Template, NotATemplate> {
+        let mut parser = Parser {
+            pieces: Vec::new(),
+            literal_start: 0,
+            operator: Operator::Simple,
+            vars: Vec::new(),
+            name_start: 0,
+            prefix: 0,
+        };
+        let mut state = State::Literal;
+        let mut chars = source.char_indices();
+        while let Some((at, c)) = chars.next() {
+            state = match state {
+                State::Literal => match c {
+                    '{' => {
+                        parser.end_literal(source, at);
+                        State::Operator
+                    }
+                    '%' => {
+                        skip_hex_pair(&mut chars)?;
+                        State::Literal
+                    }
+                    c if is_literal_char(c) => State::Literal,
+                    _ => return Err(NotATemplate),
+                },
+                State::Operator => {
+                    if matches!(c, '=' | ',' | '!' | '@' | '|') {
+                        return Err(NotATemplate); // reserved for future operators
+                    }
+                    match Operator::from_char(c) {
+                        Some(operator) => {
+                            parser.operator = operator;
+                            parser.name_start = at + 1;
+                        }
+                        None => {
+                            parser.operator = Operator::Simple;
+                            parser.name_start = at;
+                            // This character is the first of the name: read it again.
+                            parser.check_name_char(source, at, c, &mut chars)?;
+                        }
+                    }
+                    State::VarName
+                }
+                State::VarName => match c {
+                    ':' | '*' => {
+                        check_var_name(&source[parser.name_start..at])?;
+                        let explode = c == '*';
+                        parser.vars.push(VarSpec { explode });
+                        parser.prefix = 0;
+                        if explode {
+                            State::VarList
+                        } else {
+                            State::Prefix
+                        }
+                    }
+                    ',' | '}' => {
+                        check_var_name(&source[parser.name_start..at])?;
+                        parser.vars.push(VarSpec { explode: false });
+                        parser.end_var_list(c, at)?
+                    }
+                    _ => {
+                        parser.check_name_char(source, at, c, &mut chars)?;
+                        State::VarName
+                    }
+                },
+                State::Prefix => match c.to_digit(10) {
+                    Some(digit) => {
+                        parser.prefix = parser.prefix * 10 + digit;
+                        if parser.prefix == 0 || parser.prefix > 9999 {
+                            return Err(NotATemplate);
+                        }
+                        State::Prefix
+                    }
+                    None if parser.prefix == 0 => return Err(NotATemplate),
+                    None => parser.end_var_list(c, at)?,
+                },
+                State::VarList => parser.end_var_list(c, at)?,
+            };
+        }
+        if state != State::Literal {
+            return Err(NotATemplate);
+        }
+        parser.end_literal(source, source.len());
+        Ok(Template {
+            pieces: parser.pieces,
+        })
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        let topic = topic.as_bytes();
+        if !self.prefix_and_suffix_fit(topic) {
+            return false;
+        }
+        // reach[i]: the pieces so far can match topic[..i].
+        let mut reach = vec![false; topic.len() + 1];
+        reach[0] = true;
+        let mut next = vec![false; topic.len() + 1];
+        let mut scratch = Scratch::default();
+        for piece in &self.pieces {
+            next.fill(false);
+            match piece {
+                Piece::Literal(text) => step_literal(topic, text.as_bytes(), &reach, &mut next),
+                Piece::Expression(e) => step_expression(topic, e, &reach, &mut next, &mut scratch),
+            }
+            std::mem::swap(&mut reach, &mut next);
+            if !reach.contains(&true) {
+                return false;
+            }
+        }
+        reach[topic.len()]
+    }
+
+    /// A cheap refusal before any allocation: a template that starts (or ends) with a literal
+    /// only matches topics that start (or end) with it. Most selectors start with a URL.
+    fn prefix_and_suffix_fit(&self, topic: &[u8]) -> bool {
+        let starts = match self.pieces.first() {
+            Some(Piece::Literal(text)) => topic.starts_with(text.as_bytes()),
+            _ => true,
+        };
+        let ends = match self.pieces.last() {
+            Some(Piece::Literal(text)) => topic.ends_with(text.as_bytes()),
+            _ => true,
+        };
+        starts && ends
+    }
+
+    fn regex_source(&self) -> String {
+        let mut out = String::from("^");
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => {
+                    out.push('(');
+                    text.chars().for_each(|c| push_regex_literal(&mut out, c));
+                    out.push(')');
+                }
+                Piece::Expression(e) => e.write_regex(&mut out),
+            }
+        }
+        out.push('$');
+        out
+    }
+}
+
+/// The parser's pending expression and the start of the literal being read.
+struct Parser {
+    pieces: Vec<Piece>,
+    literal_start: usize,
+    operator: Operator,
+    vars: Vec<VarSpec>,
+    name_start: usize,
+    prefix: u32,
+}
+
+impl Parser {
+    fn end_literal(&mut self, source: &str, end: usize) {
+        if end > self.literal_start {
+            let text = &source[self.literal_start..end];
+            self.pieces.push(Piece::Literal(text.into()));
+        }
+    }
+
+    /// After a variable: `,` starts the next one, `}` ends the expression, anything else is
+    /// an error.
+    fn end_var_list(&mut self, c: char, at: usize) -> Result<State, NotATemplate> {
+        Ok(match c {
+            ',' => {
+                self.name_start = at + 1;
+                State::VarName
+            }
+            '}' => {
+                let vars = std::mem::take(&mut self.vars);
+                let expression = Expression::new(self.operator, &vars);
+                self.pieces.push(Piece::Expression(expression));
+                self.literal_start = at + 1;
+                State::Literal
+            }
+            _ => return Err(NotATemplate),
+        })
+    }
+
+    /// A character inside a variable name: a letter, digit, `_`, `%XX`, or a `.` that neither
+    /// starts the name nor follows another `.`.
+    fn check_name_char(
+        &self,
+        source: &str,
+        at: usize,
+        c: char,
+        chars: &mut impl Iterator<Item = (usize, char)>,
+    ) -> Result<(), NotATemplate> {
+        match c {
+            '%' => skip_hex_pair(chars),
+            '.' if at == self.name_start || source.as_bytes()[at - 1] == b'.' => Err(NotATemplate),
+            '.' => Ok(()),
+            c if c.is_ascii_alphanumeric() || c == '_' => Ok(()),
+            _ => Err(NotATemplate),
+        }
+    }
+}
+
+/// A variable name is not empty and does not start or end with `.` (the characters were
+/// checked as they were read).
+fn check_var_name(name: &str) -> Result<(), NotATemplate> {
+    if name.is_empty() || name.starts_with('.') || name.ends_with('.') {
+        return Err(NotATemplate);
+    }
+    Ok(())
+}
+
+/// Consumes the two hex digits after a `%`.
+fn skip_hex_pair(chars: &mut impl Iterator<Item = (usize, char)>) -> Result<(), NotATemplate> {
+    for _ in 0..2 {
+        match chars.next() {
+            Some((_, c)) if c.is_ascii_hexdigit() => {}
+            _ => return Err(NotATemplate),
+        }
+    }
+    Ok(())
+}
+
+/// The characters RFC 6570 allows outside expressions (besides `%XX`): printable ASCII except
+/// space `"` `'` `%` `<` `>` `\` `^` `` ` `` `{` `|` `}`, and the non-ASCII `ucschar` and
+/// `iprivate` ranges.
+fn is_literal_char(c: char) -> bool {
+    let c = u32::from(c);
+    match c {
+        0x21 | 0x23..=0x24 | 0x26 | 0x28..=0x3B | 0x3D | 0x3F..=0x5B | 0x5D | 0x5F => true,
+        0x61..=0x7A | 0x7E => true,
+        0xA0..=0xD7FF | 0xE000..=0xF8FF | 0xF900..=0xFDCF | 0xFDF0..=0xFFEF => true,
+        // Planes 1 to 16, less the last two code points of each, and E0000-E0FFF.
+        0x10000.. => c & 0xFFFF <= 0xFFFD && !(0xE0000..0xE1000).contains(&c),
+        _ => false,
+    }
+}
+
+/// Adds to `next` every end of `literal` placed at a position in `reach`.
+fn step_literal(topic: &[u8], literal: &[u8], reach: &[bool], next: &mut [bool]) {
+    for (start, _) in reach.iter().enumerate().filter(|(_, r)| **r) {
+        if topic[start..].starts_with(literal) {
+            next[start + literal.len()] = true;
+        }
+    }
+}
+
+/// Per-position state of one expression pass, kept between pieces to allocate once.
+#[derive(Default)]
+struct Scratch {
+    /// head[i]: position i is reachable inside the first value.
+    head: Vec<bool>,
+    /// tail[i]: the fewest separators used to reach position i after a separator.
+    tail: Vec<u32>,
+}
+
+const UNREACHED: u32 = u32::MAX;
+
+/// Adds to `next` every position an expansion of `e` can end at, starting from `reach`.
+fn step_expression(
+    topic: &[u8],
+    e: &Expression,
+    reach: &[bool],
+    next: &mut [bool],
+    scratch: &mut Scratch,
+) {
+    // The whole expression is optional.
+    next.copy_from_slice(reach);
+    let n = topic.len();
+    scratch.head.clear();
+    scratch.head.resize(n + 1, false);
+    scratch.tail.clear();
+    scratch.tail.resize(n + 1, UNREACHED);
+    let (head, tail) = (&mut scratch.head, &mut scratch.tail);
+    for (i, &r) in reach.iter().enumerate() {
+        if !r {
+            continue;
+        }
+        match e.first {
+            None => head[i] = true,
+            Some(first) if topic.get(i) == Some(&first) => head[i + 1] = true,
+            Some(_) => {}
+        }
+    }
+    let max = e.max_separators.unwrap_or(u32::MAX);
+    // Every move goes forward, so one pass in order settles each position before it is read.
+    for i in 0..=n {
+        if head[i] {
+            next[i] = true;
+            if let Some(to) = value_step(topic, i, e.head) {
+                head[to] = true;
+            }
+            if topic.get(i) == Some(&e.separator) && max >= 1 {
+                tail[i + 1] = tail[i + 1].min(1);
+            }
+        }
+        let used = tail[i];
+        if used != UNREACHED {
+            next[i] = true;
+            if let Some(to) = value_step(topic, i, e.tail) {
+                tail[to] = tail[to].min(used);
+            }
+            if topic.get(i) == Some(&e.separator) && used < max {
+                tail[i + 1] = tail[i + 1].min(used + 1);
+            }
+        }
+    }
+}
+
+/// Where one character of a value starting at `i` ends: after an allowed character, or after
+/// a `%XX` escape.
+fn value_step(topic: &[u8], i: usize, class: CharClass) -> Option<usize> {
+    let byte = *topic.get(i)?;
+    if class.contains(byte) {
+        return Some(i + 1);
+    }
+    let escape = topic.get(i..i + 3)?;
+    (byte == b'%' && escape[1].is_ascii_hexdigit() && escape[2].is_ascii_hexdigit())
+        .then_some(i + 3)
+}
+
+impl Expression {
+    /// The expression's part of the regex (see `Selector::regex_source`), written as Mercure's
+    /// library writes it.
+    fn write_regex(&self, out: &mut String) {
+        if let Some(first) = self.first {
+            out.push_str("(?:");
+            push_regex_literal(out, char::from(first));
+        }
+        out.push('(');
+        write_class(out, self.head);
+        match self.max_separators {
+            Some(0) => {}
+            max => {
+                out.push_str("(?:");
+                push_regex_literal(out, char::from(self.separator));
+                write_class(out, self.tail);
+                out.push(')');
+                match max {
+                    Some(max) => out.push_str(&format!("{{0,{max}}}")),
+                    None => out.push('*'),
+                }
+            }
+        }
+        out.push(')');
+        if self.first.is_some() {
+            out.push(')');
+        }
+        out.push('?');
+    }
+}
+
+/// Writes `c`, escaped as Go's `regexp.QuoteMeta` escapes it.
+fn push_regex_literal(out: &mut String, c: char) {
+    if "\\.+*?()|[]{}^$".contains(c) {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+fn write_class(out: &mut String, class: CharClass) {
+    out.push_str("(?:(?:[");
+    for byte in 0..128u8 {
+        if class.contains(byte) {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push_str("]|%[[:xdigit:]][[:xdigit:]])*)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(selector: &str, topic: &str) -> bool {
+        Selector::compile(selector).matches(topic)
+    }
+
+    #[test]
+    fn star_matches_every_topic() {
+        for topic in ["", "a", "https://example.com/books/1", "{x}"] {
+            assert!(matches("*", topic), "{topic}");
+        }
+        assert!(!matches("**", "a"));
+    }
+
+    #[test]
+    fn exact_selector_matches_only_its_topic() {
+        assert!(matches("https://example.com/a", "https://example.com/a"));
+        assert!(!matches("https://example.com/a", "https://example.com/a/"));
+        assert!(!matches("https://example.com/a", "https://example.com/A"));
+        assert!(!matches("a", ""));
+        assert!(!Selector::compile("https://example.com/a").is_template());
+    }
+
+    #[test]
+    fn simple_expression_matches_one_segment() {
+        let s = "https://example.com/{foo}/bar";
+        assert!(Selector::compile(s).is_template());
+        assert!(matches(s, "https://example.com/foo/bar"));
+        assert!(
+            matches(s, "https://example.com//bar"),
+            "the expression may be empty"
+        );
+        assert!(!matches(s, "https://example.com/foo/bar/baz"));
+        assert!(
+            !matches(s, "https://example.com/a/b/bar"),
+            "no / in a simple value"
+        );
+        assert!(!matches(s, "https://example.org/foo/bar"));
+    }
+
+    #[test]
+    fn several_variables_in_several_expressions() {
+        let s = "https://example.com/{firstname}/{lastname}";
+        assert!(matches(s, "https://example.com/kevin/dunglas"));
+        assert!(!matches(s, "https://example.com/kevin"));
+        let s = "https://example.com/books/{id}/chapters/{chapter}.json";
+        assert!(matches(s, "https://example.com/books/42/chapters/7.json"));
+        assert!(matches(
+            s,
+            "https://example.com/books/a%20b/chapters/x~y_z.json"
+        ));
+        assert!(!matches(s, "https://example.com/books/42/chapter/7.json"));
+        assert!(!matches(s, "https://example.com/books/42/chapters/7.xml"));
+    }
+
+    #[test]
+    fn values_take_percent_escapes_but_not_broken_ones() {
+        let s = "/users/{id}";
+        assert!(matches(s, "/users/%2F%c3%a9"));
+        assert!(!matches(s, "/users/%2"));
+        assert!(!matches(s, "/users/%zz"));
+        assert!(!matches(s, "/users/a b"));
+        assert!(!matches(s, "/users/é"), "non-ASCII must be escaped");
+    }
+
+    #[test]
+    fn reserved_expansion_takes_slashes_and_reserved_characters() {
+        let s = "{scheme}://{+host}/demo/books/{id}.jsonld";
+        assert!(matches(s, "https://localhost/demo/books/1.jsonld"));
+        assert!(matches(
+            s,
+            "https://example.com:8443/x/y/demo/books/1.jsonld"
+        ));
+        assert!(!matches(s, "https://localhost/demo/books/1/2.jsonld"));
+        assert!(matches("/files{+path}", "/files/a/b?c=d#e"));
+        assert!(!matches("/files{path}", "/files/a/b"));
+        assert!(matches("/files{#frag}", "/files#a/b,c"));
+        assert!(matches("/files{#frag}", "/files"));
+        assert!(!matches("/files{#frag}", "/filesa"));
+    }
+
+    #[test]
+    fn path_expansion_counts_its_segments() {
+        let s = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+        assert!(matches(s, "/.well-known/mercure/subscriptions"));
+        assert!(matches(s, "/.well-known/mercure/subscriptions/t"));
+        assert!(matches(s, "/.well-known/mercure/subscriptions/t/s"));
+        assert!(!matches(s, "/.well-known/mercure/subscriptions/t/s/x"));
+        // {/x,y}: at most two segments; {/x*}: any number.
+        assert!(matches("/a{/x,y}", "/a/1/2"));
+        assert!(!matches("/a{/x,y}", "/a/1/2/3"));
+        assert!(matches("/a{/x*}", "/a/1/2/3/4"));
+        assert!(!matches("/a{/x*}", "/a/1/2?3"));
+    }
+
+    #[test]
+    fn label_and_path_parameter_expansions() {
+        assert!(matches("file{.ext}", "file.tar"));
+        assert!(matches("file{.ext}", "file"));
+        assert!(matches("file{.a,b}", "file.tar.gz"));
+        assert!(!matches("file{.ext}", "file-tar"));
+        assert!(matches("/map{;x,y}", "/map;x=1;y=2"));
+        assert!(!matches("/map{;x,y}", "/map;x=1;y=2;z=3"));
+        assert!(!matches("/map{;x}", "/map;x/1"));
+    }
+
+    #[test]
+    fn query_expansions_take_name_value_pairs() {
+        let s = "https://example.com/search{?q,page}";
+        assert!(matches(s, "https://example.com/search"));
+        assert!(matches(s, "https://example.com/search?q=rust&page=2"));
+        assert!(
+            matches(s, "https://example.com/search?anything=1"),
+            "names are not checked"
+        );
+        assert!(!matches(s, "https://example.com/search?q=1&page=2&x=3"));
+        assert!(matches("/s{?q*}", "/s?a=1&b=2&c=3"));
+        assert!(matches("/s?fixed=1{&x}", "/s?fixed=1&x=2"));
+        assert!(!matches("/s{?q}", "/s?q=a/b"));
+    }
+
+    #[test]
+    fn explode_allows_equals_where_a_plain_value_does_not() {
+        // Mercure's library: a simple value takes `=` only when exploded.
+        assert!(!matches("/k/{x}", "/k/a=1"));
+        assert!(matches("/k/{x*}", "/k/a=1,b=2"));
+        // Only a later variable exploded: `=` after the first comma only.
+        assert!(matches("/k/{x,y*}", "/k/a,b=1"));
+        assert!(!matches("/k/{x,y*}", "/k/a=1"));
+    }
+
+    #[test]
+    fn prefix_modifier_does_not_limit_length() {
+        assert!(matches("/d/{term:1}/{term}", "/d/cat/cat"));
+        assert!(!Selector::compile("/d/{term:0}").is_template());
+        assert!(!Selector::compile("/d/{term:10000}").is_template());
+        assert!(Selector::compile("/d/{term:9999}").is_template());
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_an_exact_string() {
+        for s in [
+            "https://example.com/{",
+            "https://example.com/{id",
+            "https://example.com/{}",
+            "https://example.com/{a b}",
+            "https://example.com/{=a}",
+            "https://example.com/{|a}",
+            "https://example.com/{a}}",
+            "https://example.com/ {a}",
+            "https://example.com/{.a.}",
+            "https://example.com/{a..b}",
+            "https://example.com/{a:}",
+            "https://example.com/{a*b}",
+            "https://example.com/%zz{a}",
+            "https://example.com/{a}\u{FFFD}",
+            "https://example.com/{é}",
+        ] {
+            let selector = Selector::compile(s);
+            assert!(!selector.is_template(), "{s}");
+            assert!(selector.matches(s), "{s} matches itself");
+            assert!(!selector.matches("https://example.com/x"), "{s}");
+        }
+        // Variable names may hold dots and escapes; literals may hold non-ASCII.
+        assert!(Selector::compile("/{a.b}/{a%20b}/é/{c_1}").is_template());
+    }
+
+    #[test]
+    fn a_template_matches_the_topic_equal_to_it() {
+        // Mercure compares the strings first: `{` is not a value character.
+        assert!(matches("/books/{id}", "/books/{id}"));
+    }
+
+    #[test]
+    fn long_hostile_topics_finish_without_backtracking() {
+        // Many expressions that can each take any run of `a`, and a topic that almost
+        // matches: a backtracking matcher would try every split.
+        let selector = Selector::compile(&("{a}".repeat(200) + "b"));
+        let topic = "a".repeat(100_000);
+        assert!(!selector.matches(&topic));
+        assert!(selector.matches(&(topic.clone() + "b")));
+        let selector = Selector::compile(&"{/a*}{?b*}{+c}".repeat(50));
+        assert!(selector.matches(&"/a/a&a?".repeat(5_000)));
+    }
+
+    #[test]
+    fn selectors_match_when_any_selector_does() {
+        let s = Selectors::compile(["https://example.com/a", "https://example.com/users/{id}"]);
+        assert_eq!(s.len(), 2);
+        assert!(s.matches("https://example.com/a"));
+        assert!(s.matches("https://example.com/users/7"));
+        assert!(!s.matches("https://example.com/b"));
+        assert!(s.matches_any(["x", "https://example.com/users/8"]));
+        assert!(!s.matches_any(["x", "y"]));
+        assert!(!s.matches_everything());
+        let written: Vec<&str> = s.iter().collect();
+        assert_eq!(
+            written,
+            ["https://example.com/a", "https://example.com/users/{id}"]
+        );
+
+        let none = Selectors::compile(Vec::<String>::new());
+        assert!(none.is_empty());
+        assert!(!none.matches("a"));
+        assert!(!none.matches_any(["a"]));
+
+        let all = Selectors::compile(vec!["x".to_string(), "*".to_string()]);
+        assert!(all.matches_everything());
+        assert!(all.matches_any(["anything"]));
+    }
+
+    /// A small deterministic generator (xorshift), so the comparison below is reproducible.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Random selectors (mostly templates, some malformed) and topics, some built to match.
+    fn random_case(random: &mut Random) -> (String, String) {
+        const LITERALS: &[&str] = &[
+            "/",
+            "a",
+            "https://x.org/",
+            ".",
+            "?",
+            "&",
+            "é",
+            "%41",
+            "=",
+            "-",
+        ];
+        const OPERATORS: &[&str] = &["", "", "+", "#", ".", "/", ";", "?", "&"];
+        const NAMES: &[&str] = &["x", "y", "id", "a.b", "n:3", "v*", "w*"];
+        const BROKEN: &[&str] = &["{", "}", "{}", "{x", "%4", " ", "{=x}"];
+        const VALUE_BITS: &[&str] = &[
+            "a", "Z9", "-", ".", "_", "~", ",", "=", "/", "?", "#", "&", ";", ":", "%2F", "%4",
+            "%", "é", " ", "+", "!", "[", "@",
+        ];
+        let mut selector = String::new();
+        let mut topic = String::new();
+        for _ in 0..1 + random.below(4) {
+            match random.below(8) {
+                0..=2 => {
+                    let literal = random.pick(LITERALS);
+                    selector.push_str(literal);
+                    topic.push_str(literal);
+                }
+                3 => selector.push_str(random.pick(BROKEN)),
+                _ => {
+                    selector.push('{');
+                    selector.push_str(random.pick(OPERATORS));
+                    for i in 0..1 + random.below(3) {
+                        if i > 0 {
+                            selector.push(',');
+                        }
+                        selector.push_str(random.pick(NAMES));
+                    }
+                    selector.push('}');
+                    for _ in 0..random.below(5) {
+                        topic.push_str(random.pick(VALUE_BITS));
+                    }
+                }
+            }
+        }
+        if random.below(4) == 0 {
+            topic.push_str(random.pick(VALUE_BITS));
+        }
+        (selector, topic)
+    }
+
+    /// The matcher against a regex engine running the expression Mercure would build from the
+    /// same template. Both read the character classes from the compiled template, so this
+    /// checks the matching (separators, escapes, optional pieces); the tests above pin the
+    /// classes themselves.
+    #[test]
+    fn matching_agrees_with_the_regex_mercure_builds() {
+        let mut random = Random(0x5eed_1234_abcd_0001);
+        let (mut templates, mut matched) = (0, 0);
+        for _ in 0..20_000 {
+            let (source, topic) = random_case(&mut random);
+            let selector = Selector::compile(&source);
+            let Some(regex) = selector.regex_source() else {
+                assert_eq!(
+                    selector.matches(&topic),
+                    source == topic,
+                    "{source:?} {topic:?}"
+                );
+                continue;
+            };
+            templates += 1;
+            let engine = regex_lite::Regex::new(&regex).expect("the regex compiles");
+            let expected = source == topic || engine.is_match(&topic);
+            matched += usize::from(expected);
+            assert_eq!(
+                selector.matches(&topic),
+                expected,
+                "{source:?} {topic:?} {regex}"
+            );
+        }
+        // The generator must exercise both outcomes, or the comparison proves little.
+        assert!(templates > 5_000, "{templates} templates");
+        assert!(
+            matched > 1_000 && matched < templates - 1_000,
+            "{matched}/{templates} matched"
+        );
+    }
+}
