@@ -156,6 +156,11 @@ impl Config {
         if self.heartbeat > MAX_INTERVAL {
             return Err("heartbeat must be at most one day".into());
         }
+        if self.history_file.is_some() && !cfg!(feature = "history-file") {
+            return Err(
+                "this ssed was built without the history file (cargo feature history-file)".into(),
+            );
+        }
         if let FsyncPolicy::Interval(every) = self.fsync
             && (every.is_zero() || every > MAX_INTERVAL)
         {

@@ -10,4 +10,5 @@ pub use crate::frame::{Encoded, GAP, HEARTBEAT, encode, is_single_line, parse_re
 pub use crate::http::{Head, MAX_HEAD, Method, Request, Status, parse};
 pub use crate::input::{Input, Next};
 pub use crate::params::{Body, pairs, publish};
+#[cfg(feature = "history-file")]
 pub use crate::store::file::fuzz_check as history_file_check;

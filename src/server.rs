@@ -10,11 +10,15 @@ use std::thread::JoinHandle;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 
-use crate::config::{Config, LogLevel};
+use crate::config::Config;
+#[cfg(feature = "history-file")]
+use crate::config::LogLevel;
 use crate::event::Event;
 use crate::event_loop::{EventLoop, LISTENER, WAKER};
 use crate::stats::{Counters, Stats};
-use crate::store::{Intake, PublishError, Store, file};
+#[cfg(feature = "history-file")]
+use crate::store::file;
+use crate::store::{Intake, PublishError, Store};
 use crate::sys;
 
 /// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
@@ -97,7 +101,14 @@ impl Server {
     }
 }
 
+/// The store the loop takes events from: memory only (this build has no history file).
+#[cfg(not(feature = "history-file"))]
+fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
+    Ok(Store::new(intake, config.history))
+}
+
 /// The store the loop takes events from: memory only, or through the history file.
+#[cfg(feature = "history-file")]
 fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
     let store = Store::new(intake.clone(), config.history);
     let Some(path) = &config.history_file else {

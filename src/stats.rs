@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::store::file::Status as FileStatus;
+use crate::store::FileHealth;
 
 /// Why a request or connection was refused, for `ssed_requests_refused_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Counters {
 }
 
 /// Appends the history file's metrics to a `/metrics` body.
-pub fn render_history_file(out: &mut String, status: &FileStatus, lost: u64) {
+pub fn render_history_file(out: &mut String, status: &FileHealth) {
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(
             out,
@@ -208,7 +208,7 @@ pub fn render_history_file(out: &mut String, status: &FileStatus, lost: u64) {
         "ssed_history_file_lost_total",
         "counter",
         "Accepted events a failed write lost (their HTTP publishers got 503).",
-        lost,
+        status.lost,
     );
 }
 

@@ -29,10 +29,7 @@ impl EventLoop {
 
     /// `200 ok`, or `503` saying why publishing fails (the history file cannot be written).
     pub(super) fn health(&mut self, conn: &mut Conn, slot: u32, cors: &str) {
-        let failing = self
-            .store
-            .file_status()
-            .and_then(|(status, _)| status.failing);
+        let failing = self.store.file_health().and_then(|health| health.failing);
         let Some(why) = failing else {
             return self.ok(conn, slot, "text/plain; charset=utf-8", cors, b"ok\n");
         };
@@ -50,8 +47,8 @@ impl EventLoop {
 
     pub(super) fn metrics(&mut self, conn: &mut Conn, slot: u32, cors: &str) {
         let mut text = self.counters.render();
-        if let Some((status, lost)) = self.store.file_status() {
-            stats::render_history_file(&mut text, &status, lost);
+        if let Some(health) = self.store.file_health() {
+            stats::render_history_file(&mut text, &health);
         }
         let content_type = "text/plain; version=0.0.4; charset=utf-8";
         self.ok(conn, slot, content_type, cors, text.as_bytes());

@@ -9,9 +9,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::Ack;
+use super::{Ack, FileHealth};
 use super::entry::Entry;
-use super::file::{AppendError, Outcome, Settled, Status, Writer};
+use super::file::{AppendError, Outcome, Settled, Writer};
 use super::intake::{Accepted, Intake};
 use crate::config::LogLevel;
 use crate::store::PublishError;
@@ -28,7 +28,7 @@ pub(super) struct Durable {
     retry_after: Duration,
     log: LogLevel,
     /// Events accepted and then lost to a failed write.
-    pub lost: u64,
+    lost: u64,
 }
 
 impl Durable {
@@ -69,8 +69,15 @@ impl Durable {
         self.writer.has_settled()
     }
 
-    pub fn status(&self) -> Status {
-        self.writer.status()
+    pub fn health(&self) -> FileHealth {
+        let status = self.writer.status();
+        FileHealth {
+            failing: status.failing.map(|why| why.to_string()),
+            file_bytes: status.file_bytes,
+            syncs: status.syncs,
+            compactions: status.compactions,
+            lost: self.lost,
+        }
     }
 
     /// Writes and syncs what the writer still holds, and ends its thread.

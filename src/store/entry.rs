@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+#[cfg(feature = "history-file")]
 use super::file::Record;
 use crate::event::Topics;
 use crate::frame::Encoded;
@@ -33,6 +34,7 @@ impl Entry {
     }
 
     /// The history file's record of this event, sharing its frame.
+    #[cfg(feature = "history-file")]
     pub fn record(&self, assigned: Option<u64>) -> Record {
         Record {
             frame: self.frame.clone(),

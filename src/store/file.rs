@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use record::{Cut, Record};
 pub use recover::fuzz_check;
-pub use writer::{AppendError, Options, Outcome, Settled, Status, Writer};
+pub use writer::{AppendError, Options, Outcome, Settled, Writer};
 
 /// What the file held at start.
 #[derive(Debug)]

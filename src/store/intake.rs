@@ -42,6 +42,8 @@ impl std::error::Error for PublishError {}
 
 /// One accepted event, as the loop takes it.
 #[derive(Debug)]
+// What the history file needs is unread in a build without it.
+#[cfg_attr(not(feature = "history-file"), allow(dead_code))]
 pub(crate) struct Accepted {
     pub entry: Entry,
     /// The id, when the server assigned it.
@@ -138,12 +140,14 @@ impl Intake {
     }
 
     /// Makes assigned ids start above `last`: ids a history file holds are never reused.
+    #[cfg_attr(not(feature = "history-file"), allow(dead_code))]
     pub fn assign_above(&self, last: u64) {
         let mut queue = self.lock();
         queue.next_id = queue.next_id.max(last.saturating_add(1));
     }
 
     /// Refuses publishes with `Storage` for `period`: the history file is failing.
+    #[cfg_attr(not(feature = "history-file"), allow(dead_code))]
     pub fn refuse_for(&self, period: Duration) {
         self.lock().refuse_until = Some(Instant::now() + period);
     }

@@ -20,26 +20,67 @@
 //! the delivery side the same way: publishes appended to the stream, `take` handing over what
 //! the stream's tail has read. Either way the fan-out and the writes stay as they are.
 
+#[cfg(feature = "history-file")]
 mod durable;
 mod entry;
+#[cfg(feature = "history-file")]
 pub mod file;
 mod intake;
 pub(crate) mod ring;
 
 use std::sync::Arc;
+#[cfg(feature = "history-file")]
 use std::time::Duration;
 
 use durable::Durable;
 pub(crate) use entry::Entry;
-use file::{Loaded, Status, Writer};
+#[cfg(feature = "history-file")]
+use file::{Loaded, Writer};
 use intake::Accepted;
 pub(crate) use intake::Intake;
 pub use intake::PublishError;
 pub(crate) use ring::Replay;
 use ring::Ring;
 
+#[cfg(feature = "history-file")]
 use crate::config::LogLevel;
 use crate::event::Event;
+
+/// The history file's state, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FileHealth {
+    /// Why the file cannot be written now, while that lasts.
+    pub failing: Option<String>,
+    pub file_bytes: u64,
+    pub syncs: u64,
+    pub compactions: u64,
+    /// Accepted events a failed write lost.
+    pub lost: u64,
+}
+
+/// Without the history file (the cargo feature `history-file` off, as in the tiny build), a
+/// stand-in of which no value can exist.
+#[cfg(not(feature = "history-file"))]
+mod durable {
+    use super::{Ack, Entry, FileHealth, Intake};
+
+    pub(super) enum Durable {}
+
+    impl Durable {
+        pub fn take(&mut self, _: &Intake, _: &mut Vec<Entry>, _: usize, _: &mut Vec<Ack>) -> bool {
+            match *self {}
+        }
+        pub fn has_settled(&self) -> bool {
+            match *self {}
+        }
+        pub fn health(&self) -> FileHealth {
+            match *self {}
+        }
+        pub fn close(&mut self) {
+            match *self {}
+        }
+    }
+}
 
 /// The fate of an HTTP publish whose answer waited for the history file: the event's id, or why
 /// it was not published.
@@ -83,6 +124,7 @@ impl Store {
 
     /// Delivers through the history file from now on: what it held at start fills the ring,
     /// and assigned ids go on above the highest it ever held.
+    #[cfg(feature = "history-file")]
     pub fn with_file(
         mut self,
         loaded: Loaded,
@@ -167,9 +209,8 @@ impl Store {
         }
     }
 
-    /// The history file's state, when there is one, and how many accepted events a failed write
-    /// lost.
-    pub fn file_status(&self) -> Option<(Status, u64)> {
-        self.file.as_ref().map(|d| (d.status(), d.lost))
+    /// The history file's state, when there is one.
+    pub fn file_health(&self) -> Option<FileHealth> {
+        self.file.as_ref().map(Durable::health)
     }
 }
