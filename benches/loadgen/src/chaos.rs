@@ -67,6 +67,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut report = Report::new(&opts.text("scenario", "chaos"), &opts.text("label", "server"));
     let mut curve = Curve::new(server_pid);
     curve.take();
+    let fds_baseline = server_pid.map(watch::fd_count);
 
     let before = http1::metrics(target)?;
     // The mark: every subscriber's first Last-Event-ID, so that no connection starts without one.
@@ -144,6 +145,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     shared.stop.store(true, Ordering::Release);
     let outcome = engine.join().map_err(|_| "subscriber thread panicked")??;
     let after = http1::metrics(target)?;
+    // Descriptors come back once the server has seen every close (a closed request
+    // connection may linger up to 5 s for its client).
+    let fds_back = match (server_pid, fds_baseline) {
+        (Some(pid), Some(baseline)) => watch::wait_until(Duration::from_secs(15), || watch::fd_count(pid) <= baseline),
+        _ => true,
+    };
 
     report.num("subscribers", config.subscribers as f64);
     report.num("topics", config.topics as f64);
@@ -184,6 +191,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(last) = curve.last() {
         report.num("server_rss_end_mb", last.rss as f64 / 1048576.0);
     }
+    if let (Some(pid), Some(baseline)) = (server_pid, fds_baseline) {
+        report.num("server_rss_after_close_mb", watch::rss(pid) as f64 / 1048576.0);
+        report.num("fds_baseline", baseline as f64);
+        report.num("fds_peak", curve.max_fds() as f64);
+        report.num("fds_end", watch::fd_count(pid) as f64);
+    }
     report.text("first_error", totals.first_error.as_deref().unwrap_or(""));
 
     let mut problems = Vec::new();
@@ -198,6 +211,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if let Some(e) = outcomes.iter().find_map(|o| o.error.as_ref()) {
         problems.push(format!("a publisher failed: {e}"));
+    }
+    if !fds_back {
+        problems.push("the server's descriptors did not come back to where they were".into());
     }
     if totals.stalls > 0 && dropped_slow == 0.0 {
         problems.push("no subscriber was dropped for --max-queue: the stalls tested nothing".into());
