@@ -1,9 +1,13 @@
 //! Hostile clients on one mio loop of their own thread:
 //! - slowloris: a request head trickled one byte at a time that never ends; when the server
-//!   gives up on it (408 after its head timeout, or a close) a new one takes its place at once;
-//! - slow readers: subscribers that read one byte a second. They cannot tell when the server
-//!   drops them (the close waits behind the data they have not read), so each leaves after a
-//!   random lifetime and a new one connects: there are always as many as asked.
+//!   gives up on it (408 after its head timeout, or a close) a new one takes its place at once.
+//!   The first ones leave at random within the head timeout, so that their successors do not
+//!   all time out in the same instant;
+//! - slow readers: subscribers that read one byte a second, with a small fixed receive buffer
+//!   (a slow-read attacker keeps its window small; an autotuned one on loopback grows to
+//!   megabytes and takes everything the server sends). They cannot tell when the server drops
+//!   them (the close waits behind the data they have not read), so each leaves after a random
+//!   lifetime and a new one connects: there are always as many as asked.
 
 use crate::procstat::monotonic_ns;
 use crate::socket::{self, Rng, SocketOptions};
@@ -25,6 +29,8 @@ pub struct AttackConfig {
     pub interval: Duration,
     /// Mean lifetime of a slow reader; each lives 0.5x to 1.5x of it.
     pub reader_lifetime: Duration,
+    /// The first slowloris connections leave within this time (the server's head timeout).
+    pub slowloris_spread: Duration,
     pub reader_socket: SocketOptions,
     pub source_ips: u32,
     pub source_offset: usize,
@@ -47,6 +53,8 @@ pub struct AttackOutcome {
     pub slowloris_timed_out: u64,
     /// Slowloris connections closed otherwise (a close without an answer, a reset, a 503).
     pub slowloris_closed_other: u64,
+    /// First-round slowloris connections that left to spread the rounds.
+    pub slowloris_left: u64,
     pub bytes_trickled: u64,
     pub reader_connects: u64,
     pub reader_bytes: u64,
@@ -75,8 +83,12 @@ struct Attacker {
     stream: Option<TcpStream>,
     generation: u32,
     opened_ns: u64,
-    /// Slowloris: head bytes sent. Slow reader: when it leaves.
+    /// Slowloris: head bytes sent.
     progress: u64,
+    /// When it leaves of its own accord and a new one connects; 0: never.
+    leave_at: u64,
+    /// Slowloris: connections made so far (only the first leaves of its own accord).
+    rounds: u64,
 }
 
 pub fn spawn(
@@ -89,7 +101,15 @@ pub fn spawn(
             poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
             rng: Rng::new(config.seed),
             attackers: (0..total)
-                .map(|_| Attacker { stage: Stage::Waiting(0), stream: None, generation: 0, opened_ns: 0, progress: 0 })
+                .map(|_| Attacker {
+                    stage: Stage::Waiting(0),
+                    stream: None,
+                    generation: 0,
+                    opened_ns: 0,
+                    progress: 0,
+                    leave_at: 0,
+                    rounds: 0,
+                })
                 .collect(),
             config,
             shared,
@@ -208,7 +228,13 @@ impl AttackLoop {
         self.pending -= 1;
         if self.is_slowloris(index) {
             self.outcome.slowloris_connects += 1;
-            self.attackers[index].stage = Stage::Active;
+            let spread = self.config.slowloris_spread.as_nanos() as u64;
+            let first_round = self.attackers[index].rounds == 0;
+            let leave_at = if first_round && spread > 0 { now + self.rng.below(spread) } else { 0 };
+            let attacker = &mut self.attackers[index];
+            attacker.stage = Stage::Active;
+            attacker.rounds += 1;
+            attacker.leave_at = leave_at;
             return;
         }
         let request = format!(
@@ -222,7 +248,7 @@ impl AttackLoop {
                 let mean = self.config.reader_lifetime.as_nanos() as u64;
                 let attacker = &mut self.attackers[index];
                 attacker.stage = Stage::Active;
-                attacker.progress = now + mean / 2 + self.rng.below(mean.max(1));
+                attacker.leave_at = now + mean / 2 + self.rng.below(mean.max(1));
             }
             Ok(_) => self.fail(index, "request write was short".into(), now),
             Err(e) => self.fail(index, format!("request write: {e}"), now),
@@ -309,6 +335,19 @@ impl AttackLoop {
         if self.attackers[index].stage != Stage::Active {
             return;
         }
+        let leave_at = self.attackers[index].leave_at;
+        if leave_at != 0 && now >= leave_at {
+            if self.is_slowloris(index) {
+                self.outcome.slowloris_left += 1;
+            } else {
+                self.outcome.readers_renewed += 1;
+            }
+            if let Some(stream) = self.drop_stream(index) {
+                socket::reset(stream);
+            }
+            self.attackers[index].stage = Stage::Waiting(now);
+            return;
+        }
         if self.is_slowloris(index) {
             self.trickle(index, now);
         } else {
@@ -336,14 +375,6 @@ impl AttackLoop {
     }
 
     fn read_one_byte(&mut self, index: usize, now: u64) {
-        if now >= self.attackers[index].progress {
-            self.outcome.readers_renewed += 1;
-            if let Some(stream) = self.drop_stream(index) {
-                socket::reset(stream);
-            }
-            self.attackers[index].stage = Stage::Waiting(now);
-            return;
-        }
         let stream = self.attackers[index].stream.as_mut().expect("active has a stream");
         let mut byte = [0u8; 1];
         match stream.read(&mut byte) {

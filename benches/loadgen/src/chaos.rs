@@ -70,6 +70,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let fds_baseline = server_pid.map(watch::fd_count);
 
     let before = http1::metrics(target)?;
+    let cpu_start = watch::cpu_seconds(server_pid);
+    report.num("machine_load_avg_start", watch::load_average());
     // The mark: every subscriber's first Last-Event-ID, so that no connection starts without one.
     let every_topic: Vec<String> = topic_names.iter().map(|t| format!("topic={t}")).collect();
     let mark = http1::publish_once(target, &every_topic.join("&"), &paced::event_data(0, 0, config.size))?;
@@ -218,6 +220,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if totals.stalls > 0 && dropped_slow == 0.0 {
         problems.push("no subscriber was dropped for --max-queue: the stalls tested nothing".into());
     }
+    watch::report_cpu(&mut report, server_pid, cpu_start);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

@@ -22,13 +22,16 @@ usage: loadgen hostile --target 127.0.0.1:PORT [options]
 
   --subscribers N          normal subscribers, default 1000
   --rate N                 events/s to them, default 50
-  --duration SECS          publishing time, default 60
+  --duration SECS          publishing time, default 120
   --size BYTES             event data, default 200
   --slowloris N            connections trickling a head a byte at a time, default 5000
   --slow-readers N         subscribers reading one byte a second, default 1000
   --interval-ms MS         one byte per slowloris and per slow reader this often, default 1000
-  --reader-lifetime SECS   mean life of a slow reader before a new one replaces it, default 30
+  --reader-lifetime SECS   mean life of a slow reader before a new one replaces it, default 120
+                           (0.5x to 1.5x): long enough for many to fall --max-queue behind
+                           (1 MiB by default, ~100 s at 50 events/s, after the kernel's ~350 KB)
   --reader-mss BYTES       TCP_MAXSEG of slow readers, default 1400 (0: loopback's)
+  --reader-rcvbuf BYTES    SO_RCVBUF of slow readers, default 4096 (0: autotuned)
   --server-pid PID         for RSS and descriptors
   (0 slowloris and 0 slow readers is the calm run to compare with)
 ";
@@ -41,11 +44,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let server_pid: Option<u32> = if opts.has("server-pid") { Some(opts.number("server-pid", 0)?) } else { None };
     let subscribers: usize = opts.number("subscribers", 1000)?;
     let rate: f64 = opts.number("rate", 50.0)?;
-    let duration_s: f64 = opts.number("duration", 60.0)?;
+    let duration_s: f64 = opts.number("duration", 120.0)?;
     let size: usize = opts.number::<usize>("size", 200)?.max(48);
     let slowloris: usize = opts.number("slowloris", 5000)?;
     let slow_readers: usize = opts.number("slow-readers", 1000)?;
     let reader_mss: u32 = opts.number("reader-mss", 1400)?;
+    let reader_rcvbuf: u32 = opts.number("reader-rcvbuf", 4096)?;
     let source_ips: u32 = opts.number("source-ips", 200)?;
     if rate <= 0.0 || duration_s <= 0.0 {
         return Err("--rate and --duration must be positive".into());
@@ -53,6 +57,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut report = Report::new(&opts.text("scenario", "hostile"), &opts.text("label", "server"));
     let mut curve = Curve::new(server_pid);
     let before = http1::metrics(target)?;
+    let cpu_start = watch::cpu_seconds(server_pid);
+    report.num("machine_load_avg_start", watch::load_average());
     let mark = http1::publish_once(target, &format!("topic={TOPIC}"), &paced::event_data(0, 0, size))?;
 
     let shared = Arc::new(Shared::default());
@@ -89,8 +95,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
             slow_readers,
             topic: TOPIC.into(),
             interval: Duration::from_millis(opts.number("interval-ms", 1000)?),
-            reader_lifetime: Duration::from_secs(opts.number("reader-lifetime", 30)?),
-            reader_socket: SocketOptions { mss: (reader_mss > 0).then_some(reader_mss), receive_buffer: None },
+            reader_lifetime: Duration::from_secs(opts.number("reader-lifetime", 120)?),
+            reader_socket: SocketOptions {
+                mss: (reader_mss > 0).then_some(reader_mss),
+                receive_buffer: (reader_rcvbuf > 0).then_some(reader_rcvbuf),
+            },
+            // ssed's head timeout.
+            slowloris_spread: Duration::from_secs(10),
             source_ips,
             source_offset: subscribers,
             max_pending: 256,
@@ -166,8 +177,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.num("slowloris_connects", attack.slowloris_connects as f64);
     report.num("slowloris_408", attack.slowloris_timed_out as f64);
     report.num("slowloris_closed_other", attack.slowloris_closed_other as f64);
+    report.num("slowloris_left_first_round", attack.slowloris_left as f64);
     report.num("slow_reader_connects", attack.reader_connects as f64);
     report.num("slow_readers_closed_by_server", attack.readers_closed_by_server as f64);
+    report.num("slow_readers_renewed", attack.readers_renewed as f64);
     report.num("attacker_connect_failures", attack.connect_failures as f64);
     report.num("ssed_refused_timeout", delta(&before, &after, "ssed_requests_refused_total{reason=\"timeout\"}"));
     report
@@ -183,6 +196,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         report.num("rss_max_mb", mb(curve.max_rss()));
         report.num("rss_end_mb", mb(end.rss));
         report.num("fds_max", curve.max_fds() as f64);
+        report.num("kernel_tcp_mem_max_mb", mb(curve.max_tcp_mem()));
         report.text("memory_curve", &curve.text(10.0));
     }
     report.text("first_error", totals.first_error.as_deref().or(attack.first_error.as_deref()).unwrap_or(""));
@@ -197,6 +211,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(e) = &outcome.error {
         problems.push(format!("the publisher failed: {e}"));
     }
+    watch::report_cpu(&mut report, server_pid, cpu_start);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

@@ -48,6 +48,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let fds_baseline = watch::fd_count(server_pid);
     let rss_baseline = watch::rss(server_pid);
     let before = http1::metrics(target)?;
+    let cpu_start = watch::cpu_seconds(Some(server_pid));
+    report.num("machine_load_avg_start", watch::load_average());
     let mark = http1::publish_once(target, &format!("topic={TOPIC}"), &paced::event_data(0, 0, size))?;
 
     let shared = Arc::new(Shared::default());
@@ -155,6 +157,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.num("fds_baseline", fds_baseline as f64);
     report.num("fds_peak", curve.max_fds() as f64);
     report.num("fds_end", fds_end as f64);
+    report.num("kernel_tcp_mem_max_mb", mb(curve.max_tcp_mem()));
     report.text("memory_curve", &curve.text(60.0));
     report.text("first_error", totals.first_error.as_deref().unwrap_or(""));
 
@@ -171,6 +174,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(e) = &outcome.error {
         problems.push(format!("the publisher failed: {e}"));
     }
+    watch::report_cpu(&mut report, Some(server_pid), cpu_start);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

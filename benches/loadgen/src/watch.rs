@@ -15,6 +15,45 @@ pub fn fd_count(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
+/// The one-minute load average of the machine (other work competes with the run for CPU).
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split(' ').next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds used so far by the server (if known) and by this process.
+pub fn cpu_seconds(server_pid: Option<u32>) -> (f64, f64) {
+    let server = server_pid.map_or(0, |pid| procstat::cpu_ns(&[pid]));
+    (server as f64 / 1e9, procstat::cpu_ns(&[std::process::id()]) as f64 / 1e9)
+}
+
+/// Adds the CPU used since `start` (from `cpu_seconds`) and the load average to a report.
+pub fn report_cpu(report: &mut crate::report::Report, server_pid: Option<u32>, start: (f64, f64)) {
+    let now = cpu_seconds(server_pid);
+    if server_pid.is_some() {
+        report.num("server_cpu_s", now.0 - start.0);
+    }
+    report.num("loadgen_cpu_s", now.1 - start.1);
+    report.num("machine_load_avg", load_average());
+}
+
+/// Memory of every TCP socket of the machine, from /proc/net/sockstat, in bytes: what the
+/// kernels hold for the connections (both ends, on loopback).
+pub fn kernel_tcp_memory() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let pages = text
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| l.split(" mem ").nth(1))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page
+}
+
 /// VmRSS of one process, in bytes.
 pub fn rss(pid: u32) -> u64 {
     procstat::rss_bytes(&[pid])
@@ -25,6 +64,7 @@ pub struct Sample {
     pub at_s: f64,
     pub rss: u64,
     pub fds: u64,
+    pub tcp_mem: u64,
 }
 
 /// The server's RSS and descriptors over a run, one sample per `take`.
@@ -41,7 +81,12 @@ impl Curve {
 
     pub fn take(&mut self) -> Option<Sample> {
         let pid = self.pid?;
-        let sample = Sample { at_s: (monotonic_ns() - self.start_ns) as f64 / 1e9, rss: rss(pid), fds: fd_count(pid) };
+        let sample = Sample {
+            at_s: (monotonic_ns() - self.start_ns) as f64 / 1e9,
+            rss: rss(pid),
+            fds: fd_count(pid),
+            tcp_mem: kernel_tcp_memory(),
+        };
         self.samples.push(sample);
         Some(sample)
     }
@@ -57,6 +102,10 @@ impl Curve {
 
     pub fn max_rss(&self) -> u64 {
         self.samples.iter().map(|s| s.rss).max().unwrap_or(0)
+    }
+
+    pub fn max_tcp_mem(&self) -> u64 {
+        self.samples.iter().map(|s| s.tcp_mem).max().unwrap_or(0)
     }
 
     pub fn max_fds(&self) -> u64 {
