@@ -24,14 +24,14 @@ end with exactly the events of its topics, each once, in order. Exits 1 if one d
 
   --subscribers N      default 1000        --topics N        default 4 (at most 16)
   --publishers N       default 4           --events N        default 20000
-  --rate N|max         events/s over all publishers, default 2000
+  --rate N|max         events/s over all publishers, default 1000
   --size BYTES         event data, default 200
   --cuts-per-s X       cuts per subscriber per second, default 0.5
-  --stall-ms MS        how long a stalled subscriber stops reading, default 1500
+  --stall-ms MS        how long a stalled subscriber stops reading, default 3000
   --mss BYTES          TCP_MAXSEG of subscribers, default 1400 (0: loopback's)
-  --rcvbuf BYTES       SO_RCVBUF of subscribers, default 4096 (0: autotuned); with the MSS,
-                       this keeps what the kernels buffer for a stalled stream near 64 KB
-  --seed N             default 1               --drain-timeout SECS  default 60
+  --rcvbuf BYTES       SO_RCVBUF of subscribers, default 16384 (0: autotuned); with the MSS,
+                       this keeps what the kernels buffer for a stalled stream to some 100 KB
+  --seed N             default 1               --drain-timeout SECS  default 120
   --server-pid PID     for RSS and descriptors  --scenario, --label  copied into the JSON line
 ";
 
@@ -49,20 +49,20 @@ struct ChaosConfig {
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = Options::parse(args, &[])?;
     let target = opts.target()?;
-    let rate_text = opts.text("rate", "2000");
+    let rate_text = opts.text("rate", "1000");
     let config = ChaosConfig {
         subscribers: opts.number("subscribers", 1000)?,
         topics: opts.number::<usize>("topics", 4)?.clamp(1, 16),
         publishers: opts.number::<usize>("publishers", 4)?.max(1),
         events: opts.number("events", 20000)?,
-        rate: if rate_text == "max" { None } else { Some(opts.number("rate", 2000.0)?) },
+        rate: if rate_text == "max" { None } else { Some(opts.number("rate", 1000.0)?) },
         size: opts.number::<usize>("size", 200)?.max(48),
         cuts_per_s: opts.number("cuts-per-s", 0.5)?,
         seed: opts.number("seed", 1)?,
     };
     let server_pid: Option<u32> = if opts.has("server-pid") { Some(opts.number("server-pid", 0)?) } else { None };
     let mss: u32 = opts.number("mss", 1400)?;
-    let rcvbuf: u32 = opts.number("rcvbuf", 4096)?;
+    let rcvbuf: u32 = opts.number("rcvbuf", 16384)?;
     let topic_names: Vec<String> = (0..config.topics).map(|t| format!("t{t}")).collect();
     let mut report = Report::new(&opts.text("scenario", "chaos"), &opts.text("label", "server"));
     let mut curve = Curve::new(server_pid);
@@ -90,7 +90,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             check: Check::List,
             event_size: config.size,
             max_pending: opts.number("max-pending", 256)?,
-            stall: Duration::from_millis(opts.number("stall-ms", 1500)?),
+            stall: Duration::from_millis(opts.number("stall-ms", 3000)?),
             seed: config.seed,
         },
         shared.clone(),
@@ -140,7 +140,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         finals[p.topic as usize] = p.id;
     }
     *shared.final_ids.lock().unwrap_or_else(|p| p.into_inner()) = Some(finals);
-    let drain_timeout = Duration::from_secs(opts.number("drain-timeout", 60)?);
+    let drain_timeout = Duration::from_secs(opts.number("drain-timeout", 120)?);
     let drained = watch::wait_until(drain_timeout, || shared.done.load(Ordering::Acquire) == config.subscribers as u64);
     report.num("drain_s", (monotonic_ns() - publish_end) as f64 / 1e9);
     curve.take();

@@ -230,7 +230,8 @@ impl Engine {
                 let index = event.token().0 & 0xffff_ffff;
                 let generation = (event.token().0 >> 32) as u32;
                 if self.subs.get(index).is_some_and(|s| s.generation == generation && s.stream.is_some()) {
-                    self.on_event(index, event.is_writable() || event.is_error(), now, &mut buf);
+                    let closed = event.is_read_closed() || event.is_error();
+                    self.on_event(index, event.is_writable() || event.is_error(), closed, now, &mut buf);
                 }
             }
             if now >= next_housekeeping {
@@ -352,20 +353,21 @@ impl Engine {
 
     // ---- reading ---------------------------------------------------------------------------
 
-    fn on_event(&mut self, index: usize, writable: bool, now: u64, buf: &mut [u8]) {
+    fn on_event(&mut self, index: usize, writable: bool, closed: bool, now: u64, buf: &mut [u8]) {
         match self.subs[index].stage {
             Stage::Connecting if writable => self.send_request(index, now),
             Stage::Head | Stage::Streaming => {
-                self.read_all(index, now, buf);
+                self.read_all(index, now, buf, closed);
             }
             // Stalled: the data waits in the kernel until the stall ends.
             _ => {}
         }
     }
 
-    /// Reads until the socket is drained. Returns false when the stream ended (and the
-    /// subscriber was set to reconnect).
-    fn read_all(&mut self, index: usize, now: u64, buf: &mut [u8]) -> bool {
+    /// Reads until the socket is drained; `to_the_end` when no later edge will announce what
+    /// is left (the peer closed, or the data came while not reading). Returns false when the
+    /// stream ended (and the subscriber was set to reconnect).
+    fn read_all(&mut self, index: usize, now: u64, buf: &mut [u8], to_the_end: bool) -> bool {
         // Bounded (64 MB): more than any kernel buffer holds, so the socket is always drained
         // and the next arrival is a new edge.
         for _ in 0..1024 {
@@ -375,6 +377,11 @@ impl Engine {
                 Ok(n) => {
                     if let Err(why) = self.on_bytes(index, &buf[..n], now) {
                         return self.end_stream(index, now, why);
+                    }
+                    // A short read emptied the socket, and a later arrival is a new edge: the
+                    // read that would only say EAGAIN is skipped.
+                    if n < buf.len() && !to_the_end {
+                        return true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -474,7 +481,7 @@ impl Engine {
             if matches!(self.subs[index].stage, Stage::Stalled(until) if until <= now) {
                 self.subs[index].stage = Stage::Streaming;
                 let dropped_before = self.totals.server_closed;
-                if !self.read_all(index, now, buf) && self.totals.server_closed > dropped_before {
+                if !self.read_all(index, now, buf, true) && self.totals.server_closed > dropped_before {
                     // The close was the server's answer to the stall, not a surprise.
                     self.totals.server_closed -= 1;
                     self.totals.stalls_dropped += 1;
