@@ -67,16 +67,20 @@ CHAOS_FIGURES = ["subscribers", "events_published", "publish_s", "publish_refuse
                  "stalls", "stalls_dropped", "ssed_dropped_slow", "server_closed_other", "reconnects",
                  "connect_failures", "events_expected", "events_received", "subs_exact", "missing", "duplicated",
                  "reordered", "unexpected", "gaps", "malformed", "drain_s", "latency_p50_ms", "latency_p99_ms",
-                 "server_rss_max_mb", "server_rss_end_mb"]
-HOSTILE_FIGURES = ["subscribers", "slowloris_open_min", "slow_readers_open_min", "events_published", "lost", "repeated",
+                 "server_rss_max_mb", "server_rss_after_close_mb", "fds_baseline", "fds_peak", "fds_end",
+                 "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
+HOSTILE_FIGURES = ["subscribers", "slowloris_open_min", "slow_readers_open_min", "slowloris_bytes_per_s",
+                   "slow_reader_bytes_per_s", "events_published", "publish_refused_full", "lost", "repeated",
                    "normal_streams_closed", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "slowloris_connects",
                    "slowloris_408", "slow_reader_connects", "ssed_refused_timeout", "ssed_dropped_slow",
                    "metrics_polls", "metrics_failures", "metrics_p99_ms", "metrics_max_ms", "peak_connections",
-                   "rss_before_attack_mb", "rss_max_mb", "rss_end_mb", "fds_max"]
+                   "rss_before_attack_mb", "rss_max_mb", "rss_end_mb", "fds_max", "kernel_tcp_mem_max_mb",
+                   "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
 SOAK_FIGURES = ["subscribers", "duration_s", "events_published", "reconnects", "reconnects_per_s", "events_received",
                 "lost", "repeated", "gaps", "malformed", "ssed_dropped_slow", "latency_p50_ms", "latency_p99_ms",
                 "rss_baseline_mb", "rss_start_mb", "rss_1min_mb", "rss_end_mb", "rss_max_mb", "rss_end_vs_1min",
-                "rss_after_close_mb", "fds_baseline", "fds_peak", "fds_end"]
+                "rss_after_close_mb", "fds_baseline", "fds_peak", "fds_end", "kernel_tcp_mem_max_mb",
+                "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
 
 # Figures shown per kind of run: (JSON key, label, how repeats combine).
 FANOUT_FIGURES = [
@@ -375,7 +379,7 @@ def print_robustness(results):
         for row in rows:
             print(line(row))
         for n in present:
-            for key in ("memory_curve", "problems", "first_error"):
+            for key in ("memory_curve", "worst_seconds", "problems", "first_error"):
                 if by_name[n].get(key):
                     print(f"  {n} {key}: {by_name[n][key]}")
     if "hostile" in by_name and "hostile-calm" in by_name:

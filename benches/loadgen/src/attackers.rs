@@ -36,6 +36,10 @@ pub struct AttackConfig {
     pub source_offset: usize,
     pub max_pending: usize,
     pub seed: u64,
+    /// Niceness of the attackers' thread. Real attackers run on other machines; here they share
+    /// the CPU with the server and the clients being measured, so they can run below them
+    /// (the rates they keep up are reported).
+    pub nice: i32,
 }
 
 #[derive(Default)]
@@ -96,6 +100,7 @@ pub fn spawn(
     shared: Arc<AttackShared>,
 ) -> std::thread::JoinHandle<Result<AttackOutcome, String>> {
     std::thread::spawn(move || {
+        lower_priority(config.nice);
         let total = config.slowloris + config.slow_readers;
         let mut loop_ = AttackLoop {
             poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
@@ -121,6 +126,19 @@ pub fn spawn(
         loop_.run()?;
         Ok(loop_.outcome)
     })
+}
+
+/// Makes the calling thread nicer by `nice` (Linux sets niceness per thread).
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: gettid and getpriority/setpriority only read and change this thread's priority.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + nice).min(19));
+    }
 }
 
 struct AttackLoop {

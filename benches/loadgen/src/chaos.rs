@@ -144,6 +144,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let drained = watch::wait_until(drain_timeout, || shared.done.load(Ordering::Acquire) == config.subscribers as u64);
     report.num("drain_s", (monotonic_ns() - publish_end) as f64 / 1e9);
     curve.take();
+    let cpu_end = watch::cpu_seconds(server_pid);
     shared.stop.store(true, Ordering::Release);
     let outcome = engine.join().map_err(|_| "subscriber thread panicked")??;
     let after = http1::metrics(target)?;
@@ -220,7 +221,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if totals.stalls > 0 && dropped_slow == 0.0 {
         problems.push("no subscriber was dropped for --max-queue: the stalls tested nothing".into());
     }
-    watch::report_cpu(&mut report, server_pid, cpu_start);
+    watch::report_cpu(&mut report, server_pid, cpu_start, cpu_end);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

@@ -32,6 +32,8 @@ usage: loadgen hostile --target 127.0.0.1:PORT [options]
                            (1 MiB by default, ~100 s at 50 events/s, after the kernel's ~350 KB)
   --reader-mss BYTES       TCP_MAXSEG of slow readers, default 1400 (0: loopback's)
   --reader-rcvbuf BYTES    SO_RCVBUF of slow readers, default 4096 (0: autotuned)
+  --attacker-nice N        how much nicer the attackers' thread runs than the rest, default 9:
+                           real attackers do not share the measured clients' CPU
   --server-pid PID         for RSS and descriptors
   (0 slowloris and 0 slow readers is the calm run to compare with)
 ";
@@ -106,6 +108,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             source_offset: subscribers,
             max_pending: 256,
             seed: 7,
+            nice: opts.number("attacker-nice", 9)?,
         },
         attack_shared.clone(),
     );
@@ -147,6 +150,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         shared.done.load(Ordering::Acquire) == subscribers as u64
     });
     let end = curve.take();
+    let cpu_end = watch::cpu_seconds(server_pid);
     let polls = poller.finish();
     let after = http1::metrics(target)?;
     attack_shared.stop.store(true, Ordering::Release);
@@ -171,9 +175,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.num("latency_p50_ms", ms(streams.histogram.quantile(0.5)));
     report.num("latency_p99_ms", ms(streams.histogram.quantile(0.99)));
     report.num("latency_max_ms", ms(streams.histogram.max()));
+    // The seconds (from the start of publishing) whose events waited longest.
+    let start_s = outcome.start_ns / 1_000_000_000;
+    let mut worst: Vec<(u64, u64)> =
+        streams.worst_by_second.iter().map(|(&s, &w)| (s.saturating_sub(start_s), w)).collect();
+    worst.sort_by_key(|&(_, w)| std::cmp::Reverse(w));
+    let worst: Vec<String> = worst.iter().take(8).map(|(s, w)| format!("{s}s {:.0} ms", ms(*w))).collect();
+    report.text("worst_seconds", &worst.join(", "));
     report.num("attackers_all_connected", attack_ready as u8 as f64);
     report.num("slowloris_open_min", if slowloris > 0 { open_min.0 as f64 } else { 0.0 });
     report.num("slow_readers_open_min", if slow_readers > 0 { open_min.1 as f64 } else { 0.0 });
+    let attack_s = (monotonic_ns() - attack_started) as f64 / 1e9;
+    report.num("slowloris_bytes_per_s", attack.bytes_trickled as f64 / attack_s);
+    report.num("slow_reader_bytes_per_s", attack.reader_bytes as f64 / attack_s);
     report.num("slowloris_connects", attack.slowloris_connects as f64);
     report.num("slowloris_408", attack.slowloris_timed_out as f64);
     report.num("slowloris_closed_other", attack.slowloris_closed_other as f64);
@@ -211,7 +225,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(e) = &outcome.error {
         problems.push(format!("the publisher failed: {e}"));
     }
-    watch::report_cpu(&mut report, server_pid, cpu_start);
+    watch::report_cpu(&mut report, server_pid, cpu_start, cpu_end);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

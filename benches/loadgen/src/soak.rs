@@ -115,6 +115,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     });
     let end = curve.take().ok_or("the server is gone")?;
     let after = http1::metrics(target)?;
+    let cpu_end = watch::cpu_seconds(Some(server_pid));
     shared.stop.store(true, Ordering::Release);
     let streams = engine.join().map_err(|_| "subscriber thread panicked")??;
     // Descriptors come back once the server has seen every close (a closed request
@@ -174,7 +175,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(e) = &outcome.error {
         problems.push(format!("the publisher failed: {e}"));
     }
-    watch::report_cpu(&mut report, Some(server_pid), cpu_start);
+    watch::report_cpu(&mut report, Some(server_pid), cpu_start, cpu_end);
     report.text("verdict", if problems.is_empty() { "pass" } else { "FAIL" });
     report.text("problems", &problems.join("; "));
     report.print();

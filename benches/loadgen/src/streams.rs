@@ -118,6 +118,8 @@ pub struct StreamsOutcome {
     pub totals: Totals,
     /// Publish-to-receive latency of every event, replays included.
     pub histogram: Histogram,
+    /// The worst latency of the events published in each second (CLOCK_MONOTONIC seconds).
+    pub worst_by_second: std::collections::BTreeMap<u64, u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -166,6 +168,7 @@ struct Engine {
     done: u64,
     totals: Totals,
     histogram: Histogram,
+    worst_by_second: std::collections::BTreeMap<u64, u64>,
     rng: Rng,
     /// The cut rate the schedules were drawn for.
     cut_rate: f64,
@@ -209,6 +212,7 @@ impl Engine {
             done: 0,
             totals: Totals::default(),
             histogram: Histogram::default(),
+            worst_by_second: Default::default(),
             cut_rate: 0.0,
         })
     }
@@ -253,6 +257,7 @@ impl Engine {
             records: self.subs.iter_mut().map(|s| std::mem::take(&mut s.received)).collect(),
             totals: std::mem::take(&mut self.totals),
             histogram: std::mem::take(&mut self.histogram),
+            worst_by_second: std::mem::take(&mut self.worst_by_second),
         }
     }
 
@@ -440,11 +445,12 @@ impl Engine {
         let sub = &mut self.subs[index];
         let totals = &mut self.totals;
         let histogram = &mut self.histogram;
+        let worst = &mut self.worst_by_second;
         let (last_id, last_seq, received, topics) =
             (&mut sub.last_id, &mut sub.last_seq, &mut sub.received, sub.topics);
         let mut record = |event: Event| {
             let state = SubState { last_id: &mut *last_id, last_seq: &mut *last_seq, received: &mut *received, topics };
-            record(state, check, size, event, now, totals, histogram)
+            record(state, check, size, event, now, totals, histogram, worst)
         };
         let parsed = match sub.chunks.as_mut() {
             None => sub.parser.feed(bytes, &mut record),
@@ -569,6 +575,7 @@ struct SubState<'a> {
     topics: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(
     sub: SubState,
     check: Check,
@@ -577,13 +584,17 @@ fn record(
     now: u64,
     totals: &mut Totals,
     histogram: &mut Histogram,
+    worst: &mut std::collections::BTreeMap<u64, u64>,
 ) {
     totals.received += 1;
     if event.id == 0 || !event.numbered || event.data_len != size {
         totals.malformed += 1;
         return;
     }
-    histogram.record(now.saturating_sub(event.sent_ns));
+    let latency = now.saturating_sub(event.sent_ns);
+    histogram.record(latency);
+    let slot = worst.entry(event.sent_ns / 1_000_000_000).or_insert(0);
+    *slot = (*slot).max(latency);
     if sub.topics != 0 && (event.tag >= 64 || sub.topics & (1 << event.tag) == 0) {
         totals.foreign += 1;
     }

@@ -23,19 +23,39 @@ pub fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU seconds used so far by the server (if known) and by this process.
-pub fn cpu_seconds(server_pid: Option<u32>) -> (f64, f64) {
-    let server = server_pid.map_or(0, |pid| procstat::cpu_ns(&[pid]));
-    (server as f64 / 1e9, procstat::cpu_ns(&[std::process::id()]) as f64 / 1e9)
+/// Time the threads of a process spent runnable but waiting for a CPU, in ns (the second
+/// field of /proc/PID/task/TID/schedstat): how much other work delayed it.
+pub fn cpu_wait_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split(' ').nth(1).and_then(|w| w.trim().parse::<u64>().ok()))
+        .sum()
 }
 
-/// Adds the CPU used since `start` (from `cpu_seconds`) and the load average to a report.
-pub fn report_cpu(report: &mut crate::report::Report, server_pid: Option<u32>, start: (f64, f64)) {
-    let now = cpu_seconds(server_pid);
+/// CPU used and CPU waited for so far, in seconds: (server used, loadgen used, server waited,
+/// loadgen waited). The server's figures are 0 when its pid is not known.
+pub fn cpu_seconds(server_pid: Option<u32>) -> CpuReading {
+    let me = std::process::id();
+    let server = server_pid.map_or(0, |pid| procstat::cpu_ns(&[pid]));
+    let server_wait = server_pid.map_or(0, cpu_wait_ns);
+    let s = |ns: u64| ns as f64 / 1e9;
+    (s(server), s(procstat::cpu_ns(&[me])), s(server_wait), s(cpu_wait_ns(me)))
+}
+
+/// Adds the CPU used and waited for between two `cpu_seconds` readings (the second taken while
+/// the load generator's threads still live: a finished thread's figures are gone), and the
+/// load average.
+pub type CpuReading = (f64, f64, f64, f64);
+
+pub fn report_cpu(report: &mut crate::report::Report, server_pid: Option<u32>, start: CpuReading, now: CpuReading) {
     if server_pid.is_some() {
         report.num("server_cpu_s", now.0 - start.0);
+        report.num("server_cpu_wait_s", now.2 - start.2);
     }
     report.num("loadgen_cpu_s", now.1 - start.1);
+    report.num("loadgen_cpu_wait_s", now.3 - start.3);
     report.num("machine_load_avg", load_average());
 }
 
