@@ -5,11 +5,15 @@
     python3 benches/run.py --scenario fanout-10k --repeat 3
     python3 benches/run.py --servers ssed,nchan-1w --scenario idle-mem
     python3 benches/run.py --servers ssed --baseline /tmp/ssed-old --scenario fanout-10k
+    python3 benches/run.py --scenario chaos --scenario hostile --scenario soak --soak-minutes 10
 
 Builds ssed and the load generator (release), then for each scenario and each server: starts
 the server on a free 127.0.0.1 port, runs benches/loadgen against it, stops it. Prints one
 table with the ratio ssed / nchan for every figure and writes every run's JSON line to
 target/bench/. Standard library only; every wait is bounded; servers are killed on exit.
+
+The robustness scenarios (chaos, hostile, soak) run ssed alone, once each: they check that no
+event is lost, repeated or reordered under reconnects and attacks, and that memory stays flat.
 """
 
 import argparse
@@ -47,8 +51,39 @@ RUNS = [
     ("idle-mem-10k", "idle-mem", ["--subscribers", "10000", "--idle", "--settle", "2"]),
     ("idle-mem-19k", "idle-mem", ["--subscribers", "19000", "--idle", "--settle", "2"]),
 ]
-SCENARIOS = sorted({scenario for _, scenario, _ in RUNS})
 SERVERS = ["ssed", "nchan-1w", "nchan-auto"]
+
+# Robustness runs, ssed only, once each: (name, scenario, load generator command, ssed flags).
+# chaos keeps every event in the history (so a reconnect never finds a gap) and drops a stream
+# 64 KiB behind; hostile and soak run ssed with its defaults. hostile-calm is the same run
+# without attackers, to compare latencies with.
+ROBUSTNESS_RUNS = [
+    ("chaos", "chaos", ["chaos"], ["--history", "32768", "--max-queue", "65536"]),
+    ("hostile-calm", "hostile", ["hostile", "--slowloris", "0", "--slow-readers", "0"], []),
+    ("hostile", "hostile", ["hostile"], []),
+    ("soak", "soak", ["soak"], []),
+]
+SCENARIOS = sorted({scenario for _, scenario, _ in RUNS} | {scenario for _, scenario, _, _ in ROBUSTNESS_RUNS})
+
+# Figures shown for each robustness run.
+CHAOS_FIGURES = ["subscribers", "events_published", "publish_s", "publish_refused_full", "cuts_close", "cuts_reset",
+                 "stalls", "stalls_dropped", "ssed_dropped_slow", "server_closed_other", "reconnects",
+                 "connect_failures", "events_expected", "events_received", "subs_exact", "missing", "duplicated",
+                 "reordered", "unexpected", "gaps", "malformed", "drain_s", "latency_p50_ms", "latency_p99_ms",
+                 "server_rss_max_mb", "server_rss_after_close_mb", "fds_baseline", "fds_peak", "fds_end",
+                 "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
+HOSTILE_FIGURES = ["subscribers", "slowloris_open_min", "slow_readers_open_min", "slowloris_bytes_per_s",
+                   "slow_reader_bytes_per_s", "events_published", "publish_refused_full", "lost", "repeated",
+                   "normal_streams_closed", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "slowloris_connects",
+                   "slowloris_408", "slow_reader_connects", "ssed_refused_timeout", "ssed_dropped_slow",
+                   "metrics_polls", "metrics_failures", "metrics_p99_ms", "metrics_max_ms", "peak_connections",
+                   "rss_before_attack_mb", "rss_max_mb", "rss_end_mb", "fds_max", "kernel_tcp_mem_max_mb",
+                   "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
+SOAK_FIGURES = ["subscribers", "duration_s", "events_published", "reconnects", "reconnects_per_s", "events_received",
+                "lost", "repeated", "gaps", "malformed", "ssed_dropped_slow", "latency_p50_ms", "latency_p99_ms",
+                "rss_baseline_mb", "rss_start_mb", "rss_1min_mb", "rss_end_mb", "rss_max_mb", "rss_end_vs_1min",
+                "rss_after_close_mb", "fds_baseline", "fds_peak", "fds_end", "kernel_tcp_mem_max_mb",
+                "server_cpu_s", "server_cpu_wait_s", "loadgen_cpu_s", "loadgen_cpu_wait_s", "machine_load_avg"]
 
 # Figures shown per kind of run: (JSON key, label, how repeats combine).
 FANOUT_FIGURES = [
@@ -203,14 +238,18 @@ http {{
 class Server:
     """One server process on a free loopback port; stop() kills its whole process group."""
 
-    def __init__(self, name, nchan):
+    def __init__(self, name, nchan, ssed_flags=None):
         self.name = name
         self.nchan = nchan
+        # None: the comparison runs' flags; a list: ssed's defaults plus these.
+        self.ssed_flags = ssed_flags
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"ssed-bench-{name}-")
         self.process = None
 
     def command(self):
+        if self.name == "ssed" and self.ssed_flags is not None:
+            return [SSED, "--listen", f"127.0.0.1:{self.port}", "-q"] + self.ssed_flags
         if self.name in ("ssed", "ssed-baseline"):
             binary = SSED if self.name == "ssed" else BASELINE
             return [binary, "--listen", f"127.0.0.1:{self.port}", "--max-clients", "60000",
@@ -277,6 +316,82 @@ def run_loadgen(server, run_name, loadgen_args, log_file):
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"loadgen failed against {server.name}: {result.stderr.strip()[-600:]}")
     return json.loads(lines[-1])
+
+
+def run_robustness_loadgen(server, run_name, command, log_file, timeout):
+    """Runs one robustness scenario. Its JSON line is kept even when the load generator exits 1
+    (it does when the verdict is FAIL)."""
+    full = [LOADGEN] + command[:1] + ["--target", f"127.0.0.1:{server.port}", "--server-pid",
+                                      str(server.process.pid), "--scenario", run_name, "--label", "ssed"] + command[1:]
+    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout, preexec_fn=raise_fd_limit)
+    log_file.write(f"$ {' '.join(full)}\n{result.stdout}{result.stderr}\n")
+    log_file.flush()
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"loadgen failed: {result.stderr.strip()[-600:]}")
+    return json.loads(lines[-1])
+
+
+def run_robustness(runs, soak_minutes, out_path, log_path):
+    results = []
+    with open(out_path, "a") as out, open(log_path, "a") as log_file:
+        for run_name, scenario, command, flags in runs:
+            command = list(command)
+            timeout = 900
+            if scenario == "soak":
+                command += ["--duration", str(int(soak_minutes * 60))]
+                timeout = int(soak_minutes * 60) + 600
+            server = Server("ssed", None, flags)
+            try:
+                server.start()
+                log(f"  {run_name}: running (ssed {' '.join(flags) or 'defaults'})")
+                figures = run_robustness_loadgen(server, run_name, command, log_file, timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                log(f"  {run_name}: FAILED: {e}")
+                continue
+            finally:
+                server.stop()
+            results.append(figures)
+            out.write(json.dumps(figures) + "\n")
+            out.flush()
+            log(f"  {run_name}: {figures.get('verdict')} {figures.get('problems', '')}")
+            time.sleep(1)
+    return results
+
+
+def print_robustness(results):
+    by_name = {r["scenario"]: r for r in results}
+    sections = [("chaos", ["chaos"], CHAOS_FIGURES), ("hostile", ["hostile-calm", "hostile"], HOSTILE_FIGURES),
+                ("soak", ["soak"], SOAK_FIGURES)]
+    for title, names, keys in sections:
+        present = [n for n in names if n in by_name]
+        if not present:
+            continue
+        rows = [[key] + [format_value(by_name[n].get(key), [by_name[n].get(key)]) if isinstance(by_name[n].get(key), (int, float))
+                         else "-" for n in present] for key in keys]
+        header = ["figure"] + present
+        if present == ["hostile-calm", "hostile"]:
+            header.append("hostile/calm")
+            for row, key in zip(rows, keys):
+                row.append(ratio(by_name["hostile"].get(key), by_name["hostile-calm"].get(key)))
+        rows.append(["verdict"] + [by_name[n].get("verdict", "-") for n in present] + ([""] if len(header) > len(present) + 1 else []))
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+        line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        print(f"\n{title}:")
+        print(line(header))
+        print(line(["-" * w for w in widths]))
+        for row in rows:
+            print(line(row))
+        for n in present:
+            for key in ("memory_curve", "worst_seconds", "problems", "first_error"):
+                if by_name[n].get(key):
+                    print(f"  {n} {key}: {by_name[n][key]}")
+    if "hostile" in by_name and "hostile-calm" in by_name:
+        calm, hostile = by_name["hostile-calm"].get("latency_p99_ms"), by_name["hostile"].get("latency_p99_ms")
+        if calm and hostile:
+            verdict = "met" if hostile <= 2 * calm else "NOT met"
+            print(f"\nhostile: normal subscribers' p99 {hostile:.3g} ms with attackers, {calm:.3g} ms without: "
+                  f"{hostile / calm:.3g}x (target <= 2x) {verdict}")
 
 
 def one_line_summary(figures):
@@ -386,12 +501,15 @@ def print_targets(results):
 
 def parse_args():
     parser = argparse.ArgumentParser(description="ssed vs nginx+nchan benchmark (loopback only)")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS + [r[0] for r in RUNS],
+    parser.add_argument("--scenario", action="append",
+                        choices=SCENARIOS + [r[0] for r in RUNS] + [r[0] for r in ROBUSTNESS_RUNS],
                         help="scenario or single run to do (repeatable; default: all)")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from {','.join(SERVERS)}")
     parser.add_argument("--repeat", type=int, default=2, help="rounds per figure (default 2)")
     parser.add_argument("--depth", type=int, default=8,
                         help="publish requests in flight (pipelined on one connection), default 8")
+    parser.add_argument("--soak-minutes", type=float, default=10,
+                        help="publishing time of the soak scenario, default 10 (the full size)")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--baseline", help="another ssed binary, run beside this one as 'ssed-baseline'")
     parser.add_argument("--out", help="JSON lines file (default target/bench/results-DATE.jsonl)")
@@ -410,6 +528,8 @@ def parse_args():
         parser.error("--repeat must be 1..10")
     if not 1 <= args.depth <= 1024:
         parser.error("--depth must be 1..1024")
+    if not 0.1 <= args.soak_minutes <= 24 * 60:
+        parser.error("--soak-minutes must be 0.1..1440")
     return args, servers
 
 
@@ -418,8 +538,12 @@ def main():
     chosen = args.scenario or SCENARIOS
     runs = [(name, scenario, loadgen_args + ["--depth", str(args.depth)])
             for name, scenario, loadgen_args in RUNS if name in chosen or scenario in chosen]
-    nchan = check_nchan_installed() if any(s.startswith("nchan") for s in servers) else None
-    build(servers, args.skip_build)
+    robustness = [r for r in ROBUSTNESS_RUNS if r[0] in chosen or r[1] in chosen]
+    if robustness and "ssed" not in servers:
+        log("run.py: chaos, hostile and soak run ssed only; add ssed to --servers to run them")
+        robustness = []
+    nchan = check_nchan_installed() if runs and any(s.startswith("nchan") for s in servers) else None
+    build(servers if runs else ["ssed"] if robustness else servers, args.skip_build)
     for binary in [LOADGEN] + ([SSED] if "ssed" in servers else []):
         if not os.path.exists(binary):
             raise SystemExit(f"run.py: {binary} is missing (build failed, or --skip-build without a build)")
@@ -428,10 +552,15 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     out_path = args.out or os.path.join(out_dir, f"results-{stamp}.jsonl")
     log_path = os.path.join(out_dir, f"loadgen-{stamp}.log")
-    log(f"runs: {', '.join(r[0] for r in runs)}; servers: {', '.join(servers)}; {args.repeat} round(s); "
-        f"publish depth {args.depth}")
-    results = run_all(runs, servers, args.repeat, nchan, out_path, log_path)
-    print_table(results, runs, servers)
+    if runs:
+        log(f"runs: {', '.join(r[0] for r in runs)}; servers: {', '.join(servers)}; {args.repeat} round(s); "
+            f"publish depth {args.depth}")
+        results = run_all(runs, servers, args.repeat, nchan, out_path, log_path)
+        print_table(results, runs, servers)
+    if robustness:
+        log(f"robustness runs (ssed only, once each): {', '.join(r[0] for r in robustness)}"
+            + (f"; soak {args.soak_minutes:g} min" if any(r[1] == "soak" for r in robustness) else ""))
+        print_robustness(run_robustness(robustness, args.soak_minutes, out_path, log_path))
     print(f"\nJSON lines: {out_path}\nload generator output: {log_path}")
 
 

@@ -2,16 +2,30 @@
 //! and figures about the server read from /proc. Talks plain HTTP/1.1, so it measures ssed and
 //! any other SSE server (nginx + nchan) the same way.
 
+mod chaos;
 mod control;
 mod histogram;
+mod hostile;
+mod http1;
+mod options;
+mod paced;
 mod procstat;
 mod publisher;
+mod report;
+mod socket;
+mod soak;
 mod sse;
+mod streams;
 mod subscriber;
+mod watch;
+mod attackers;
 
 use control::Control;
+use options::Options;
+use report::Report;
 use histogram::Histogram;
 use procstat::monotonic_ns;
+use watch::wait_until;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddrV4;
@@ -46,60 +60,16 @@ subscriber gets every event in order. Prints a table, then one JSON line.
   --max-pending N          connection attempts at once, default 256
 ";
 
-/// Command-line options as `--name value` pairs (and bare `--flag`s, stored as "").
-struct Options(HashMap<String, String>);
-
-impl Options {
-    fn parse(args: &[String], flags: &[&str]) -> Result<Options, String> {
-        let mut map = HashMap::new();
-        let mut i = 0;
-        while i < args.len() {
-            let name = args[i].strip_prefix("--").ok_or_else(|| format!("unexpected argument {}", args[i]))?;
-            if flags.contains(&name) {
-                map.insert(name.to_string(), String::new());
-                i += 1;
-                continue;
-            }
-            let value = args.get(i + 1).ok_or_else(|| format!("--{name} needs a value"))?;
-            map.insert(name.to_string(), value.clone());
-            i += 2;
-        }
-        Ok(Options(map))
-    }
-
-    fn text(&self, name: &str, default: &str) -> String {
-        self.0.get(name).cloned().unwrap_or_else(|| default.to_string())
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{name}: not a number: {v}")),
-        }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    fn target(&self) -> Result<SocketAddrV4, String> {
-        let text = self.0.get("target").ok_or("--target is required")?;
-        let addr: SocketAddrV4 = text.parse().map_err(|_| format!("--target: not IPv4:PORT: {text}"))?;
-        // Load is only ever sent to this machine.
-        if addr.ip().octets()[0] != 127 {
-            return Err(format!("--target must be a loopback address (127.x.x.x), not {addr}"));
-        }
-        Ok(addr)
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => run_bench(&args[1..]),
         Some("worker") => run_worker(&args[1..]),
+        Some("chaos") => with_fd_limit(|| chaos::run(&args[1..])),
+        Some("hostile") => with_fd_limit(|| hostile::run(&args[1..])),
+        Some("soak") => with_fd_limit(|| soak::run(&args[1..])),
         _ => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}\n{}\n{}\n{}", chaos::USAGE, hostile::USAGE, soak::USAGE);
             std::process::exit(2);
         }
     };
@@ -107,6 +77,11 @@ fn main() {
         eprintln!("loadgen: {e}");
         std::process::exit(1);
     }
+}
+
+fn with_fd_limit(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    procstat::raise_fd_limit();
+    scenario()
 }
 
 fn run_worker(args: &[String]) -> Result<(), String> {
@@ -221,18 +196,6 @@ fn pass_through(args: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// Polls `done` every 10 ms until it holds or `timeout` passes; true if it held.
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// The server's process tree, re-read at each use: nginx may restart a worker.
@@ -399,39 +362,7 @@ impl WorkerTotals {
     }
 }
 
-/// The figures of one run, in order, printed as a table and as one JSON line.
-struct Report {
-    fields: Vec<(String, Value)>,
-}
-
-enum Value {
-    Num(f64),
-    Text(String),
-}
-
 impl Report {
-    fn new(scenario: &str, label: &str) -> Report {
-        let mut report = Report { fields: Vec::new() };
-        report.text("scenario", scenario);
-        report.text("server", label);
-        report
-    }
-
-    fn num(&mut self, key: &str, value: f64) {
-        self.fields.push((key.to_string(), Value::Num(value)));
-    }
-
-    fn text(&mut self, key: &str, value: &str) {
-        self.fields.push((key.to_string(), Value::Text(value.to_string())));
-    }
-
-    fn get(&self, key: &str) -> Option<f64> {
-        self.fields.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-            Value::Num(n) => Some(*n),
-            Value::Text(_) => None,
-        })
-    }
-
     fn delivery_figures(&mut self, totals: &WorkerTotals, publish_start_ns: u64, published: u64) {
         let deliveries = totals.get("received");
         let window_s = totals.last_receive_ns.saturating_sub(publish_start_ns).max(1) as f64 / 1e9;
@@ -451,49 +382,4 @@ impl Report {
             self.num("server_cpu_s_per_m_deliveries", cpu / (deliveries.max(1) as f64 / 1e6));
         }
     }
-
-    fn print(&self) {
-        for (key, value) in &self.fields {
-            match value {
-                Value::Num(n) => println!("  {key:<32} {}", format_number(*n)),
-                Value::Text(t) if !t.is_empty() => println!("  {key:<32} {t}"),
-                Value::Text(_) => {}
-            }
-        }
-        println!("{}", self.json());
-    }
-
-    fn json(&self) -> String {
-        let parts: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(key, value)| match value {
-                Value::Num(n) if n.is_finite() => format!("\"{key}\":{}", round_for_json(*n)),
-                Value::Num(_) => format!("\"{key}\":null"),
-                Value::Text(t) => format!("\"{key}\":\"{}\"", json_escape(t)),
-            })
-            .collect();
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n:.3}") }
-}
-
-fn round_for_json(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{:.4}", n) }
-}
-
-fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }

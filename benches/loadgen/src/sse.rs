@@ -12,9 +12,14 @@ const MAX_CARRY: usize = 64 * 1024;
 /// One dispatched event, reduced to what the benchmark checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
-    /// Sequence number and send timestamp, read from the first data line ("SEQ TS").
+    /// The stream's last event id when the event was dispatched, if it is a decimal number
+    /// (ids ssed assigns are); 0 otherwise.
+    pub id: u64,
+    /// Sequence number and send timestamp, read from the first data line ("SEQ TS [TAG]").
     pub seq: u64,
     pub sent_ns: u64,
+    /// An optional third number on that line (the robustness scenarios put a topic there).
+    pub tag: u64,
     /// True when the first data line held both numbers.
     pub numbered: bool,
     /// Length of the event's data once its lines are joined with LF, as `event.data` would be.
@@ -44,12 +49,22 @@ pub fn find_line_end(bytes: &[u8]) -> Option<usize> {
     bytes[i..].iter().position(|&b| b == b'\n' || b == b'\r').map(|p| i + p)
 }
 
-/// Parses "SEQ TS" at the start of a data line; anything after TS is ignored.
-fn parse_seq_and_timestamp(value: &[u8]) -> Option<(u64, u64)> {
+/// Parses "SEQ TS" at the start of a data line, and a third number TAG after them if there is
+/// one (0 otherwise); anything after is ignored.
+fn parse_seq_and_timestamp(value: &[u8]) -> Option<(u64, u64, u64)> {
     let (seq, rest) = parse_decimal(value)?;
     let rest = rest.strip_prefix(b" ")?;
-    let (ts, _) = parse_decimal(rest)?;
-    Some((seq, ts))
+    let (ts, rest) = parse_decimal(rest)?;
+    let tag = rest.strip_prefix(b" ").and_then(parse_decimal).map_or(0, |(tag, _)| tag);
+    Some((seq, ts, tag))
+}
+
+/// A whole field value as a decimal number.
+fn parse_whole_decimal(bytes: &[u8]) -> Option<u64> {
+    match parse_decimal(bytes)? {
+        (n, []) => Some(n),
+        _ => None,
+    }
 }
 
 fn parse_decimal(bytes: &[u8]) -> Option<(u64, &[u8])> {
@@ -73,10 +88,15 @@ pub struct SseParser {
     skip_lf: bool,
     data_lines: u32,
     data_len: usize,
+    /// The last event id buffer: it persists from event to event until an `id` line changes it.
+    id: u64,
     seq: u64,
     sent_ns: u64,
+    tag: u64,
     numbered: bool,
     pub comments: u64,
+    /// `: gap` comments: ssed sends one before a replay that may miss events.
+    pub gaps: u64,
 }
 
 impl SseParser {
@@ -127,6 +147,7 @@ impl SseParser {
         }
         if line[0] == b':' {
             self.comments += 1;
+            self.gaps += (line == b": gap") as u64;
             return;
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
@@ -136,18 +157,21 @@ impl SseParser {
             }
             None => (line, &line[line.len()..]),
         };
-        // id, event and retry are valid fields the benchmark does not need; unknown fields
-        // are ignored, as a browser does.
+        // event and retry are valid fields the benchmark does not need; unknown fields are
+        // ignored, as a browser does.
         if field == b"data" {
             self.append_data_line(value);
+        } else if field == b"id" && !value.contains(&0) {
+            self.id = parse_whole_decimal(value).unwrap_or(0);
         }
     }
 
     fn append_data_line(&mut self, value: &[u8]) {
         if self.data_lines == 0 {
-            if let Some((seq, ts)) = parse_seq_and_timestamp(value) {
+            if let Some((seq, ts, tag)) = parse_seq_and_timestamp(value) {
                 self.seq = seq;
                 self.sent_ns = ts;
+                self.tag = tag;
                 self.numbered = true;
             }
         } else {
@@ -161,14 +185,17 @@ impl SseParser {
         // An event without data lines is not dispatched (same as a browser).
         if self.data_lines > 0 {
             on_event(Event {
+                id: self.id,
                 seq: self.seq,
                 sent_ns: self.sent_ns,
+                tag: self.tag,
                 numbered: self.numbered,
                 data_len: self.data_len,
             });
         }
         self.data_lines = 0;
         self.data_len = 0;
+        self.tag = 0;
         self.numbered = false;
     }
 }
@@ -342,9 +369,25 @@ mod tests {
             for piece in 1..stream.len() {
                 let events = parse_in_pieces(stream, piece);
                 assert_eq!(events.len(), 2, "piece {piece}");
-                assert_eq!(events[0], Event { seq: 7, sent_ns: 123, numbered: true, data_len: 9 });
-                assert_eq!(events[1], Event { seq: 8, sent_ns: 124, numbered: true, data_len: 5 });
+                assert_eq!(events[0], Event { id: 1, seq: 7, sent_ns: 123, tag: 0, numbered: true, data_len: 9 });
+                assert_eq!(events[1], Event { id: 2, seq: 8, sent_ns: 124, tag: 0, numbered: true, data_len: 5 });
             }
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_event_id_and_reads_a_tag_and_gaps() {
+        let stream = b": gap\n\nid: 41\ndata: 1 2 3 pad\n\ndata: 4 5\n\nid: x7\ndata: 6 7 8\n\n:\n\n";
+        for piece in 1..stream.len() {
+            let mut parser = SseParser::default();
+            let mut events = Vec::new();
+            for chunk in stream.chunks(piece) {
+                parser.feed(chunk, &mut |e| events.push(e)).unwrap();
+            }
+            let seen: Vec<(u64, u64, u64)> = events.iter().map(|e| (e.id, e.seq, e.tag)).collect();
+            // An event without an id line keeps the previous id, as a browser's lastEventId does.
+            assert_eq!(seen, [(41, 1, 3), (41, 4, 0), (0, 6, 8)], "piece {piece}");
+            assert_eq!((parser.gaps, parser.comments), (1, 2));
         }
     }
 

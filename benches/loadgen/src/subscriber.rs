@@ -4,12 +4,12 @@
 use crate::control::{self, Control};
 use crate::histogram::Histogram;
 use crate::procstat::monotonic_ns;
+use crate::socket::{self, SocketOptions};
 use crate::sse::{ChunkDecoder, Event, SseParser, parse_response_head};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::FromRawFd;
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -106,51 +106,6 @@ impl Recorder<'_> {
     }
 }
 
-/// Opens a nonblocking connection from 127.0.0.`source`. IP_BIND_ADDRESS_NO_PORT defers the
-/// choice of source port to connect(), so each source address has the whole ephemeral range
-/// for this destination: that is how 50k connections fit on loopback.
-fn open_socket(source: Ipv4Addr, target: SocketAddrV4) -> io::Result<TcpStream> {
-    fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
-        libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
-            sin_zero: [0; 8],
-        }
-    }
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor this function owns; on error it is closed.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        let one_ptr = &one as *const libc::c_int as *const libc::c_void;
-        let int_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        libc::setsockopt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, one_ptr, int_len);
-        let local = sockaddr(SocketAddrV4::new(source, 0));
-        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let remote = sockaddr(target);
-        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(err);
-            }
-        }
-        Ok(stream)
-    }
-}
-
-/// 127.0.0.1 .. 127.0.0.N, round robin.
-fn source_address(index: usize, source_ips: u32) -> Ipv4Addr {
-    let host = 1 + (index as u32 % source_ips.clamp(1, 254));
-    Ipv4Addr::new(127, 0, 0, host as u8)
-}
-
 struct Worker {
     config: WorkerConfig,
     control: Control,
@@ -235,8 +190,8 @@ impl Worker {
         while self.pending < self.config.max_pending && self.next_to_open < self.subs.len() {
             let index = self.next_to_open;
             self.next_to_open += 1;
-            let source = source_address(self.config.first_index + index, self.config.source_ips);
-            let opened = open_socket(source, self.config.target).and_then(|mut stream| {
+            let source = socket::source_address(self.config.first_index + index, self.config.source_ips);
+            let opened = socket::open(source, self.config.target, SocketOptions::default()).and_then(|mut stream| {
                 self.poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
                 Ok(stream)
             });
