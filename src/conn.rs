@@ -139,13 +139,15 @@ impl Conn {
         self.out_bytes
     }
 
-    /// Bytes queued behind the frame being written: what the client has not started to receive.
+    /// Bytes queued behind the frame being written, what the client has not started to
+    /// receive, with what each queued frame costs to hold (its reference): many small frames
+    /// must not hold more memory than `--max-queue` allows.
     pub fn backlog(&self) -> usize {
         let in_flight = self
             .out
             .front()
             .map_or(0, |front| front.len() - self.out_offset);
-        self.out_bytes - in_flight
+        self.out_bytes - in_flight + self.out.len() * size_of::<Arc<[u8]>>()
     }
 
     /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.

@@ -46,6 +46,8 @@ const MAX_READ_ROUNDS: usize = 4;
 const MAX_DISCARD_READS: usize = 64;
 /// Size of the shared read buffer.
 const SCRATCH: usize = 16 * 1024;
+/// Connection slots added at a time when every slot is taken.
+const SLOT_STEP: usize = 256;
 /// Streams written per turn before looking for new events and requests again.
 const STREAM_WRITES: usize = 256;
 
@@ -317,6 +319,11 @@ impl EventLoop {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
+                // Grown in steps rather than doubled: a burst of connections leaves a small
+                // high-water mark, not twice the table.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(SLOT_STEP);
+                }
                 self.slots.push(Slot {
                     generation: 0,
                     conn: None,
@@ -612,7 +619,13 @@ impl EventLoop {
     fn intake_budget(&mut self) -> usize {
         let max_queue = self.config.max_queue;
         while let Some(&slot) = self.due.streams.front() {
-            match self.slots[slot as usize].conn.as_ref() {
+            match self.slots[slot as usize].conn.as_mut() {
+                // A stream whose socket is full waits for the network, not for its turn: its
+                // writable event lists it again. It must not hold back every other stream.
+                Some(conn) if conn.dirty && conn.write_blocked => {
+                    conn.dirty = false;
+                    self.due.streams.pop_front();
+                }
                 Some(conn) if conn.dirty && conn.phase == Phase::Streaming => {
                     let waiting = conn.out_bytes.saturating_sub(conn.replay_allowance);
                     return if waiting >= max_queue / 2 {

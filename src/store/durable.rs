@@ -9,10 +9,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Ack, FileHealth};
 use super::entry::Entry;
 use super::file::{AppendError, Outcome, Settled, Writer};
 use super::intake::{Accepted, Intake};
+use super::{Ack, FileHealth};
 use crate::config::LogLevel;
 use crate::store::PublishError;
 
