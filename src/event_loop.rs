@@ -34,7 +34,8 @@ const FIRST_CONN: usize = 2;
 const SLOT_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
 
 /// How long to stop accepting after running out of file descriptors.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const ACCEPT_PAUSE_MS: u64 = 100;
+const ACCEPT_PAUSE: Duration = Duration::from_millis(ACCEPT_PAUSE_MS);
 /// How long a last response may take to be read before the connection is closed anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for queued output.
@@ -287,7 +288,7 @@ impl EventLoop {
                         LogLevel::Quiet,
                         format_args!(
                             "accept failed ({e}); pausing accepts for {} ms",
-                            ACCEPT_PAUSE.as_millis()
+                            ACCEPT_PAUSE_MS
                         ),
                     );
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
