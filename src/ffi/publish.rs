@@ -26,6 +26,10 @@ use crate::{Event, FieldError, PublishError};
 /// with `data_len` > 0), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR or LF in
 /// `event_type` or `id`), `SSE_RESULT_QUEUE_FULL` (the loop is `publish_queue` events behind:
 /// retry later or drop the event), `SSE_RESULT_STOPPED`.
+/// `SSE_RESULT_STORAGE` while the history file cannot be written (a full or failing disk).
+/// With a history file, subscribers receive the event once it is written (see `fsync_ms`), and
+/// this call returns before that, once the event is queued: a crash of the process can lose
+/// what it returned and the file had not yet written.
 /// Events published before the loop starts are queued (up to `publish_queue`) and sent when it
 /// does. Events published from one thread reach every subscriber in that order.
 /// Thread-safety: any thread, concurrently, until `sse_server_free`.
