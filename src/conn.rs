@@ -33,8 +33,6 @@ pub enum Phase {
     Head,
     /// Reading the body of a publish request.
     Body,
-    /// A publish waits for the history file before it is answered.
-    Publishing,
     /// An open event stream.
     Streaming,
     /// Writing a last response, then closing.
@@ -73,6 +71,9 @@ pub enum Flushed {
     Blocked,
     /// The batch was written but more frames are queued.
     More,
+    /// What comes next is an answer not ready yet (a publish waiting for the history file):
+    /// writing resumes once it is filled in.
+    Waiting,
 }
 
 pub struct Conn {
@@ -93,6 +94,11 @@ pub struct Conn {
     /// Topics of a stream; empty means every topic.
     pub topics: Box<[Box<str>]>,
     pub body: Option<Box<PendingBody>>,
+    /// The CORS header lines of each publish whose answer waits (for the history file), oldest
+    /// first; their places are held in `out`. Boxed: most connections never have one, and the
+    /// pointer keeps every subscriber's slot small.
+    #[allow(clippy::box_collection)]
+    pub waiting_publishes: Option<Box<VecDeque<Box<str>>>>,
     /// When the current head (or linger) must be done.
     pub deadline: Option<Instant>,
     /// The deadline of this connection's entry in the loop's timer heap, if it has one.
@@ -121,6 +127,7 @@ impl Conn {
             input: Input::default(),
             topics: Box::new([]),
             body: None,
+            waiting_publishes: None,
             deadline: Some(deadline),
             armed: None,
             sub_index: u32::MAX,
@@ -139,6 +146,22 @@ impl Conn {
         self.out_bytes
     }
 
+    /// Holds the place of an answer not ready yet (an empty frame, which nothing else ever is), so
+    /// that what is queued after it waits: HTTP answers go out in the order of the requests.
+    pub fn hold_answer(&mut self) {
+        self.out.push_back(Arc::from(&[][..]));
+    }
+
+    /// Puts `answer` in the first place held; false when none is held.
+    pub fn fill_answer(&mut self, answer: Arc<[u8]>) -> bool {
+        let Some(place) = self.out.iter_mut().find(|frame| frame.is_empty()) else {
+            return false;
+        };
+        self.out_bytes += answer.len();
+        *place = answer;
+        true
+    }
+
     /// Bytes queued behind the frame being written, what the client has not started to
     /// receive, with what each queued frame costs to hold (its reference): many small frames
     /// must not hold more memory than `--max-queue` allows.
@@ -155,6 +178,9 @@ impl Conn {
         let fd = self.stream.as_raw_fd();
         // A small array for the usual few frames: filling a full-size one costs more than the
         // copy of a short frame.
+        if self.out.front().is_some_and(|front| front.is_empty()) {
+            return Ok((Flushed::Waiting, 0));
+        }
         let sent = match self.out.len() {
             0 => return Ok((Flushed::All, 0)),
             1..=SMALL_BATCH => send_frames(
@@ -184,6 +210,8 @@ impl Conn {
             Flushed::All
         } else if written < offered {
             Flushed::Blocked
+        } else if self.out.front().is_some_and(|front| front.is_empty()) {
+            Flushed::Waiting
         } else {
             Flushed::More
         };
@@ -245,6 +273,9 @@ fn send_frames<'a>(
     let mut count = 0;
     let mut offered = 0;
     for (slice, frame) in slices.iter_mut().zip(out.iter()) {
+        if frame.is_empty() {
+            break; // An answer not ready yet: what follows it waits.
+        }
         let start = if count == 0 { offset } else { 0 };
         *slice = IoSlice::new(&frame[start..]);
         offered += slice.len();
@@ -303,6 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_held_keeps_its_place_until_filled() {
+        let (mut conn, mut client) = pair();
+        conn.push(Arc::from(&b"first "[..]));
+        conn.hold_answer();
+        conn.push(Arc::from(&b"third"[..]));
+        assert_eq!(conn.flush().unwrap(), (Flushed::Waiting, 6));
+        assert_eq!(conn.flush().unwrap(), (Flushed::Waiting, 0));
+        assert!(conn.fill_answer(Arc::from(&b"second "[..])));
+        assert!(!conn.fill_answer(Arc::from(&b"none held"[..])));
+        assert_eq!(conn.flush().unwrap(), (Flushed::All, 12));
+        let mut got = [0u8; 18];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"first second third");
+    }
+
+    #[test]
     fn a_full_socket_blocks_instead_of_waiting() {
         let (mut conn, _client) = pair();
         let big: Arc<[u8]> = Arc::from(vec![b'x'; 1 << 20]);
@@ -317,7 +364,7 @@ mod tests {
                     break;
                 }
                 Flushed::More => continue,
-                Flushed::All => panic!("64 MiB cannot fit an unread socket"),
+                Flushed::All | Flushed::Waiting => panic!("64 MiB cannot fit an unread socket"),
             }
         }
         assert!(blocked);

@@ -232,7 +232,7 @@ impl EventLoop {
 
     pub(crate) fn log(&self, level: LogLevel, args: std::fmt::Arguments) {
         if self.config.log >= level {
-            eprintln!("ssed: {args}");
+            crate::log::line(args);
         }
     }
 
@@ -441,7 +441,7 @@ impl EventLoop {
         let mut end = ReadEnd::Open;
         for _ in 0..MAX_READ_ROUNDS {
             end = match conn.phase {
-                Phase::Head | Phase::Body | Phase::Publishing => {
+                Phase::Head | Phase::Body => {
                     // Enough for any one valid request; the parser refuses a longer one.
                     let max_input = http::MAX_HEAD.saturating_add(self.config.max_body);
                     let end = conn.read_available(&mut scratch, |conn, bytes| {
@@ -480,10 +480,6 @@ impl EventLoop {
             }
             // A client that closes its side after a request still gets the answer.
             (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
-            (ReadEnd::Closed, Phase::Publishing) => {
-                conn.keep_alive = false;
-                true
-            }
             (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.out_bytes > 0 => {
                 conn.keep_alive = false;
                 self.start_closing(conn, slot);
@@ -503,8 +499,6 @@ impl EventLoop {
                     Some(pending) => Some(pending.length),
                     None => break,
                 },
-                // Pipelined requests wait until the publish is answered.
-                Phase::Publishing => break,
                 Phase::Streaming | Phase::Closing | Phase::Lingering => {
                     conn.input.release();
                     break;
@@ -529,7 +523,7 @@ impl EventLoop {
                 Next::Head(request) => self.handle_request(conn, slot, request),
                 Next::Body(bytes) => {
                     if let Some(pending) = conn.body.take() {
-                        self.finish_publish(conn, slot, pending, &bytes);
+                        self.finish_publish(conn, slot, &pending.request, &bytes);
                     }
                 }
             }
@@ -542,6 +536,19 @@ impl EventLoop {
     pub(crate) fn respond(&mut self, conn: &mut Conn, slot: u32, bytes: Vec<u8>) {
         conn.push(Arc::from(bytes));
         self.due.mark(conn, slot);
+        if conn.keep_alive {
+            conn.phase = Phase::Head;
+            self.set_deadline(conn, slot, self.config.head_timeout);
+        } else {
+            self.start_closing(conn, slot);
+        }
+    }
+
+    /// Queues an error answer that says `why`, counts it, and closes the connection after it.
+    /// Holds the place of an answer that comes later (`Conn::hold_answer`); the connection
+    /// goes on with its next request meanwhile, or closes once the answer is out.
+    pub(crate) fn respond_later(&mut self, conn: &mut Conn, slot: u32) {
+        conn.hold_answer();
         if conn.keep_alive {
             conn.phase = Phase::Head;
             self.set_deadline(conn, slot, self.config.head_timeout);
@@ -731,6 +738,8 @@ impl EventLoop {
                     Flushed::All => self.after_flushed(slot, now),
                     Flushed::Blocked => conn.write_blocked = true,
                     Flushed::More => self.due.mark(conn, slot),
+                    // Listed again once the answer it waits for is filled in.
+                    Flushed::Waiting => {}
                 }
                 written as u64
             }
@@ -804,7 +813,7 @@ impl EventLoop {
                 Phase::Head if conn.input.is_empty() && conn.keep_alive => self.close(slot),
                 Phase::Head | Phase::Body => self.time_out(slot),
                 Phase::Closing | Phase::Lingering => self.close(slot),
-                Phase::Streaming | Phase::Publishing => {}
+                Phase::Streaming => {}
             }
         }
         // Give back what a burst of connections left in the heap.
@@ -869,8 +878,7 @@ impl EventLoop {
                         self.due.mark(conn, slot);
                     }
                 }
-                // A publish may still be answered while the grace lasts.
-                Phase::Closing | Phase::Publishing => {}
+                Phase::Closing => {}
                 Phase::Head | Phase::Body | Phase::Lingering => self.close(slot),
             }
         }

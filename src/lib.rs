@@ -28,6 +28,7 @@ mod frame;
 pub mod fuzzing;
 mod http;
 mod input;
+mod log;
 mod params;
 mod requests;
 mod server;

@@ -125,15 +125,15 @@ fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
         file::open(path, options, wake).map_err(|e| io::Error::other(e.to_string()))?;
     if config.log >= LogLevel::Quiet {
         for cut in &loaded.cut {
-            eprintln!("ssed: history file {}: {cut}", path.display());
+            crate::log::line(format_args!("history file {}: {cut}", path.display()));
         }
     }
     if config.log >= LogLevel::Info {
-        eprintln!(
-            "ssed: history file {}: {} events loaded",
+        crate::log::line(format_args!(
+            "history file {}: {} events loaded",
             path.display(),
             loaded.records.len()
-        );
+        ));
     }
     Ok(store.with_file(loaded, writer, retry_after, config.log))
 }

@@ -484,3 +484,43 @@ fn a_failing_disk_refuses_publishes_keeps_streams_and_recovers() {
     assert_eq!(sub.next_event().data.as_deref(), Some("back"));
     assert!(metrics(addr).contains("ssed_history_file_failing 0\n"));
 }
+
+#[test]
+fn pipelined_publishes_are_answered_in_order_while_they_wait_for_the_file() {
+    let dir = TempDir::new("history-pipelined");
+    let file = dir.join("history.log");
+    let addr = loopback();
+    let _ssed = start_on(addr, &["--history-file", file.to_str().unwrap()]);
+    let mut sub = subscribe(addr, "/events", "");
+    // 100 publishes and a health check in the middle, in one write, before any answer is read.
+    let mut requests = String::new();
+    for i in 0..100 {
+        requests.push_str(&format!(
+            "POST /publish?topic=t&data=p{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        ));
+        if i == 49 {
+            requests.push_str("GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+    }
+    let mut publisher = Publisher::connect(addr).unwrap();
+    publisher.stream.write_all(requests.as_bytes()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..101 {
+        let (status, body) = publisher.read_answer().unwrap();
+        assert_eq!(status, 200, "answer {i}: {body}");
+        if i == 50 {
+            assert_eq!(body, "ok\n", "the health check keeps its place");
+        } else {
+            ids.push(body.parse::<u64>().unwrap());
+        }
+    }
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order: {ids:?}"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let event = sub.next_event();
+        assert_eq!(event.id, Some(id.to_string()));
+        assert_eq!(event.data, Some(format!("p{i}")));
+    }
+}

@@ -69,5 +69,8 @@ fn the_tiny_build_is_under_400_kib_and_serves() {
         .unwrap()
         .read_to_string(&mut message)
         .unwrap();
-    assert!(message.contains("built without the history file"), "{message}");
+    assert!(
+        message.contains("built without the history file"),
+        "{message}"
+    );
 }

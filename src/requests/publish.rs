@@ -61,10 +61,9 @@ impl EventLoop {
         &mut self,
         conn: &mut Conn,
         slot: u32,
-        pending: Box<PendingBody>,
+        request: &Request,
         body: &[u8],
     ) {
-        let request = &pending.request;
         conn.deadline = None;
         let cors = self.cors_headers(request.origin.as_deref());
         let body = Body::new(request.content_type.as_deref(), body);
@@ -94,10 +93,12 @@ impl EventLoop {
                 self.answer_publish(conn, slot, &cors, id);
             }
             Submitted::Waiting => {
-                // The answer waits for the history file (see `store::Ack`); what the client
-                // pipelines meanwhile waits in its input.
-                conn.phase = Phase::Publishing;
-                conn.body = Some(pending);
+                // The answer waits for the history file (see `store::Ack`), keeping its place:
+                // the connection goes on with what it pipelines meanwhile, whose answers wait
+                // behind it, so that a publisher is never held to one event per disk write.
+                let waiting = conn.waiting_publishes.get_or_insert_with(Default::default);
+                waiting.push_back(cors.into_boxed_str());
+                self.respond_later(conn, slot);
             }
         }
     }
@@ -134,6 +135,43 @@ impl EventLoop {
         }
     }
 
+    /// The answer to a publish that waited: its id, or why it was not published. Its place is
+    /// held among answers already queued, so it cannot close the connection as other errors
+    /// do: what was pipelined after it has been answered already.
+    fn late_publish_answer(
+        &self,
+        keep_alive: bool,
+        cors: &str,
+        result: Result<Box<str>, PublishError>,
+    ) -> Vec<u8> {
+        let text = "text/plain; charset=utf-8";
+        let (status, why, refusal) = match result {
+            Ok(id) => return http::response(Status::OK, text, cors, id.as_bytes(), !keep_alive),
+            Err(PublishError::Storage) => (
+                Status::UNAVAILABLE,
+                "the history file cannot be written; nothing was published",
+                Refusal::Storage,
+            ),
+            Err(PublishError::Stopped) => (
+                Status::UNAVAILABLE,
+                "the server is shutting down",
+                Refusal::QueueFull,
+            ),
+            Err(PublishError::QueueFull) => (
+                Status::UNAVAILABLE,
+                "the publish queue is full",
+                Refusal::QueueFull,
+            ),
+            Err(PublishError::Invalid(why)) => {
+                (Status::BAD_REQUEST, why.message(), Refusal::BadRequest)
+            }
+        };
+        self.counters.refused(refusal);
+        let extra = format!("{cors}Retry-After: 1\r\n");
+        let body = format!("{why}\n");
+        http::response(status, text, &extra, body.as_bytes(), !keep_alive)
+    }
+
     /// Answers the HTTP publishers whose events the history file has settled.
     pub(crate) fn answer_waiting_publishers(&mut self) {
         let mut acks = std::mem::take(&mut self.store.acks);
@@ -144,11 +182,12 @@ impl EventLoop {
             let Some(mut conn) = self.take_conn(slot) else {
                 continue;
             };
-            if conn.phase == Phase::Publishing
-                && let Some(pending) = conn.body.take()
-            {
-                let cors = self.cors_headers(pending.request.origin.as_deref());
-                self.answer_publish(&mut conn, slot, &cors, ack.result);
+            let cors = conn.waiting_publishes.as_mut().and_then(|w| w.pop_front());
+            if let Some(cors) = cors {
+                let answer = self.late_publish_answer(conn.keep_alive, &cors, ack.result);
+                if conn.fill_answer(Arc::from(answer)) {
+                    self.due.mark(&mut conn, slot);
+                }
             }
             self.put_conn(slot, conn);
         }

@@ -85,7 +85,9 @@ impl Durable {
         if let Err(e) = self.writer.finish()
             && self.log >= LogLevel::Quiet
         {
-            eprintln!("ssed: history file: the last write at stop failed: {e}");
+            crate::log::line(format_args!(
+                "history file: the last write at stop failed: {e}"
+            ));
         }
     }
 
@@ -159,10 +161,10 @@ impl Durable {
     fn failing(&self, intake: &Intake, why: std::fmt::Arguments) {
         intake.refuse_for(self.retry_after);
         if self.log >= LogLevel::Quiet {
-            eprintln!(
-                "ssed: history file: {why}; publishing is refused for {} ms, then retried",
+            crate::log::line(format_args!(
+                "history file: {why}; publishing is refused for {} ms, then retried",
                 self.retry_after.as_millis()
-            );
+            ));
         }
     }
 }

@@ -12,7 +12,7 @@ use super::testing::{TempDir, record};
 use super::*;
 use crate::config::FsyncPolicy;
 use crate::store::file::record::CutReason;
-use crate::store::file::writer::Op;
+use crate::store::file::writer::{Op, Status};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
