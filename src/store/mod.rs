@@ -86,9 +86,4 @@ impl Store {
     pub fn retained(&self) -> usize {
         self.ring.len()
     }
-
-    /// The distinct event types retained, newest first, at most `limit` of them.
-    pub fn event_types(&self, limit: usize) -> Vec<&str> {
-        self.ring.event_types(limit)
-    }
 }
