@@ -6,7 +6,7 @@
 //! library user gets.
 
 use std::io::{self, BufRead, Read};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,12 @@ struct Options {
     demo: bool,
 }
 
+/// Which tokens are required, for the lines printed at start.
+struct Tokens {
+    publish: bool,
+    subscribe: bool,
+}
+
 enum Parsed {
     Run(Box<Options>),
     Exit(&'static str),
@@ -81,6 +87,10 @@ fn run(options: Options) -> ExitCode {
     let listen = options.config.listen;
     let log = options.config.log;
     let open_to_all = options.config.subscribe_token.is_none();
+    let tokens = Tokens {
+        publish: options.config.publish_token.is_some(),
+        subscribe: !open_to_all,
+    };
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
@@ -90,6 +100,12 @@ fn run(options: Options) -> ExitCode {
     };
     if log > LogLevel::Off {
         eprintln!("ssed: listening on http://{}", server.local_addr());
+    }
+    if log >= LogLevel::Info {
+        eprint!(
+            "{}",
+            where_to_look(server.local_addr(), &tokens, options.demo)
+        );
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
         eprintln!(
@@ -132,6 +148,52 @@ fn run(options: Options) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to open and what to paste, printed at start: the viewer, a subscriber and a publish,
+/// with the bound port (on a wildcard address, through loopback). Tokens are named by their
+/// environment variables, so that pasted lines work and the log never holds a secret.
+fn where_to_look(addr: SocketAddr, tokens: &Tokens, demo: bool) -> String {
+    let addr = reachable(addr);
+    let (intro, topic, publish_topic) = if demo {
+        let intro = "ssed: --demo publishes the current time every second to topic 'demo'\n";
+        (intro, "?topic=demo", " -d topic=demo")
+    } else {
+        ("", "", "")
+    };
+    let (viewer_note, subscribe_query) = match (tokens.subscribe, demo) {
+        (false, _) => ("", topic),
+        (true, true) => (
+            " (add &token= and the token)",
+            "?topic=demo&token=$SSED_SUBSCRIBE_TOKEN",
+        ),
+        (true, false) => (
+            " (add ?token= and the token)",
+            "?token=$SSED_SUBSCRIBE_TOKEN",
+        ),
+    };
+    let bearer = if tokens.publish {
+        " -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\""
+    } else {
+        ""
+    };
+    format!(
+        "{intro}ssed: viewer:    http://{addr}/{topic}{viewer_note}\n\
+         ssed: subscribe: curl -N \"http://{addr}/events{subscribe_query}\"\n\
+         ssed: publish:   curl{bearer}{publish_topic} -d data=hello http://{addr}/publish\n"
+    )
+}
+
+/// The address to show for reaching `addr` from this machine: a wildcard address is reached
+/// through loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
