@@ -155,31 +155,26 @@ fn run(options: Options) -> ExitCode {
 /// environment variables, so that pasted lines work and the log never holds a secret.
 fn where_to_look(addr: SocketAddr, tokens: &Tokens, demo: bool) -> String {
     let addr = reachable(addr);
-    let (intro, topic, publish_topic) = if demo {
-        let intro = "ssed: --demo publishes the current time every second to topic 'demo'\n";
-        (intro, "?topic=demo", " -d topic=demo")
-    } else {
-        ("", "", "")
+    let pick = |yes: bool, text: &'static str| if yes { text } else { "" };
+    let intro = pick(
+        demo,
+        "ssed: --demo publishes the current time every second to topic 'demo'\n",
+    );
+    let topic = pick(demo, "?topic=demo");
+    let note = pick(tokens.subscribe, " (add the token as ?token=)");
+    let token = match (tokens.subscribe, demo) {
+        (false, _) => "",
+        (true, false) => "?token=$SSED_SUBSCRIBE_TOKEN",
+        (true, true) => "&token=$SSED_SUBSCRIBE_TOKEN",
     };
-    let (viewer_note, subscribe_query) = match (tokens.subscribe, demo) {
-        (false, _) => ("", topic),
-        (true, true) => (
-            " (add &token= and the token)",
-            "?topic=demo&token=$SSED_SUBSCRIBE_TOKEN",
-        ),
-        (true, false) => (
-            " (add ?token= and the token)",
-            "?token=$SSED_SUBSCRIBE_TOKEN",
-        ),
-    };
-    let bearer = if tokens.publish {
-        " -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\""
-    } else {
-        ""
-    };
+    let bearer = pick(
+        tokens.publish,
+        " -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\"",
+    );
+    let publish_topic = pick(demo, " -d topic=demo");
     format!(
-        "{intro}ssed: viewer:    http://{addr}/{topic}{viewer_note}\n\
-         ssed: subscribe: curl -N \"http://{addr}/events{subscribe_query}\"\n\
+        "{intro}ssed: viewer:    http://{addr}/{topic}{note}\n\
+         ssed: subscribe: curl -N \"http://{addr}/events{topic}{token}\"\n\
          ssed: publish:   curl{bearer}{publish_topic} -d data=hello http://{addr}/publish\n"
     )
 }
