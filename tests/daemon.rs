@@ -317,7 +317,7 @@ fn a_plain_start_says_where_to_look() {
     let viewer = daemon.wait_log("ssed: viewer:");
     assert_eq!(
         viewer,
-        format!("ssed: viewer:    http://127.0.0.1:{port}/ (add ?token= and the token)")
+        format!("ssed: viewer:    http://127.0.0.1:{port}/ (add the token as ?token=)")
     );
     let subscribe = daemon.wait_log("ssed: ");
     assert!(!subscribe.contains("s3cret"), "{subscribe}");
