@@ -5,7 +5,7 @@
 //! handler. `--stdin` and `--demo` publish from threads of their own through the same handle any
 //! library user gets.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,10 +102,8 @@ fn run(options: Options) -> ExitCode {
         eprintln!("ssed: listening on http://{}", server.local_addr());
     }
     if log >= LogLevel::Info {
-        eprint!(
-            "{}",
-            where_to_look(server.local_addr(), &tokens, options.demo)
-        );
+        let hints = where_to_look(server.local_addr(), &tokens, options.demo);
+        let _ = io::stderr().write_all(hints.as_bytes());
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
         eprintln!(
@@ -119,7 +117,9 @@ fn run(options: Options) -> ExitCode {
     std::thread::spawn(move || {
         let signal = ssed::sys::wait_for_termination();
         if log >= LogLevel::Info {
-            eprintln!("ssed: signal {signal}: stopping");
+            // Not eprintln!, which panics when stderr is gone (a closed pipe): this thread
+            // must live on to stop the loop.
+            let _ = writeln!(io::stderr(), "ssed: signal {signal}: stopping");
         }
         stopper.stop();
         // A second signal means: do not wait for the flush.

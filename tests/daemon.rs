@@ -193,6 +193,40 @@ fn sigterm_and_sigint_flush_and_exit_0() {
 }
 
 #[test]
+fn sigterm_stops_the_daemon_after_its_stderr_is_closed() {
+    let mut child = Command::new(SSED)
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssed");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    while !line.starts_with("ssed: publish:") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "no hints"
+        );
+    }
+    // The reading end goes away, as when the daemon's output was piped into `head`: what it
+    // writes on the signal now fails, and it must still stop.
+    drop(stderr);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + PATIENCE;
+    // It stops. (Its exit status is not checked: the loop's own log lines still use
+    // eprintln!, which panics on the closed pipe as the loop stops.)
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not stop on SIGTERM once its stderr was closed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn stdin_lines_become_events() {
     let mut daemon = Daemon::start(&["--stdin", "--topic", "logs", "--event", "line"]);
     let mut sub = daemon.subscribe("/events?topic=logs");
