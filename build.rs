@@ -62,17 +62,49 @@ fn main() {
     compact_viewer(&root.join("src/viewer.html"), &out_dir.join("viewer.html"));
 }
 
-/// Writes the viewer page without indentation or blank lines: the daemon embeds it, and every
-/// byte counts in the smallest build. Line breaks stay, so the script parses as written.
+/// Writes the viewer page without what a browser does not need: indentation, blank lines,
+/// whole-line `//` comments (the script has no multi-line strings), and the spaces beside the
+/// style sheet's punctuation. The daemon embeds the page, and every byte counts in the smallest
+/// build. Line breaks stay, so the script parses as written.
 fn compact_viewer(source: &Path, target: &Path) {
     let page = fs::read_to_string(source).expect("src/viewer.html is readable");
-    let compact: String = page
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .flat_map(|line| [line, "\n"])
-        .collect();
+    let mut compact = String::with_capacity(page.len());
+    let mut in_style = false;
+    for line in page.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        match line {
+            "<style>" => in_style = true,
+            "</style>" => in_style = false,
+            _ if in_style => {
+                compact_css(line, &mut compact);
+                continue;
+            }
+            _ => {}
+        }
+        compact.push_str(line);
+        compact.push('\n');
+    }
     fs::write(target, compact).expect("OUT_DIR is writable");
+}
+
+/// Appends one line of CSS without the spaces after `:`, `;`, `,` and `{` or before `{` and
+/// `}`, nor the `;` before `}`. (A space before a `:` can matter, as in `a :hover`; it stays.)
+fn compact_css(line: &str, out: &mut String) {
+    for c in line.chars() {
+        if c == ' ' && out.ends_with([':', ';', ',', '{']) {
+            continue;
+        }
+        if c == '{' || c == '}' {
+            let kept = out.trim_end_matches(' ').len();
+            out.truncate(kept);
+        }
+        if c == '}' && out.ends_with(';') {
+            out.pop();
+        }
+        out.push(c);
+    }
 }
 
 /// The settings shared by both headers.

@@ -5,8 +5,8 @@
 //! handler. `--stdin` and `--demo` publish from threads of their own through the same handle any
 //! library user gets.
 
-use std::io::{self, BufRead, Read};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,12 @@ struct Options {
     demo: bool,
 }
 
+/// Which tokens are required, for the lines printed at start.
+struct Tokens {
+    publish: bool,
+    subscribe: bool,
+}
+
 enum Parsed {
     Run(Box<Options>),
     Exit(&'static str),
@@ -86,6 +92,10 @@ fn run(options: Options) -> ExitCode {
     }
     let log = options.config.log;
     let open_to_all = options.config.subscribe_token.is_none();
+    let tokens = Tokens {
+        publish: options.config.publish_token.is_some(),
+        subscribe: !open_to_all,
+    };
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
@@ -95,6 +105,10 @@ fn run(options: Options) -> ExitCode {
     };
     if log > LogLevel::Off {
         eprintln!("ssed: listening on http://{}", server.local_addr());
+    }
+    if log >= LogLevel::Info {
+        let hints = where_to_look(server.local_addr(), &tokens, options.demo);
+        let _ = io::stderr().write_all(hints.as_bytes());
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
         eprintln!(
@@ -108,7 +122,9 @@ fn run(options: Options) -> ExitCode {
     std::thread::spawn(move || {
         let signal = ssed::sys::wait_for_termination();
         if log >= LogLevel::Info {
-            eprintln!("ssed: signal {signal}: stopping");
+            // Not eprintln!, which panics when stderr is gone (a closed pipe): this thread
+            // must live on to stop the loop.
+            let _ = writeln!(io::stderr(), "ssed: signal {signal}: stopping");
         }
         stopper.stop();
         // A second signal means: do not wait for the flush.
@@ -137,6 +153,47 @@ fn run(options: Options) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to open and what to paste, printed at start: the viewer, a subscriber and a publish,
+/// with the bound port (on a wildcard address, through loopback). Tokens are named by their
+/// environment variables, so that pasted lines work and the log never holds a secret.
+fn where_to_look(addr: SocketAddr, tokens: &Tokens, demo: bool) -> String {
+    let addr = reachable(addr);
+    let pick = |yes: bool, text: &'static str| if yes { text } else { "" };
+    let intro = pick(
+        demo,
+        "ssed: --demo publishes the current time every second to topic 'demo'\n",
+    );
+    let topic = pick(demo, "?topic=demo");
+    let note = pick(tokens.subscribe, " (add the token as ?token=)");
+    let token = match (tokens.subscribe, demo) {
+        (false, _) => "",
+        (true, false) => "?token=$SSED_SUBSCRIBE_TOKEN",
+        (true, true) => "&token=$SSED_SUBSCRIBE_TOKEN",
+    };
+    let bearer = pick(
+        tokens.publish,
+        " -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\"",
+    );
+    let publish_topic = pick(demo, " -d topic=demo");
+    format!(
+        "{intro}ssed: viewer:    http://{addr}/{topic}{note}\n\
+         ssed: subscribe: curl -N \"http://{addr}/events{topic}{token}\"\n\
+         ssed: publish:   curl{bearer}{publish_topic} -d data=hello http://{addr}/publish\n"
+    )
+}
+
+/// The address to show for reaching `addr` from this machine: a wildcard address is reached
+/// through loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {

@@ -1,7 +1,8 @@
 //! The browser's own EventSource against the daemon, in headless Chromium (driven by
 //! playwright-core from tests/browser/): a default event, a named event, multi-line data,
-//! `lastEventId`, and a reconnect that replays what was missed. It also screenshots the viewer
-//! page with live events to `target/viewer.png`.
+//! `lastEventId`, and a reconnect that replays what was missed. Then the viewer page: opened on
+//! a server with history, it shows the last 50 events of its topic at once, then live ones; it
+//! is screenshot to `target/viewer.png` (every topic) and `target/viewer-topic.png` (one).
 //!
 //! Without Chromium or the npm packages the test is skipped with the reason, unless the
 //! environment variable CI is set: then it fails.
@@ -70,6 +71,10 @@ fn chromium_eventsource_receives_and_replays() {
         .recv_timeout(Duration::from_secs(10))
         .expect("ssed prints its address");
     let screenshot = Path::new(ROOT).join("target/viewer.png");
+    let topic_screenshot = Path::new(ROOT).join("target/viewer-topic.png");
+    for png in [&screenshot, &topic_screenshot] {
+        let _ = std::fs::remove_file(png); // so that only this run's can be found below
+    }
     let output = Command::new("timeout")
         .args(["60", "node", "tests/browser/eventsource.mjs", &base])
         .arg(&screenshot)
@@ -84,9 +89,11 @@ fn chromium_eventsource_receives_and_replays() {
     );
     assert!(stdout.contains("ok: EventSource got"), "{stdout}");
     assert!(
-        screenshot.exists(),
-        "no screenshot at {}",
-        screenshot.display()
+        stdout.contains("ok: the viewer opened on the last 50"),
+        "{stdout}"
     );
+    for png in [&screenshot, &topic_screenshot] {
+        assert!(png.exists(), "no screenshot at {}", png.display());
+    }
     eprint!("{stdout}");
 }

@@ -193,6 +193,40 @@ fn sigterm_and_sigint_flush_and_exit_0() {
 }
 
 #[test]
+fn sigterm_stops_the_daemon_after_its_stderr_is_closed() {
+    let mut child = Command::new(SSED)
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssed");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    while !line.starts_with("ssed: publish:") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "no hints"
+        );
+    }
+    // The reading end goes away, as when the daemon's output was piped into `head`: what it
+    // writes on the signal now fails, and it must still stop.
+    drop(stderr);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + PATIENCE;
+    // It stops. (Its exit status is not checked: the loop's own log lines still use
+    // eprintln!, which panics on the closed pipe as the loop stops.)
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not stop on SIGTERM once its stderr was closed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn stdin_lines_become_events() {
     let mut daemon = Daemon::start(&["--stdin", "--topic", "logs", "--event", "line"]);
     let mut sub = daemon.subscribe("/events?topic=logs");
@@ -222,6 +256,130 @@ fn demo_publishes_the_time_to_topic_demo() {
         data.len() == 20 && data.ends_with('Z') && data.contains('T'),
         "{data}"
     );
+}
+
+/// Runs a line the daemon printed for pasting, as a shell would, and returns its output.
+fn paste(line: &str, prefix: &str) -> String {
+    let command = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"));
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .expect("run sh");
+    assert!(output.status.success(), "{command}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn demo_says_where_to_look_and_its_lines_work_when_pasted() {
+    let daemon = Daemon::start(&["--demo"]);
+    let addr = daemon.addr;
+    let intro = daemon.wait_log("ssed: ");
+    assert_eq!(
+        intro,
+        "ssed: --demo publishes the current time every second to topic 'demo'"
+    );
+    let viewer = daemon.wait_log("ssed: ");
+    assert_eq!(
+        viewer,
+        format!("ssed: viewer:    http://{addr}/?topic=demo")
+    );
+    let subscribe = daemon.wait_log("ssed: ");
+    assert_eq!(
+        subscribe,
+        format!("ssed: subscribe: curl -N \"http://{addr}/events?topic=demo\"")
+    );
+    let publish = daemon.wait_log("ssed: ");
+    assert_eq!(
+        publish,
+        format!("ssed: publish:   curl -d topic=demo -d data=hello http://{addr}/publish")
+    );
+
+    // The viewer answers at that URL, and opens on the demo's history.
+    let page = common::external::run(
+        Command::new("curl").args(["-sf", &format!("http://{addr}/?topic=demo")]),
+    );
+    assert!(String::from_utf8_lossy(&page.stdout).contains("new EventSource("));
+    // The subscribe line receives what the publish line sends.
+    let mut sub = daemon.subscribe("/events?topic=demo");
+    let id = paste(&publish, "ssed: publish:   ");
+    let got = (0..5)
+        .map(|_| sub.next_event())
+        .find(|event| event.data.as_deref() == Some("hello"))
+        .expect("the pasted publish reaches a subscriber of topic demo");
+    assert_eq!(got.id.as_deref(), Some(id.trim()));
+    let pasted = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{} --max-time 2", &subscribe["ssed: subscribe: ".len()..]),
+        ])
+        .output()
+        .expect("run sh");
+    let streamed = String::from_utf8_lossy(&pasted.stdout);
+    assert!(
+        streamed.contains("\ndata: 20"),
+        "the pasted subscriber got the time: {streamed:?}"
+    );
+}
+
+#[test]
+fn a_plain_start_says_where_to_look() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr;
+    assert_eq!(
+        daemon.wait_log("ssed: "),
+        format!("ssed: viewer:    http://{addr}/")
+    );
+    assert_eq!(
+        daemon.wait_log("ssed: "),
+        format!("ssed: subscribe: curl -N \"http://{addr}/events\"")
+    );
+    assert_eq!(
+        daemon.wait_log("ssed: "),
+        format!("ssed: publish:   curl -d data=hello http://{addr}/publish")
+    );
+    // With tokens the lines name their variables, never the secrets, and still work when
+    // pasted in a shell that has them.
+    let daemon = Daemon::start_with(
+        Command::new(SSED)
+            .args(["--listen", "0.0.0.0:0"])
+            .env("SSED_PUBLISH_TOKEN", "s3cret-p")
+            .env("SSED_SUBSCRIBE_TOKEN", "s3cret-s"),
+    );
+    let port = daemon.addr.port();
+    let viewer = daemon.wait_log("ssed: viewer:");
+    assert_eq!(
+        viewer,
+        format!("ssed: viewer:    http://127.0.0.1:{port}/ (add the token as ?token=)")
+    );
+    let subscribe = daemon.wait_log("ssed: ");
+    assert!(!subscribe.contains("s3cret"), "{subscribe}");
+    let publish = daemon.wait_log("ssed: ");
+    assert_eq!(
+        publish,
+        format!(
+            "ssed: publish:   curl -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\" \
+             -d data=hello http://127.0.0.1:{port}/publish"
+        )
+    );
+    let command = &publish["ssed: publish:   ".len()..];
+    let output = Command::new("sh")
+        .args(["-c", &format!("{command} -sf")])
+        .env("SSED_PUBLISH_TOKEN", "s3cret-p")
+        .output()
+        .expect("run sh");
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn quiet_prints_no_hints() {
+    let mut daemon = Daemon::start(&["-q"]);
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit();
+    // The reading thread ends with the pipe: every line the daemon wrote is here.
+    let lines: Vec<String> = daemon.log.iter().collect();
+    assert!(lines.iter().all(|l| !l.contains("viewer")), "{lines:?}");
 }
 
 #[test]

@@ -241,7 +241,7 @@ fn health_metrics_and_viewer() {
     let page = viewer.text();
     assert!(page.contains("new EventSource("));
     assert!(
-        page.contains(r#"const knownTypes = ["tick"];"#),
+        page.contains(r#"const page = {"types":["tick"],"#),
         "types seen are listened to"
     );
 }

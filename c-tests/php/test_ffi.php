@@ -29,6 +29,23 @@ expect($news, $frame);
 check($server->publish('mine', topic: 'news', id: 'php-1') === 0, 'own id gives 0');
 expect($news, "id: php-1\ndata: mine\n\n");
 
+expect($all, "id: php-1\ndata: mine\n\n");
+
+// Several topics and a retry (sse_publish_event): each subscriber gets the event once.
+$sports = subscribe($port, '/events?topic=sports');
+check($server->subscribers() === 3, 'subscribers() ' . $server->subscribers());
+$id = $server->publish("{\n\"a\": 1\n}", topic: ['news', 'sports'], event: 'score', retry: 10000);
+$frame = "id: $id\nevent: score\nretry: 10000\ndata: {\ndata: \"a\": 1\ndata: }\n\n";
+expect($all, $frame);
+expect($news, $frame);
+expect($sports, $frame);
+// One topic as an array, an own id, retry 0; the empty array is the empty topic.
+check($server->publish('s', topic: ['sports'], id: 'php-2', retry: 0) === 0, 'own id gives 0');
+expect($all, "id: php-2\nretry: 0\ndata: s\n\n");
+expect($sports, "id: php-2\nretry: 0\ndata: s\n\n");
+$plain = $server->publish('none', topic: []);
+expect($all, "id: $plain\ndata: none\n\n");
+
 // Errors come back as exceptions carrying the sse_result code; nothing is published.
 $codes = [
     'CR in type' => [fn() => $server->publish('x', event: "a\rb"), $ffi->SSE_RESULT_INVALID_FIELD],
@@ -36,6 +53,12 @@ $codes = [
     'NUL in type' => [fn() => $server->publish('x', event: "a\0b"), $ffi->SSE_RESULT_INVALID_FIELD],
     'NUL in id' => [fn() => $server->publish('x', id: "a\0"), $ffi->SSE_RESULT_INVALID_FIELD],
     'bad UTF-8' => [fn() => $server->publish("\xff"), $ffi->SSE_RESULT_INVALID_UTF8],
+    'topic not UTF-8' => [fn() => $server->publish('x', topic: ['a', "\xff"]), $ffi->SSE_RESULT_INVALID_UTF8],
+    'NUL in a topic' => [fn() => $server->publish('x', topic: ['a', "b\0"]), $ffi->SSE_RESULT_INVALID_ARGUMENT],
+    'a topic not a string' => [fn() => $server->publish('x', topic: ['a', 7]), $ffi->SSE_RESULT_INVALID_ARGUMENT],
+    'too many topics' => [fn() => $server->publish('x', topic: array_map('strval', range(1, 1025))), $ffi->SSE_RESULT_INVALID_ARGUMENT],
+    'negative retry' => [fn() => $server->publish('x', retry: -1), $ffi->SSE_RESULT_INVALID_ARGUMENT],
+    'retry over 32 bits' => [fn() => $server->publish('x', retry: 4294967296), $ffi->SSE_RESULT_INVALID_ARGUMENT],
 ];
 foreach ($codes as $what => [$call, $code]) {
     try {
@@ -46,8 +69,8 @@ foreach ($codes as $what => [$call, $code]) {
     }
 }
 $stats = $server->stats();
-check($stats['events_published'] === 3, 'events_published ' . $stats['events_published']);
-check($stats['subscribers'] === 2, 'subscribers ' . $stats['subscribers']);
+check($stats['events_published'] === 6, 'events_published ' . $stats['events_published']);
+check($stats['subscribers'] === 3, 'subscribers ' . $stats['subscribers']);
 
 // A port in use is an exception with a message naming it.
 try {

@@ -2,12 +2,17 @@
  * ssed_publish(). Built with phpize against include/ssed.h and linked to libssed.so.
  *
  *   ssed_start(string $listen = "127.0.0.1:8080"): int    port, or a negative sse_result
- *   ssed_publish(string $data, ?string $topic = null, ?string $event = null,
- *                ?string $id = null): int                  id (0 if $id given), or < 0
+ *   ssed_publish(string $data, array|string|null $topic = null, ?string $event = null,
+ *                ?string $id = null, ?int $retry = null): int
+ *                                                          id (0 if $id given), or < 0
  *   ssed_port(): int                                       0 before ssed_start()
+ *   ssed_stats(): array                                    the counters of sse_stats by name
  *   ssed_stop(): int                                       0, or a negative sse_result
  *   ssed_last_error(): string                              why the last call failed
  *
+ * ssed_publish's $topic is one topic or an array of them (the event reaches the subscribers
+ * of any, once each); $retry sends `retry:` with the event, the milliseconds a browser waits
+ * before reconnecting.
  * Results mirror the C API: negative values are sse_result codes (-4 = a CR, LF or NUL in the
  * event type or id, -5 = queue full, -6 = stopped, ...). One server per process, running on a
  * library thread that never calls into PHP; the module's shutdown stops and frees it. Start it
@@ -77,35 +82,109 @@ PHP_FUNCTION(ssed_start)
     RETURN_LONG(sse_server_port(server));
 }
 
+/* Points event->topics at $topic: one string, or an array of strings, each borrowed from PHP
+ * for the call. An array's pointers go to *array, which the caller efrees when not NULL. */
+static zend_long set_topics(sse_event *event, zend_string *one, HashTable *many,
+                            const char **single, const char ***array)
+{
+    if (one != NULL) {
+        if (has_nul(ZSTR_VAL(one), ZSTR_LEN(one))) {
+            return fail(SSE_RESULT_INVALID_ARGUMENT, "the topic contains a NUL");
+        }
+        *single = ZSTR_VAL(one);
+        event->topics = single;
+        event->topic_count = 1;
+        return SSE_RESULT_OK;
+    }
+    if (many == NULL || zend_hash_num_elements(many) == 0) {
+        return SSE_RESULT_OK; /* the empty topic */
+    }
+    *array = safe_emalloc(zend_hash_num_elements(many), sizeof **array, 0);
+    size_t count = 0;
+    zval *value;
+    ZEND_HASH_FOREACH_VAL(many, value) {
+        ZVAL_DEREF(value);
+        if (Z_TYPE_P(value) != IS_STRING) {
+            return fail(SSE_RESULT_INVALID_ARGUMENT, "a topic is not a string");
+        }
+        if (has_nul(Z_STRVAL_P(value), Z_STRLEN_P(value))) {
+            return fail(SSE_RESULT_INVALID_ARGUMENT, "a topic contains a NUL");
+        }
+        (*array)[count++] = Z_STRVAL_P(value);
+    } ZEND_HASH_FOREACH_END();
+    event->topics = *array;
+    event->topic_count = count;
+    return SSE_RESULT_OK;
+}
+
 PHP_FUNCTION(ssed_publish)
 {
-    char *data, *topic = NULL, *event = NULL, *id = NULL;
-    size_t data_len, topic_len = 0, event_len = 0, id_len = 0;
-    ZEND_PARSE_PARAMETERS_START(1, 4)
+    char *data, *event_type = NULL, *id = NULL;
+    size_t data_len, event_len = 0, id_len = 0;
+    zend_string *topic = NULL;
+    HashTable *topics = NULL;
+    zend_long retry = -1;
+    bool no_retry = 1;
+    ZEND_PARSE_PARAMETERS_START(1, 5)
         Z_PARAM_STRING(data, data_len)
         Z_PARAM_OPTIONAL
-        Z_PARAM_STRING_OR_NULL(topic, topic_len)
-        Z_PARAM_STRING_OR_NULL(event, event_len)
+        Z_PARAM_ARRAY_HT_OR_STR_OR_NULL(topics, topic)
+        Z_PARAM_STRING_OR_NULL(event_type, event_len)
         Z_PARAM_STRING_OR_NULL(id, id_len)
+        Z_PARAM_LONG_OR_NULL(retry, no_retry)
     ZEND_PARSE_PARAMETERS_END();
     own_error = NULL;
     if (server == NULL) {
         RETURN_LONG(fail(SSE_RESULT_STOPPED, "no server: call ssed_start() first"));
     }
-    if (has_nul(event, event_len) || has_nul(id, id_len)) {
+    if (has_nul(event_type, event_len) || has_nul(id, id_len)) {
         RETURN_LONG(fail(SSE_RESULT_INVALID_FIELD, "the event type or id contains a NUL"));
     }
-    if (has_nul(topic, topic_len)) {
-        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "the topic contains a NUL"));
+    if (!no_retry && retry < 0) {
+        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "retry must not be negative"));
     }
+    sse_event event;
+    sse_event_init(&event, sizeof event);
+    event.event_type = event_type;
+    event.id = id;
     /* The data goes by length: it may hold any UTF-8, NUL included. */
-    RETURN_LONG(sse_publish(server, topic, event, data, data_len, id));
+    event.data = data;
+    event.data_len = data_len;
+    event.retry_ms = no_retry ? -1 : (int64_t)retry;
+    const char *single = NULL;
+    const char **array = NULL;
+    zend_long result = set_topics(&event, topic, topics, &single, &array);
+    if (result == SSE_RESULT_OK) {
+        result = sse_publish_event(server, &event);
+    }
+    if (array != NULL) {
+        efree(array);
+    }
+    RETURN_LONG(result);
 }
 
 PHP_FUNCTION(ssed_port)
 {
     ZEND_PARSE_PARAMETERS_NONE();
     RETURN_LONG(sse_server_port(server));
+}
+
+PHP_FUNCTION(ssed_stats)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    sse_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (server != NULL) {
+        sse_server_stats(server, &stats, sizeof stats);
+    }
+    array_init(return_value);
+    add_assoc_long(return_value, "connections", (zend_long)stats.connections);
+    add_assoc_long(return_value, "subscribers", (zend_long)stats.subscribers);
+    add_assoc_long(return_value, "events_published", (zend_long)stats.events_published);
+    add_assoc_long(return_value, "bytes_sent", (zend_long)stats.bytes_sent);
+    add_assoc_long(return_value, "subscribers_dropped_slow", (zend_long)stats.subscribers_dropped_slow);
+    add_assoc_long(return_value, "history_events", (zend_long)stats.history_events);
+    add_assoc_long(return_value, "requests_refused", (zend_long)stats.requests_refused);
 }
 
 PHP_FUNCTION(ssed_stop)
@@ -147,9 +226,13 @@ ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_publish, 0, 1, IS_LONG, 0)
     ZEND_ARG_TYPE_INFO(0, data, IS_STRING, 0)
-    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, topic, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_MASK(0, topic, MAY_BE_ARRAY|MAY_BE_STRING|MAY_BE_NULL, "null")
     ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, event, IS_STRING, 1, "null")
     ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, id, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, retry, IS_LONG, 1, "null")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_stats, 0, 0, IS_ARRAY, 0)
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_long, 0, 0, IS_LONG, 0)
@@ -162,6 +245,7 @@ static const zend_function_entry ssed_functions[] = {
     PHP_FE(ssed_start, arginfo_ssed_start)
     PHP_FE(ssed_publish, arginfo_ssed_publish)
     PHP_FE(ssed_port, arginfo_ssed_long)
+    PHP_FE(ssed_stats, arginfo_ssed_stats)
     PHP_FE(ssed_stop, arginfo_ssed_long)
     PHP_FE(ssed_last_error, arginfo_ssed_last_error)
     PHP_FE_END

@@ -3,7 +3,7 @@
  * libssed's C API and PHP's FFI.
  *
  *   cargo build --release
- *   tail -f app.log | php examples/php/publish.php [ADDR [TOPIC [TYPE]]]
+ *   some-command | php examples/php/publish.php [ADDR [TOPIC [TYPE]]]
  *   curl -N http://127.0.0.1:8080/events
  */
 

@@ -9,6 +9,7 @@
  *   require 'ssed.php';
  *   $server = new Ssed('127.0.0.1:8080');       // binds, starts the loop on a library thread
  *   $id = $server->publish('hello', topic: 'news', event: 'update');
+ *   $server->publish('{"n": 1}', topic: ['news', 'sports'], retry: 10000);
  *
  * The loop runs on a thread of the library's own and never calls back into PHP. One server
  * per process: under PHP-FPM every worker is a process of its own, so run this in a
@@ -86,22 +87,66 @@ final class Ssed
 
     /**
      * Publishes one event; returns the id the server assigned, or 0 when `$id` was given.
-     * Throws SsedException with the sse_result code: SSE_RESULT_INVALID_FIELD (CR, LF or NUL
-     * in the event type or id), SSE_RESULT_INVALID_UTF8, SSE_RESULT_QUEUE_FULL,
-     * SSE_RESULT_STOPPED.
+     * `$topic` is one topic or an array of them: the event reaches the subscribers of any of
+     * them, once each (null or [] is the empty topic). `$retry` sends `retry:` with the event,
+     * the milliseconds a browser waits before reconnecting (null sends none).
+     * Throws SsedException with the sse_result code: SSE_RESULT_INVALID_ARGUMENT (a topic that
+     * is not a string or holds a NUL, more than 1024 topics, a negative or too large retry),
+     * SSE_RESULT_INVALID_FIELD (CR, LF or NUL in the event type or id),
+     * SSE_RESULT_INVALID_UTF8, SSE_RESULT_QUEUE_FULL, SSE_RESULT_STOPPED.
      */
-    public function publish(string $data, ?string $topic = null, ?string $event = null, ?string $id = null): int
-    {
+    public function publish(
+        string $data,
+        string|array|null $topic = null,
+        ?string $event = null,
+        ?string $id = null,
+        ?int $retry = null,
+    ): int {
         $ffi = self::ffi();
         // A C string ends at its first NUL: refuse one rather than publish a truncated field.
-        foreach (['event' => $event, 'id' => $id, 'topic' => $topic] as $name => $value) {
+        foreach (['event' => $event, 'id' => $id] as $name => $value) {
             if ($value !== null && str_contains($value, "\0")) {
-                $code = $name === 'topic' ? $ffi->SSE_RESULT_INVALID_ARGUMENT : $ffi->SSE_RESULT_INVALID_FIELD;
-                throw new SsedException("the $name must not contain NUL", $code);
+                throw new SsedException("the $name must not contain NUL", $ffi->SSE_RESULT_INVALID_FIELD);
             }
         }
-        $result = $ffi->sse_publish($this->server, $topic, $event, $data, strlen($data), $id);
-        return self::check($result);
+        if ($retry !== null && $retry < 0) {
+            throw new SsedException("retry must not be negative", $ffi->SSE_RESULT_INVALID_ARGUMENT);
+        }
+        $topics = $topic === null ? [] : (array)$topic;
+        // Every C string the event points to stays referenced here until the call returns.
+        $strings = [];
+        $c = $ffi->new('sse_event');
+        self::check($ffi->sse_event_init(FFI::addr($c), FFI::sizeof($c)));
+        if ($topics !== []) {
+            $array = $ffi->new('const char *[' . count($topics) . ']');
+            foreach (array_values($topics) as $i => $name) {
+                if (!is_string($name) || str_contains($name, "\0")) {
+                    throw new SsedException('a topic must be a string without NUL', $ffi->SSE_RESULT_INVALID_ARGUMENT);
+                }
+                $strings[] = $text = self::cString($name);
+                $array[$i] = FFI::cast('const char *', $text);
+            }
+            $c->topics = FFI::cast('const char *const *', FFI::addr($array[0]));
+            $c->topic_count = count($topics);
+        }
+        foreach (['event_type' => $event, 'id' => $id] as $field => $value) {
+            if ($value !== null) {
+                $strings[] = $text = self::cString($value);
+                $c->$field = FFI::cast('const char *', $text);
+            }
+        }
+        // The data goes by length: it may hold any UTF-8, NUL included.
+        $strings[] = $bytes = self::cString($data);
+        $c->data = FFI::cast('const char *', $bytes);
+        $c->data_len = strlen($data);
+        $c->retry_ms = $retry ?? -1;
+        return self::check($ffi->sse_publish_event($this->server, FFI::addr($c)));
+    }
+
+    /** How many event streams are open now. */
+    public function subscribers(): int
+    {
+        return $this->stats()['subscribers'];
     }
 
     /** Stops the server; it can still report its port and stats. */

@@ -3,13 +3,14 @@
 //! The loop (event_loop.rs) reads a connection's bytes and hands every complete request head
 //! here; a handler answers with the loop's `respond` or `reject`, turns the connection into a
 //! stream (`subscribe.rs`), or asks for a publish body and publishes it (`publish.rs`). The
-//! viewer page, `/health` and `/metrics` are in `pages.rs`, CORS in `cors.rs`; who may publish
+//! viewer page is in `viewer.rs`, `/health` and `/metrics` in `pages.rs`, CORS in `cors.rs`; who may publish
 //! or subscribe is decided in auth.rs.
 
 mod cors;
 mod pages;
 mod publish;
 mod subscribe;
+mod viewer;
 
 use crate::config::Cors;
 use crate::conn::Conn;
@@ -40,7 +41,7 @@ impl EventLoop {
             }
             (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors),
             (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors),
-            (Method::Get, "/") => self.viewer(conn, slot, &cors),
+            (Method::Get, "/") => self.viewer(conn, slot, &request, &cors),
             (Method::Get, "/health") => self.health(conn, slot, &cors),
             (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
             (method, path) => match ROUTES.iter().find(|(known, _)| *known == path) {

@@ -197,11 +197,6 @@ impl Store {
         self.ring.len()
     }
 
-    /// The distinct event types retained, newest first, at most `limit` of them.
-    pub fn event_types(&self, limit: usize) -> Vec<&str> {
-        self.ring.event_types(limit)
-    }
-
     /// Writes and syncs what the history file's writer still holds, at stop.
     pub fn close(&mut self) {
         if let Some(durable) = &mut self.file {

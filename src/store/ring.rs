@@ -60,20 +60,6 @@ impl Ring {
             },
         }
     }
-
-    /// The distinct event types retained, newest first, at most `limit` of them.
-    pub fn event_types(&self, limit: usize) -> Vec<&str> {
-        let mut types: Vec<&str> = Vec::new();
-        for entry in self.ring.iter().rev() {
-            if types.len() == limit {
-                break;
-            }
-            if !types.contains(&entry.event_type()) {
-                types.push(entry.event_type());
-            }
-        }
-        types
-    }
 }
 
 #[cfg(test)]
@@ -139,15 +125,5 @@ mod tests {
         assert!(e.matches(&[]));
         assert!(e.matches(&[Box::from("b"), Box::from("a")]));
         assert!(!e.matches(&[Box::from("b")]));
-    }
-
-    #[test]
-    fn event_types_are_distinct_and_bounded() {
-        let mut h = Ring::new(10);
-        for (i, ty) in ["a", "b", "a", "c"].iter().enumerate() {
-            h.push(typed(&i.to_string(), "t", ty));
-        }
-        assert_eq!(h.event_types(10), ["c", "a", "b"]);
-        assert_eq!(h.event_types(2), ["c", "a"]);
     }
 }

@@ -4,22 +4,14 @@
 //
 // Proves that Chromium receives a default event, a named event, multi-line data (CRLF, CR and LF
 // all arrive as LF) with the published id as lastEventId, and that after the stream drops it
-// reconnects with Last-Event-ID and gets what it missed by replay. With a PNG path it also
-// screenshots the viewer page at `/` showing a few events. Exits non-zero with a message on failure.
+// reconnects with Last-Event-ID and gets what it missed by replay. Then the viewer page: opened
+// on a server with history it shows the last 50 events of its topic at once (JSON indented,
+// named types included), then live ones. With a PNG path it screenshots the viewer at `/` to
+// that path, and the topic-filtered viewer beside it (viewer-topic.png). Exits non-zero with a
+// message on failure.
 
-import { chromium } from 'playwright-core';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import net from 'node:net';
-
-const TOTAL_TIMEOUT_MS = 30_000;
-const STEP_TIMEOUT_MS = 10_000;
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+import { launch, run as runMain, waitFor, STEP_TIMEOUT_MS } from './chromium.mjs';
 
 const [base, pngPath] = process.argv.slice(2);
 if (!base || !/^http:\/\//.test(base)) {
@@ -31,12 +23,8 @@ if (!base || !/^http:\/\//.test(base)) {
 const run = `${process.pid}-${Date.now()}`;
 const topic = `browser-${run}`;
 
-let cleanup = async () => {};
-const overall = setTimeout(async () => {
-  console.error(`FAIL: browser test did not finish within ${TOTAL_TIMEOUT_MS / 1000} s`);
-  await Promise.race([cleanup(), new Promise((r) => setTimeout(r, 2000))]);
-  process.exit(1);
-}, TOTAL_TIMEOUT_MS);
+let browser;
+let relay;
 
 // Publishes one event with a form body, as a browser form or `curl -d` would, and checks that
 // ssed answers 200 with the event's id.
@@ -52,16 +40,6 @@ async function publish(fields) {
     throw new Error(`publish ${JSON.stringify(fields)}: answered id ${JSON.stringify(body)}`);
   }
   return body;
-}
-
-// page.waitForFunction with a label, so a timeout says which step failed and what the page saw.
-async function waitFor(page, label, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT_MS, polling: 50 });
-  } catch (e) {
-    const seen = await page.evaluate(() => JSON.stringify(window.__got ?? null)).catch(() => '?');
-    throw new Error(`${label}: ${e.message.split('\n')[0]}; events seen: ${seen}`);
-  }
 }
 
 // A byte-level TCP relay in front of ssed. The browser talks to ssed through it, so the test can
@@ -180,31 +158,68 @@ function assertEvents(got, want, label) {
   if (a !== b) throw new Error(`${label}: expected ${b}\n  got ${a}`);
 }
 
-async function screenshot(context, path) {
+// The viewer opened on a server with history: the last 50 events of its topic at once, oldest
+// of them 11 (60 were published), marked as history; JSON indented; named types shown; then a
+// live event of a type given by `?type=`. Screenshots the topic's viewer to `topicPng`.
+async function viewerHistory(context, topicPng) {
+  const topic = 'orders';
+  const items = ['espresso beans', 'oat milk', 'filter papers', 'grinder', 'mugs'];
+  const published = [];
+  for (let i = 1; i <= 60; i++) {
+    const fields = { topic, id: `o${i}-${run}` };
+    if (i % 3 === 0) {
+      fields.data = `order ${1000 + i} packed`;
+    } else {
+      fields.data = JSON.stringify({ order: 1000 + i, item: items[i % items.length], qty: i % 4 + 1 });
+    }
+    if (i % 5 === 0) fields.event = 'shipped';
+    await publish(fields);
+    published.push(fields);
+  }
   const page = await context.newPage();
   await page.setViewportSize({ width: 1000, height: 700 });
-  // Keep a handle on every EventSource the viewer makes, to know when its stream is open
-  // without depending on how the viewer page is written.
-  await page.addInitScript(() => {
-    const Native = window.EventSource;
-    window.__sources = [];
-    window.EventSource = class extends Native {
-      constructor(...args) { super(...args); window.__sources.push(this); }
-    };
-  });
-  // EventSource hands named events only to listeners of that type: `?type=tick` makes the
-  // viewer listen for the named event published below.
-  await page.goto(base + '/?type=tick', { timeout: STEP_TIMEOUT_MS });
-  await waitFor(page, 'viewer EventSource open',
-    () => window.__sources.some((s) => s.readyState === EventSource.OPEN));
+  await page.goto(`${base}/?topic=${topic}&type=refund`, { timeout: STEP_TIMEOUT_MS });
+  // Nothing is published meanwhile: these rows can only come from the history.
+  await waitFor(page, 'the viewer shows the history at once',
+    () => document.querySelectorAll('#events tr').length >= 50
+      && document.getElementById('state').textContent === 'open');
+  const rows = () => page.evaluate(() => [...document.querySelectorAll('#events tr')].map((tr) => ({
+    old: tr.className === 'old',
+    cells: [...tr.cells].map((td) => td.textContent),
+  })));
+  const shown = await rows();
+  const want = published.slice(10).reverse();
+  assertEvents(shown.map((r) => r.cells[2]), want.map((f) => f.id), 'history rows, newest first');
+  assertEvents(shown.map((r) => r.cells[1]), want.map((f) => f.event ?? 'message'), 'history types');
+  const data = want.map((f) => (f.data.startsWith('{') ? JSON.stringify(JSON.parse(f.data), null, 2) : f.data));
+  assertEvents(shown.map((r) => r.cells[3]), data, 'history data, JSON indented');
+  if (!shown.every((r) => r.old && r.cells[0] === 'history')) throw new Error('history rows are not marked as history');
+  const count = await page.textContent('#count');
+  if (count !== '50 events') throw new Error(`count: ${count}`);
 
-  const shown = [`hello from the browser test`, `named event data`, `first line`, `second line`];
-  await publish({ topic: 'viewer', data: shown[0], id: `v1-${run}` });
-  await publish({ topic: 'viewer', event: 'tick', data: shown[1], id: `v2-${run}` });
-  await publish({ topic: 'viewer', data: `${shown[2]}\r\n${shown[3]}`, id: `v3-${run}` });
-  await waitFor(page, 'published events shown by the viewer',
-    (texts) => texts.every((t) => document.body.textContent.includes(t)), shown);
-  await page.screenshot({ path, fullPage: true });
+  await publish({ topic, event: 'refund', data: '{"order": 1007, "amount": 12.5}', id: `live-${run}` });
+  await waitFor(page, 'the live event shown on top',
+    (id) => document.querySelector('#events tr td:nth-child(3)')?.textContent === id, `live-${run}`);
+  const [top] = await rows();
+  if (top.old || top.cells[0] === 'history' || top.cells[1] !== 'refund') {
+    throw new Error(`live row: ${JSON.stringify(top)}`);
+  }
+  if (await page.textContent('#count') !== '51 events') throw new Error('count after a live event');
+  if (topicPng) await page.screenshot({ path: topicPng });
+  await page.close();
+  console.log('ok: the viewer opened on the last 50 of 60 events of its topic, JSON indented, '
+    + 'then showed a live event');
+}
+
+// The viewer at `/` on a server with history (every topic): 50 events at once.
+async function viewerScreenshot(context, path) {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1000, height: 700 });
+  await page.goto(base + '/', { timeout: STEP_TIMEOUT_MS });
+  await waitFor(page, 'the viewer at / shows 50 events of history',
+    () => document.querySelectorAll('#events tr.old').length === 50
+      && document.getElementById('state').textContent === 'open');
+  await page.screenshot({ path });
   await page.close();
   console.log(`ok: viewer screenshot written to ${path}`);
 }
@@ -216,31 +231,16 @@ async function main() {
   });
   if (health.status !== 200) throw new Error(`GET ${base}/health: HTTP ${health.status}`);
 
-  const profile = await mkdtemp(join(tmpdir(), 'ssed-chromium-'));
-  let context;
-  let relay;
-  cleanup = async () => {
-    relay?.close();
-    await context?.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
-  };
+  browser = await launch();
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: STEP_TIMEOUT_MS,
-    });
-    context.setDefaultTimeout(STEP_TIMEOUT_MS);
     relay = await startRelay(base);
-    await eventSourceTest(context, relay);
-    if (pngPath) await screenshot(context, pngPath);
+    await eventSourceTest(browser.context, relay);
+    await viewerHistory(browser.context, pngPath && pngPath.replace(/(\.png)?$/, '-topic.png'));
+    if (pngPath) await viewerScreenshot(browser.context, pngPath);
   } finally {
-    await cleanup();
+    relay?.close();
+    await browser.close();
   }
 }
 
-main().then(
-  () => { clearTimeout(overall); process.exit(0); },
-  (e) => { console.error(`FAIL: ${e.message}`); process.exit(1); },
-);
+runMain(main, 40_000, async () => { relay?.close(); await browser?.close(); });

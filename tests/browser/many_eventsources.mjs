@@ -8,18 +8,7 @@
 // checked to have come over h2, and all COUNT (default 10) must be open at once. The
 // certificate is self-signed, so certificate errors are ignored. Exits non-zero on failure.
 
-import { chromium } from 'playwright-core';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
-const STEP_TIMEOUT_MS = 10_000;
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--ignore-certificate-errors',
-];
+import { launch, run, waitFor, STEP_TIMEOUT_MS } from './chromium.mjs';
 
 const [origin, token, countArg = '10'] = process.argv.slice(2);
 const count = Number(countArg);
@@ -28,19 +17,6 @@ if (!origin || !/^https:\/\//.test(origin) || !token || !(count > 0)) {
   process.exit(2);
 }
 const topic = `many-${process.pid}-${Date.now()}`;
-
-// page.waitForFunction with a label, so a timeout says which step failed and what the page saw.
-async function waitFor(page, label, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT_MS, polling: 50 });
-  } catch (e) {
-    const seen = await page.evaluate(() => JSON.stringify({
-      states: window.__sources?.map((s) => s.readyState),
-      got: window.__got,
-    })).catch(() => '?');
-    throw new Error(`${label}: ${e.message.split('\n')[0]}; page saw ${seen}`);
-  }
-}
 
 async function test(context) {
   const page = await context.newPage();
@@ -81,26 +57,15 @@ async function test(context) {
     + `and all received the event published after they opened`);
 }
 
+let browser;
+
 async function main() {
-  const profile = await mkdtemp(join(tmpdir(), 'ssed-chromium-'));
-  let context;
+  browser = await launch({ args: ['--ignore-certificate-errors'], ignoreHTTPSErrors: true });
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      ignoreHTTPSErrors: true,
-      timeout: STEP_TIMEOUT_MS,
-    });
-    context.setDefaultTimeout(STEP_TIMEOUT_MS);
-    await test(context);
+    await test(browser.context);
   } finally {
-    await context?.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
+    await browser.close();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => { console.error(`FAIL: ${e.message}`); process.exit(1); },
-);
+run(main, 40_000, async () => browser?.close());
