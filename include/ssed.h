@@ -87,6 +87,12 @@ typedef enum sse_result {
    * Publishing recovers by itself when the disk does; retry later.
    */
   SSE_RESULT_STORAGE = -10,
+  /**
+   * In a cluster (`redis_url`), Redis cannot be reached or did not answer in time: the event
+   * was not acknowledged (when Redis failed in the middle of the call, it may still have been
+   * published). Publishing recovers by itself when Redis does; retry later.
+   */
+  SSE_RESULT_UNAVAILABLE = -11,
 } sse_result;
 
 /**

@@ -14,6 +14,7 @@ typedef enum sse_result {
   SSE_RESULT_IO = -8,
   SSE_RESULT_PANIC = -9,
   SSE_RESULT_STORAGE = -10,
+  SSE_RESULT_UNAVAILABLE = -11,
 } sse_result;
 
 typedef enum sse_log_level {

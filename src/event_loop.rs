@@ -181,6 +181,7 @@ impl EventLoop {
             }
             let drained = self.take_published();
             self.answer_waiting_publishers();
+            self.answer_waiting_subscribers();
             if self.shutdown_by.is_none() && self.time_to_shut_down(drained, now) {
                 self.begin_shutdown(now);
             }
@@ -563,7 +564,7 @@ impl EventLoop {
         self.start_closing(conn, slot);
     }
 
-    fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
+    pub(crate) fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
         conn.phase = Phase::Closing;
         conn.body = None;
         conn.input.release();

@@ -174,6 +174,7 @@ fn publish_failed(e: PublishError) -> sse_result {
         PublishError::QueueFull => sse_result::QueueFull,
         PublishError::Stopped => sse_result::Stopped,
         PublishError::Storage => sse_result::Storage,
+        PublishError::Unavailable => sse_result::Unavailable,
     };
     fail(code, e)
 }

@@ -131,6 +131,11 @@ impl EventLoop {
                 let why = "the history file cannot be written; nothing was published";
                 self.reject(conn, slot, status, &extra, why, Refusal::Storage)
             }
+            Err(PublishError::Unavailable) => {
+                let extra = format!("{cors}Retry-After: 1\r\n");
+                let why = "the cluster's Redis cannot be reached; the event was not acknowledged";
+                self.reject(conn, slot, status, &extra, why, Refusal::Storage)
+            }
         }
     }
 
