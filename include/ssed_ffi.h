@@ -43,6 +43,9 @@ typedef struct sse_config {
   int64_t log_level;
   const char *history_file;
   int64_t fsync_ms;
+  const char *redis_url;
+  const char *redis_stream;
+  size_t redis_history;
 } sse_config;
 
 typedef struct sse_stats {

@@ -226,7 +226,7 @@ impl Cluster {
         // The first connections are made here, so that a node whose Redis is up can publish as
         // soon as it is bound.
         let publish_link = publisher::first_link(&shared, &client);
-        let tail_link = tail::first_link(&shared, &client);
+        let (tail_link, tail_last) = tail::first_link(&shared, &client, config.history);
         if !shared.up() {
             let why = shared.trouble.lock().map(|t| t.clone()).unwrap_or_default();
             shared.note(
@@ -244,7 +244,7 @@ impl Cluster {
         spawn("ssed-tail", {
             let shared = shared.clone();
             let retained = config.history;
-            move || tail::run(shared, tail_link, retained)
+            move || tail::run(shared, tail_link, tail_last, retained)
         })?;
         spawn("ssed-lookup", {
             let (shared, lookups) = (shared.clone(), lookups.clone());

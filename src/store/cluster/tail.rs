@@ -34,20 +34,39 @@ fn reply_timeout() -> Duration {
     Duration::from_millis(BLOCK_MS) + Duration::from_secs(2)
 }
 
-/// The tail's first connection, made while the server binds.
-pub(super) fn first_link(shared: &Shared, client: &Client) -> Link {
+/// The tail's first connection, made while the server binds, and the ring filled from it:
+/// what is in the stream by then is history to this node, what comes after is delivered.
+/// Returns the Redis id of the stream's newest entry too, when Redis could be reached.
+pub(super) fn first_link(
+    shared: &Shared,
+    client: &Client,
+    retained: usize,
+) -> (Link, Option<(u64, u64)>) {
     let mut link = Link::new(client.clone(), reply_timeout());
-    match link.connect() {
-        Ok(_) => shared.came_up(Role::Tail, true),
-        Err(e) => shared.went_down(Role::Tail, e),
+    let filled = link
+        .connect()
+        .and_then(|connection| fill(shared, connection, retained));
+    match filled {
+        Ok(newest) => {
+            shared.came_up(Role::Tail, true);
+            (link, Some(newest))
+        }
+        Err(e) => {
+            link.failed();
+            shared.went_down(Role::Tail, e);
+            (link, None)
+        }
     }
-    link
 }
 
 /// The tail thread: reads the stream until the node stops, reconnecting after failures.
-pub(super) fn run(shared: Arc<Shared>, mut link: Link, retained: usize) {
-    // The Redis id of the last entry handed to the loop; `None` until the ring is filled.
-    let mut last: Option<(u64, u64)> = None;
+/// `last` is the Redis id of the last entry handed to the loop; `None` until the ring is filled.
+pub(super) fn run(
+    shared: Arc<Shared>,
+    mut link: Link,
+    mut last: Option<(u64, u64)>,
+    retained: usize,
+) {
     while !shared.stopped() {
         if link.connection().is_none() {
             if !link.may_attempt() {
@@ -76,11 +95,13 @@ fn follow(
     last: &mut Option<(u64, u64)>,
     retained: usize,
 ) -> RedisResult<()> {
+    let first = last.is_none();
     match *last {
+        // Redis was down when the node started: what the stream holds by now is history.
         None => *last = Some(fill(shared, connection, retained)?),
         Some(mine) => check_for_loss(shared, connection, mine)?,
     }
-    shared.came_up(Role::Tail, false);
+    shared.came_up(Role::Tail, first);
     let mut entries = Vec::with_capacity(PAGE);
     while !shared.stopped() {
         let Some(after) = *last else {
