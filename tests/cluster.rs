@@ -602,6 +602,10 @@ fn ids_keep_growing_across_node_and_redis_restarts() {
     let a = node(&redis.url(), &[]);
     let second = position(&publish_ok(a.addr, "data=2"));
     assert!(second > first, "{second} after a node restart");
+    wait_until(
+        || metric(a.addr, "ssed_events_published_total") == 1,
+        "the node to deliver the event",
+    );
 
     redis.kill9();
     let redis = Redis::start(dir.path(), port, &[]);
