@@ -243,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn redis_settings_are_checked() {
+        let with = |url: &str| Config {
+            redis: Some(url.into()),
+            ..Config::default()
+        };
+        assert!(with("http://127.0.0.1").validate().is_err());
+        assert_eq!(
+            with("redis://127.0.0.1:6379").validate().is_ok(),
+            cfg!(feature = "redis")
+        );
+        let both = Config {
+            history_file: Some("h".into()),
+            ..with("redis://127.0.0.1:6379")
+        };
+        assert!(both.validate().is_err());
+        assert_eq!(with("redis://x").redis_stream_length(), MIN_REDIS_HISTORY);
+        let long = Config {
+            history: 5000,
+            ..with("redis://x")
+        };
+        assert_eq!(long.redis_stream_length(), 5000);
+    }
+
+    #[test]
     fn defaults_validate() {
         assert_eq!(Config::default().validate(), Ok(()));
         let bad = Config {

@@ -90,7 +90,7 @@ impl Publisher {
 
     fn queue(&self, event: &Event, reply: Reply) -> Result<(), PublishError> {
         event.validate().map_err(PublishError::Invalid)?;
-        if self.shared.intake.is_stopped() {
+        if self.shared.intake.is_stopped() || self.shared.stopped() {
             return Err(PublishError::Stopped);
         }
         if !self.shared.up() {
@@ -190,6 +190,10 @@ pub(super) fn run(publisher: Arc<Publisher>, mut link: Link, length: usize) {
             None => link.wait_for_attempt().min(IDLE),
         };
         if !publisher.next_batch(&mut batch, patience) {
+            // A publish queued as the thread ends is answered, not left waiting.
+            for job in publisher.lock().drain(..) {
+                publisher.answer(job, Err(PublishError::Stopped));
+            }
             return;
         }
         // Idle, or the tail lost Redis since: make sure the connection still works, so that
