@@ -28,7 +28,26 @@ struct Redis {
 }
 
 impl Redis {
+    /// A new redis-server on a free port (another test may take a port between the asking and
+    /// the binding: then another port is tried).
+    fn new(dir: &Path, extra: &[&str]) -> Redis {
+        for _ in 0..5 {
+            if let Some(redis) = Redis::try_start(dir, free_port(), extra) {
+                return redis;
+            }
+        }
+        panic!("redis-server could not start on any of five free ports");
+    }
+
+    /// A redis-server on `port` again (its data is in `dir`).
     fn start(dir: &Path, port: u16, extra: &[&str]) -> Redis {
+        Redis::try_start(dir, port, extra)
+            .unwrap_or_else(|| panic!("redis-server could not start on port {port}"))
+    }
+
+    /// Starts redis-server and waits until it answers; `None` when it exits first (its port was
+    /// taken). Its own process must answer: `INFO` gives the pid.
+    fn try_start(dir: &Path, port: u16, extra: &[&str]) -> Option<Redis> {
         let binary = find_tool("redis-server").expect("redis-server");
         let process = Process::start(
             Command::new(binary)
@@ -41,12 +60,25 @@ impl Redis {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        let redis = Redis { process, port };
-        wait_until(
-            || redis.try_connection().is_some(),
-            "redis-server to answer",
-        );
-        redis
+        let mut redis = Redis { process, port };
+        let pid = format!("process_id:{}", redis.process.pid());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if redis.process.exited().is_some() {
+                return None;
+            }
+            let ours = redis.try_connection().is_some_and(|mut connection| {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query::<String>(&mut connection)
+                    .is_ok_and(|info| info.lines().any(|l| l.trim() == pid))
+            });
+            if ours {
+                return Some(redis);
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn url(&self) -> String {
@@ -303,7 +335,7 @@ fn three_nodes_deliver_the_same_events_in_the_same_order() {
         return;
     }
     let dir = TempDir::new("cluster-order");
-    let redis = Redis::start(dir.path(), free_port(), &[]);
+    let redis = Redis::new(dir.path(), &[]);
     let a = node(&redis.url(), &[]);
     let b = node(&redis.url(), &[]);
     let c = CNode::start(&redis.url());
@@ -396,7 +428,7 @@ fn clients_of_a_killed_node_reconnect_to_another_and_miss_nothing() {
         return;
     }
     let dir = TempDir::new("cluster-kill-node");
-    let redis = Redis::start(dir.path(), free_port(), &[]);
+    let redis = Redis::new(dir.path(), &[]);
     let a = node(&redis.url(), &[]);
     // A short ring: clients that come back more than four events behind replay from Redis.
     let b = node(&redis.url(), &["--history", "4"]);
@@ -490,8 +522,8 @@ fn a_killed_redis_fails_publishes_and_loses_no_acknowledged_event() {
         return;
     }
     let dir = TempDir::new("cluster-kill-redis");
-    let port = free_port();
-    let mut redis = Redis::start(dir.path(), port, &[]);
+    let mut redis = Redis::new(dir.path(), &[]);
+    let port = redis.port;
     let a = node(&redis.url(), &[]);
     let b = node(&redis.url(), &[]);
     let mut subscribers: Vec<Sse> = [a.addr, a.addr, b.addr, b.addr]
@@ -592,8 +624,8 @@ fn ids_keep_growing_across_node_and_redis_restarts() {
         return;
     }
     let dir = TempDir::new("cluster-ids");
-    let port = free_port();
-    let mut redis = Redis::start(dir.path(), port, &[]);
+    let mut redis = Redis::new(dir.path(), &[]);
+    let port = redis.port;
     let mut a = node(&redis.url(), &[]);
     let first = position(&publish_ok(a.addr, "data=1"));
 
@@ -650,7 +682,7 @@ fn replay_from_redis_of_what_the_ring_no_longer_holds() {
         return;
     }
     let dir = TempDir::new("cluster-replay");
-    let redis = Redis::start(dir.path(), free_port(), &[]);
+    let redis = Redis::new(dir.path(), &[]);
     let a = node(&redis.url(), &["--history", "4"]);
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -698,13 +730,12 @@ fn a_failover_to_a_promoted_replica_loses_what_was_not_replicated_and_says_so() 
     let (primary_dir, replica_dir) = (dir.join("primary"), dir.join("replica"));
     std::fs::create_dir(&primary_dir).unwrap();
     std::fs::create_dir(&replica_dir).unwrap();
-    let mut primary = Redis::start(&primary_dir, free_port(), &[]);
+    let mut primary = Redis::new(&primary_dir, &[]);
     // Replication goes through a link the test can cut; the nodes reach Redis through an
     // address that moves to the replica when it is promoted.
     let replication = Forwarder::start(primary.port);
-    let replica = Redis::start(
+    let replica = Redis::new(
         &replica_dir,
-        free_port(),
         &["--replicaof", "127.0.0.1", &replication.port.to_string()],
     );
     let floating = Forwarder::start(primary.port);
