@@ -147,9 +147,22 @@ impl Shared {
         self.note(LogLevel::Info, format_args!("{role} is connected"));
     }
 
+    /// The publisher's connection answered a check: it is usable again, quietly.
+    fn verified(&self, role: Role) {
+        self.flag(role).store(true, Ordering::SeqCst);
+        if self.up() {
+            *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
     fn went_down(&self, role: Role, why: impl std::fmt::Display) {
         let why = why.to_string();
         let was_up = self.flag(role).swap(false, Ordering::SeqCst);
+        if let Role::Tail = role {
+            // Redis may have dropped the publisher's connection too: it is not counted on
+            // until the publisher has checked it (see `publisher::run`).
+            self.publisher_up.store(false, Ordering::SeqCst);
+        }
         self.failures.fetch_add(1, Ordering::SeqCst);
         *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
         if was_up {

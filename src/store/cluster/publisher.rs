@@ -28,6 +28,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 const CALLER_PATIENCE: Duration = Duration::from_secs(3);
 /// Events appended per pipeline.
 const BATCH: usize = 256;
+/// How soon a connection is checked once the tail has lost Redis.
+const CHECK: Duration = Duration::from_millis(20);
 
 /// Who waits for a publish's answer.
 enum Reply {
@@ -185,8 +187,11 @@ pub(super) fn run(publisher: Arc<Publisher>, mut link: Link, length: usize) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut failures = shared.failures.load(Ordering::SeqCst);
     loop {
+        let trusted = shared.publisher_up.load(Ordering::SeqCst);
         let patience = match link.connection() {
-            Some(_) => IDLE,
+            Some(_) if trusted => IDLE,
+            // A connection to check after the tail lost Redis.
+            Some(_) => CHECK,
             None => link.wait_for_attempt().min(IDLE),
         };
         if !publisher.next_batch(&mut batch, patience) {
@@ -199,12 +204,18 @@ pub(super) fn run(publisher: Arc<Publisher>, mut link: Link, length: usize) {
         // Idle, or the tail lost Redis since: make sure the connection still works, so that
         // /health tells the truth and a publish does not go into a connection Redis dropped.
         let now = shared.failures.load(Ordering::SeqCst);
-        if (batch.is_empty() || now != failures) && !still_connected(&mut link) {
-            link.failed();
-            shared.went_down(Role::Publisher, "the connection was closed");
-            if !batch.is_empty() {
-                // Redis may be back already: one attempt now rather than after a pause.
-                connect(&shared, &mut link, false);
+        if batch.is_empty() || now != failures || !trusted {
+            match still_connected(&mut link) {
+                Some(true) => shared.verified(Role::Publisher),
+                Some(false) => {
+                    link.failed();
+                    shared.went_down(Role::Publisher, "the connection was closed");
+                    if !batch.is_empty() {
+                        // Redis may be back already: one attempt now rather than after a pause.
+                        connect(&shared, &mut link, false);
+                    }
+                }
+                None => {}
             }
         }
         failures = now;
@@ -238,12 +249,10 @@ pub(super) fn run(publisher: Arc<Publisher>, mut link: Link, length: usize) {
     }
 }
 
-/// True when there is a connection and it answers a `PING`.
-fn still_connected(link: &mut Link) -> bool {
-    match link.connection() {
-        Some(connection) => redis::cmd("PING").query::<Value>(connection).is_ok(),
-        None => true,
-    }
+/// Whether the connection answers a `PING`; `None` without a connection.
+fn still_connected(link: &mut Link) -> Option<bool> {
+    let connection = link.connection()?;
+    Some(redis::cmd("PING").query::<Value>(connection).is_ok())
 }
 
 /// Appends `batch` in one pipeline. Loads the script again and retries the events Redis did not
