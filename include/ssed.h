@@ -87,6 +87,12 @@ typedef enum sse_result {
    * Publishing recovers by itself when the disk does; retry later.
    */
   SSE_RESULT_STORAGE = -10,
+  /**
+   * In a cluster (`redis_url`), Redis cannot be reached or did not answer in time: the event
+   * was not acknowledged (when Redis failed in the middle of the call, it may still have been
+   * published). Publishing recovers by itself when Redis does; retry later.
+   */
+  SSE_RESULT_UNAVAILABLE = -11,
 } sse_result;
 
 /**
@@ -204,6 +210,27 @@ typedef struct sse_config {
    * delivered; -1 never (left to the OS); N > 0 at most every N milliseconds.
    */
   int64_t fsync_ms;
+  /**
+   * When not NULL, the URL of the Redis (7 or later) or Valkey server whose stream this
+   * server shares with the other nodes of a cluster: "redis://HOST:PORT" (optionally with
+   * ":PASSWORD@" before the host and "/DB" after the port) or "unix:///PATH". Events are
+   * then appended to the stream, which assigns their ids, and every node delivers them all;
+   * `sse_publish` waits for Redis's answer (a round trip, at most a few seconds) and returns
+   * `SSE_RESULT_UNAVAILABLE` when Redis cannot be reached. Needs a libssed built with the
+   * cargo feature `redis` (otherwise `sse_server_new` fails saying so); excludes
+   * `history_file`. Redis being down when `sse_server_new` runs is no error: publishing
+   * fails until it is back. Default NULL.
+   */
+  const char *redis_url;
+  /**
+   * The key of the cluster's stream. NULL (the default) means "ssed".
+   */
+  const char *redis_stream;
+  /**
+   * Entries the cluster's stream keeps for replay; 0 (the default) keeps `history`, and at
+   * least 1024 in any case.
+   */
+  size_t redis_history;
 } sse_config;
 
 /**
@@ -431,7 +458,8 @@ enum sse_result sse_server_stats(const struct sse_server *server,
 
 /**
  * Publishes one event to the subscribers of `topic` and appends it to the history. Copies
- * everything it needs before returning; never blocks on the loop or the network.
+ * everything it needs before returning; never blocks on the loop or the network, except in a
+ * cluster (`redis_url`), where it waits for Redis to append the event and assign its id.
  * - `topic`: NULL or "" for the empty topic (which `GET /events` without `topic=` receives).
  * - `event_type`: NULL or "" for the default type `message`; must not contain CR or LF.
  * - `data`, `data_len`: the payload, `data_len` bytes of UTF-8, not necessarily
@@ -447,11 +475,13 @@ enum sse_result sse_server_stats(const struct sse_server *server,
  * negative `sse_result` comes back: `SSE_RESULT_NULL_ARGUMENT` (NULL `server`, or NULL `data`
  * with `data_len` > 0), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR or LF in
  * `event_type` or `id`), `SSE_RESULT_QUEUE_FULL` (the loop is `publish_queue` events behind:
- * retry later or drop the event), `SSE_RESULT_STOPPED`.
- * `SSE_RESULT_STORAGE` while the history file cannot be written (a full or failing disk).
+ * retry later or drop the event), `SSE_RESULT_STOPPED`, `SSE_RESULT_STORAGE` (the history file
+ * cannot be written: a full or failing disk), `SSE_RESULT_UNAVAILABLE` (a cluster's Redis cannot
+ * be reached).
  * With a history file, subscribers receive the event once it is written (see `fsync_ms`), and
  * this call returns before that, once the event is queued: a crash of the process can lose
- * what it returned and the file had not yet written.
+ * what it returned and the file had not yet written. In a cluster it returns once Redis has
+ * the event (waiting at most 3 seconds on the calling thread, never on the loop).
  * Events published before the loop starts are queued (up to `publish_queue`) and sent when it
  * does. Events published from one thread reach every subscriber in that order.
  * Thread-safety: any thread, concurrently, until `sse_server_free`.

@@ -14,6 +14,7 @@ typedef enum sse_result {
   SSE_RESULT_IO = -8,
   SSE_RESULT_PANIC = -9,
   SSE_RESULT_STORAGE = -10,
+  SSE_RESULT_UNAVAILABLE = -11,
 } sse_result;
 
 typedef enum sse_log_level {
@@ -42,6 +43,9 @@ typedef struct sse_config {
   int64_t log_level;
   const char *history_file;
   int64_t fsync_ms;
+  const char *redis_url;
+  const char *redis_stream;
+  size_t redis_history;
 } sse_config;
 
 typedef struct sse_stats {

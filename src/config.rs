@@ -107,7 +107,21 @@ pub struct Config {
     pub history_file: Option<PathBuf>,
     /// When the history file is synced.
     pub fsync: FsyncPolicy,
+    /// When set, the URL of the Redis (7 or later) or Valkey server whose stream this node
+    /// shares with the other nodes of a cluster: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
+    /// `unix:///PATH`. Needs the cargo feature `redis`; excludes `history_file` (the stream is
+    /// the durable history).
+    pub redis: Option<String>,
+    /// The key of the cluster's stream.
+    pub redis_stream: String,
+    /// Entries the stream keeps for replay (`XADD ... MAXLEN ~ N`); `None` keeps `history`,
+    /// and at least [`MIN_REDIS_HISTORY`].
+    pub redis_history: Option<usize>,
 }
+
+/// The fewest entries a cluster's stream keeps: a node that falls that far behind would miss
+/// events trimmed before it read them.
+pub const MIN_REDIS_HISTORY: usize = 1024;
 
 impl Default for Config {
     fn default() -> Config {
@@ -127,6 +141,9 @@ impl Default for Config {
             log: LogLevel::Info,
             history_file: None,
             fsync: FsyncPolicy::Always,
+            redis: None,
+            redis_stream: "ssed".into(),
+            redis_history: None,
         }
     }
 }
@@ -137,6 +154,14 @@ impl Config {
     /// `max_clients`, and at least 32.
     pub fn connection_reserve(&self) -> usize {
         (self.max_clients / 10).max(32)
+    }
+
+    /// Entries the cluster's stream keeps: `redis_history`, else `history`, at least
+    /// [`MIN_REDIS_HISTORY`].
+    pub fn redis_stream_length(&self) -> usize {
+        self.redis_history
+            .unwrap_or(self.history)
+            .max(MIN_REDIS_HISTORY)
     }
 
     /// Refuses settings the server cannot run with.
@@ -166,6 +191,16 @@ impl Config {
         {
             return Err("the fsync interval must be between 1 ms and one day".into());
         }
+        if let Some(url) = &self.redis {
+            validate_redis(url, &self.redis_stream)?;
+            if self.history_file.is_some() {
+                return Err(
+                    "redis and history_file exclude each other: in a cluster the \
+                            Redis stream is the durable history"
+                        .into(),
+                );
+            }
+        }
         for token in [&self.publish_token, &self.subscribe_token]
             .into_iter()
             .flatten()
@@ -176,6 +211,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Refuses a Redis URL of a scheme the cluster cannot use, and an unusable stream key.
+fn validate_redis(url: &str, stream: &str) -> Result<(), String> {
+    if !cfg!(feature = "redis") {
+        return Err("this ssed was built without Redis support (cargo feature redis)".into());
+    }
+    let schemes = ["redis://", "unix://", "redis+unix://"];
+    if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+        return Err(format!(
+            "redis: expected a redis:// or unix:// URL, got '{url}' (TLS is not supported)"
+        ));
+    }
+    if stream.is_empty() || stream.bytes().any(|b| b.is_ascii_control()) {
+        return Err("redis_stream must be a non-empty key without control characters".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,6 +245,30 @@ mod tests {
             ]))
         );
         assert!(Cors::parse(" , ").is_err());
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
+        let with = |url: &str| Config {
+            redis: Some(url.into()),
+            ..Config::default()
+        };
+        assert!(with("http://127.0.0.1").validate().is_err());
+        assert_eq!(
+            with("redis://127.0.0.1:6379").validate().is_ok(),
+            cfg!(feature = "redis")
+        );
+        let both = Config {
+            history_file: Some("h".into()),
+            ..with("redis://127.0.0.1:6379")
+        };
+        assert!(both.validate().is_err());
+        assert_eq!(with("redis://x").redis_stream_length(), MIN_REDIS_HISTORY);
+        let long = Config {
+            history: 5000,
+            ..with("redis://x")
+        };
+        assert_eq!(long.redis_stream_length(), 5000);
     }
 
     #[test]

@@ -162,15 +162,20 @@ impl Conn {
         true
     }
 
-    /// Bytes queued behind the frame being written, what the client has not started to
-    /// receive, with what each queued frame costs to hold (its reference): many small frames
-    /// must not hold more memory than `--max-queue` allows.
+    /// What the queue costs: the bytes waiting, and each queued frame's reference, so that many
+    /// small frames cannot hold more memory than `--max-queue` allows.
+    pub fn queued_cost(&self) -> usize {
+        self.out_bytes + self.out.len() * size_of::<Arc<[u8]>>()
+    }
+
+    /// The queue's cost behind the frame being written: what the client has not started to
+    /// receive.
     pub fn backlog(&self) -> usize {
         let in_flight = self
             .out
             .front()
             .map_or(0, |front| front.len() - self.out_offset);
-        self.out_bytes - in_flight + self.out.len() * size_of::<Arc<[u8]>>()
+        self.queued_cost() - in_flight
     }
 
     /// Writes as much of the queue as one `sendmsg` takes. Returns the bytes written too.

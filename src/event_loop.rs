@@ -184,6 +184,7 @@ impl EventLoop {
             }
             let drained = self.take_published();
             self.answer_waiting_publishers();
+            self.answer_waiting_subscribers();
             if self.shutdown_by.is_none() && self.time_to_shut_down(drained, now) {
                 self.begin_shutdown(now);
             }
@@ -578,7 +579,7 @@ impl EventLoop {
         self.start_closing(conn, slot);
     }
 
-    fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
+    pub(crate) fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
         conn.phase = Phase::Closing;
         conn.body = None;
         conn.input.release();
@@ -627,15 +628,9 @@ impl EventLoop {
     fn intake_budget(&mut self) -> usize {
         let max_queue = self.config.max_queue;
         while let Some(&slot) = self.due.streams.front() {
-            match self.slots[slot as usize].conn.as_mut() {
-                // A stream whose socket is full waits for the network, not for its turn: its
-                // writable event lists it again. It must not hold back every other stream.
-                Some(conn) if conn.dirty && conn.write_blocked => {
-                    conn.dirty = false;
-                    self.due.streams.pop_front();
-                }
+            match self.slots[slot as usize].conn.as_ref() {
                 Some(conn) if conn.dirty && conn.phase == Phase::Streaming => {
-                    let waiting = conn.out_bytes.saturating_sub(conn.replay_allowance);
+                    let waiting = conn.queued_cost().saturating_sub(conn.replay_allowance);
                     return if waiting >= max_queue / 2 {
                         0
                     } else {

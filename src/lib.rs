@@ -37,7 +37,7 @@ mod store;
 #[doc(hidden)]
 pub mod sys;
 
-pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL};
+pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
 pub use event::Event;
 pub use frame::FieldError;
 pub use server::{Handle, Server};

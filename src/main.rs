@@ -31,6 +31,10 @@ Options:
   --history-file PATH    keep the history in this file, so that it survives a restart
   --fsync WHEN           when the history file is synced: always, never, or every MS milliseconds
                          [default: always]
+  --redis URL            join a cluster: share the stream of this Redis (redis://HOST:PORT)
+                         with other nodes; excludes --history-file (needs the feature redis)
+  --redis-stream KEY     the cluster's stream key [default: ssed]
+  --redis-history N      entries the stream keeps for replay [default: --history, at least 1024]
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -258,6 +262,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--subscribe-token" => config.subscribe_token = Some(token(&flag, value()?)?),
             "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
             "--fsync" => config.fsync = fsync(&flag, &value()?)?,
+            "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
+            "--redis-stream" => config.redis_stream = non_empty(&flag, value()?)?,
+            "--redis-history" => config.redis_history = Some(positive(&flag, &value()?)?),
             "--stdin" => options.stdin = true,
             "--topic" => {
                 options.stdin_topic = value()?;
@@ -279,6 +286,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             other => return Err(format!("unexpected argument '{other}'")),
         }
+    }
+    if options.config.redis.is_none()
+        && (options.config.redis_history.is_some() || options.config.redis_stream != "ssed")
+    {
+        return Err("--redis-stream and --redis-history go with --redis".into());
+    }
+    if options.config.redis.is_some() && options.config.history_file.is_some() {
+        return Err(
+            "--redis and --history-file exclude each other: in a cluster the Redis \
+                    stream is the durable history"
+                .into(),
+        );
     }
     if topic_or_event_given && !options.stdin {
         return Err("--topic and --event go with --stdin".into());
@@ -317,6 +336,13 @@ fn history_file(flag: &str, value: String) -> Result<std::path::PathBuf, String>
         return Err(format!("{flag}: expected a path"));
     }
     Ok(value.into())
+}
+
+fn non_empty(flag: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
+        return Err(format!("{flag}: expected a value"));
+    }
+    Ok(value)
 }
 
 /// `always`, `never`, or a number of milliseconds between syncs.
@@ -411,7 +437,9 @@ fn publish_patiently(handle: &Handle, event: &Event) -> Result<(), PublishError>
     loop {
         match handle.publish(event) {
             Err(PublishError::QueueFull) => std::thread::sleep(Duration::from_millis(2)),
-            Err(PublishError::Storage) => std::thread::sleep(Duration::from_millis(100)),
+            Err(PublishError::Storage | PublishError::Unavailable) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Err(PublishError::Stopped) => return Err(PublishError::Stopped),
             Err(e @ PublishError::Invalid(_)) => {
                 eprintln!("ssed: cannot publish: {e}");
@@ -504,6 +532,12 @@ mod tests {
             (&["--retry"], "--retry"),
             (&["--topic", "x"], "--topic"),
             (&["--stdin", "--event", "a\nb"], "--event"),
+            (&["--redis", "http://x"], "redis"),
+            (&["--redis-stream", "k"], "--redis"),
+            (
+                &["--redis", "redis://x", "--history-file", "f"],
+                "--history-file",
+            ),
         ] {
             match parse(args) {
                 Err(message) => assert!(message.contains(needle), "{message}"),

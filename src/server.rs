@@ -36,6 +36,9 @@ pub struct Handle {
     intake: Arc<Intake>,
     counters: Arc<Counters>,
     local_addr: SocketAddr,
+    /// In a cluster, where publishes go instead of the intake.
+    #[cfg(feature = "redis")]
+    cluster: Option<Arc<crate::store::Publisher>>,
 }
 
 impl Server {
@@ -58,6 +61,8 @@ impl Server {
         let intake = Arc::new(Intake::new(waker, config.publish_queue));
         let counters = Arc::new(Counters::default());
         let store = open_store(&config, intake.clone())?;
+        #[cfg(feature = "redis")]
+        let cluster = store.cluster_publisher();
         let event_loop = EventLoop::new(poll, listener, store, counters.clone(), config);
         Ok(Server {
             event_loop,
@@ -65,6 +70,8 @@ impl Server {
                 intake,
                 counters,
                 local_addr,
+                #[cfg(feature = "redis")]
+                cluster,
             },
         })
     }
@@ -101,19 +108,30 @@ impl Server {
     }
 }
 
-/// The store the loop takes events from: memory only (this build has no history file).
-#[cfg(not(feature = "history-file"))]
-fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
-    Ok(Store::new(intake, config.history))
-}
-
-/// The store the loop takes events from: memory only, or through the history file.
-#[cfg(feature = "history-file")]
+/// The store the loop takes events from: memory only, through the history file, or from a
+/// cluster's Redis stream.
 fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
     let store = Store::new(intake.clone(), config.history);
-    let Some(path) = &config.history_file else {
-        return Ok(store);
-    };
+    #[cfg(feature = "redis")]
+    if config.redis.is_some() {
+        let cluster = crate::store::Cluster::open(config, intake)?;
+        return Ok(store.with_cluster(cluster));
+    }
+    #[cfg(feature = "history-file")]
+    if let Some(path) = &config.history_file {
+        return with_history_file(store, config, path, intake);
+    }
+    Ok(store)
+}
+
+/// Loads the history file into `store`, which delivers through it from then on.
+#[cfg(feature = "history-file")]
+fn with_history_file(
+    store: Store,
+    config: &Config,
+    path: &std::path::Path,
+    intake: Arc<Intake>,
+) -> io::Result<Store> {
     let options = file::Options {
         retained: config.history,
         fsync: config.fsync,
@@ -142,8 +160,16 @@ impl Handle {
     /// Publishes one event: validates it, assigns an id when it has none, encodes it once and
     /// queues it for the loop. Never blocks on the loop.
     ///
+    /// In a cluster (`Config::redis`) the event is appended to the Redis stream, which assigns
+    /// its id, and this waits for Redis's answer (a round trip; at most a few seconds when Redis
+    /// does not answer, then `PublishError::Unavailable`). Redis down fails at once.
+    ///
     /// Returns the id the server assigned, or `None` when the event carried its own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.publish(event);
+        }
         self.intake.publish(event)
     }
 

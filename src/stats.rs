@@ -212,6 +212,78 @@ pub fn render_history_file(out: &mut String, status: &FileHealth) {
     );
 }
 
+/// A cluster node's view of its Redis, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct RedisStatus {
+    /// Why Redis cannot be used now; `None` while it can.
+    pub trouble: Option<String>,
+    /// How long the last event delivered took from its publish (its id is Redis's clock then,
+    /// in microseconds) to this node's fan-out, in milliseconds.
+    pub delivery_lag_ms: u64,
+    /// Entries read from the stream, waiting for the loop.
+    pub queued: u64,
+    /// Connections to Redis made again after a failure.
+    pub reconnects: u64,
+    /// Times the stream was found to end before what this node had delivered: entries lost.
+    pub rewinds: u64,
+    /// Stream entries skipped: not written by ssed, or they would corrupt a stream.
+    pub refused_entries: u64,
+    /// `Last-Event-ID`s older than the ring, looked up in Redis.
+    pub lookups: u64,
+}
+
+/// Appends a cluster node's Redis metrics to a `/metrics` body.
+pub fn render_redis(out: &mut String, status: &RedisStatus) {
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    metric(
+        "ssed_redis_up",
+        "gauge",
+        "1 while Redis can be published to and read from, else 0 (publishing is refused).",
+        u64::from(status.trouble.is_none()),
+    );
+    metric(
+        "ssed_redis_delivery_lag_milliseconds",
+        "gauge",
+        "From the last delivered event's publish in Redis to its fan-out on this node.",
+        status.delivery_lag_ms,
+    );
+    metric(
+        "ssed_redis_tail_queued_entries",
+        "gauge",
+        "Entries read from the stream and not yet delivered by this node.",
+        status.queued,
+    );
+    metric(
+        "ssed_redis_reconnects_total",
+        "counter",
+        "Connections to Redis made again after a failure.",
+        status.reconnects,
+    );
+    metric(
+        "ssed_redis_stream_rewinds_total",
+        "counter",
+        "Times the stream ended before what this node had delivered (entries lost, e.g. a failover).",
+        status.rewinds,
+    );
+    metric(
+        "ssed_redis_refused_entries_total",
+        "counter",
+        "Stream entries skipped: not written by ssed, or they would corrupt a stream.",
+        status.refused_entries,
+    );
+    metric(
+        "ssed_redis_replay_lookups_total",
+        "counter",
+        "Last-Event-IDs older than the ring, looked up in Redis.",
+        status.lookups,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,21 @@ pub struct sse_config {
     /// When the history file is synced: 0 (the default) after every write, before events are
     /// delivered; -1 never (left to the OS); N > 0 at most every N milliseconds.
     pub fsync_ms: i64,
+    /// When not NULL, the URL of the Redis (7 or later) or Valkey server whose stream this
+    /// server shares with the other nodes of a cluster: "redis://HOST:PORT" (optionally with
+    /// ":PASSWORD@" before the host and "/DB" after the port) or "unix:///PATH". Events are
+    /// then appended to the stream, which assigns their ids, and every node delivers them all;
+    /// `sse_publish` waits for Redis's answer (a round trip, at most a few seconds) and returns
+    /// `SSE_RESULT_UNAVAILABLE` when Redis cannot be reached. Needs a libssed built with the
+    /// cargo feature `redis` (otherwise `sse_server_new` fails saying so); excludes
+    /// `history_file`. Redis being down when `sse_server_new` runs is no error: publishing
+    /// fails until it is back. Default NULL.
+    pub redis_url: *const c_char,
+    /// The key of the cluster's stream. NULL (the default) means "ssed".
+    pub redis_stream: *const c_char,
+    /// Entries the cluster's stream keeps for replay; 0 (the default) keeps `history`, and at
+    /// least 1024 in any case.
+    pub redis_history: usize,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -142,6 +157,9 @@ fn config_defaults() -> sse_config {
         log_level: sse_log_level::Quiet as i64,
         history_file: std::ptr::null(),
         fsync_ms: 0,
+        redis_url: std::ptr::null(),
+        redis_stream: std::ptr::null(),
+        redis_history: 0,
     }
 }
 
@@ -230,6 +248,18 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
         }
         config.history_file = Some(path.into());
     }
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (redis_url, redis_stream) = unsafe {
+        (
+            optional_str(c.redis_url, "redis_url")?,
+            optional_str(c.redis_stream, "redis_stream")?,
+        )
+    };
+    config.redis = (!c.redis_url.is_null()).then(|| redis_url.to_owned());
+    if !c.redis_stream.is_null() {
+        config.redis_stream = redis_stream.to_owned();
+    }
+    config.redis_history = (c.redis_history != 0).then_some(c.redis_history);
     config.fsync = match c.fsync_ms {
         0 => FsyncPolicy::Always,
         -1 => FsyncPolicy::Never,
@@ -264,7 +294,7 @@ mod tests {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
         assert_eq!(
-            offset_of!(sse_config, fsync_ms) + size_of::<i64>(),
+            offset_of!(sse_config, redis_history) + size_of::<usize>(),
             size_of::<sse_config>()
         );
         assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));

@@ -9,7 +9,8 @@ use super::{guard, optional_str};
 use crate::{Event, FieldError, PublishError};
 
 /// Publishes one event to the subscribers of `topic` and appends it to the history. Copies
-/// everything it needs before returning; never blocks on the loop or the network.
+/// everything it needs before returning; never blocks on the loop or the network, except in a
+/// cluster (`redis_url`), where it waits for Redis to append the event and assign its id.
 /// - `topic`: NULL or "" for the empty topic (which `GET /events` without `topic=` receives).
 /// - `event_type`: NULL or "" for the default type `message`; must not contain CR or LF.
 /// - `data`, `data_len`: the payload, `data_len` bytes of UTF-8, not necessarily
@@ -25,11 +26,13 @@ use crate::{Event, FieldError, PublishError};
 /// negative `sse_result` comes back: `SSE_RESULT_NULL_ARGUMENT` (NULL `server`, or NULL `data`
 /// with `data_len` > 0), `SSE_RESULT_INVALID_UTF8`, `SSE_RESULT_INVALID_FIELD` (CR or LF in
 /// `event_type` or `id`), `SSE_RESULT_QUEUE_FULL` (the loop is `publish_queue` events behind:
-/// retry later or drop the event), `SSE_RESULT_STOPPED`.
-/// `SSE_RESULT_STORAGE` while the history file cannot be written (a full or failing disk).
+/// retry later or drop the event), `SSE_RESULT_STOPPED`, `SSE_RESULT_STORAGE` (the history file
+/// cannot be written: a full or failing disk), `SSE_RESULT_UNAVAILABLE` (a cluster's Redis cannot
+/// be reached).
 /// With a history file, subscribers receive the event once it is written (see `fsync_ms`), and
 /// this call returns before that, once the event is queued: a crash of the process can lose
-/// what it returned and the file had not yet written.
+/// what it returned and the file had not yet written. In a cluster it returns once Redis has
+/// the event (waiting at most 3 seconds on the calling thread, never on the loop).
 /// Events published before the loop starts are queued (up to `publish_queue`) and sent when it
 /// does. Events published from one thread reach every subscriber in that order.
 /// Thread-safety: any thread, concurrently, until `sse_server_free`.
@@ -178,6 +181,7 @@ fn publish_failed(e: PublishError) -> sse_result {
         PublishError::QueueFull => sse_result::QueueFull,
         PublishError::Stopped => sse_result::Stopped,
         PublishError::Storage => sse_result::Storage,
+        PublishError::Unavailable => sse_result::Unavailable,
     };
     fail(code, e)
 }

@@ -36,6 +36,10 @@ pub enum sse_result {
     /// The history file cannot be written now (a full or failing disk): nothing was published.
     /// Publishing recovers by itself when the disk does; retry later.
     Storage = -10,
+    /// In a cluster (`redis_url`), Redis cannot be reached or did not answer in time: the event
+    /// was not acknowledged (when Redis failed in the middle of the call, it may still have been
+    /// published). Publishing recovers by itself when Redis does; retry later.
+    Unavailable = -11,
 }
 
 /// A short static description of a result code, such as "the publish queue is full"; an
@@ -56,6 +60,7 @@ pub extern "C" fn sse_result_str(code: c_int) -> *const c_char {
         -8 => c"system error",
         -9 => c"internal error (panic)",
         -10 => c"the history file cannot be written",
+        -11 => c"the cluster's Redis cannot be reached",
         _ => c"unknown result code",
     };
     text.as_ptr()
@@ -121,7 +126,7 @@ pub(crate) mod tests {
 
     #[test]
     fn result_codes_match_their_descriptions() {
-        for code in -10..=0 {
+        for code in -11..=0 {
             // SAFETY: static NUL-terminated strings.
             let text = unsafe { CStr::from_ptr(sse_result_str(code)) };
             assert_ne!(text.to_bytes(), b"unknown result code", "code {code}");

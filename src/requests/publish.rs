@@ -132,6 +132,11 @@ impl EventLoop {
                 let why = "the history file cannot be written; nothing was published";
                 self.reject(conn, slot, status, &extra, why, Refusal::Storage)
             }
+            Err(PublishError::Unavailable) => {
+                let extra = format!("{cors}Retry-After: 1\r\n");
+                let why = "the cluster's Redis cannot be reached; the event was not acknowledged";
+                self.reject(conn, slot, status, &extra, why, Refusal::Storage)
+            }
         }
     }
 
@@ -150,6 +155,11 @@ impl EventLoop {
             Err(PublishError::Storage) => (
                 Status::UNAVAILABLE,
                 "the history file cannot be written; nothing was published",
+                Refusal::Storage,
+            ),
+            Err(PublishError::Unavailable) => (
+                Status::UNAVAILABLE,
+                "the cluster's Redis cannot be reached; nothing was published",
                 Refusal::Storage,
             ),
             Err(PublishError::Stopped) => (

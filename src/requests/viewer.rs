@@ -65,8 +65,7 @@ impl EventLoop {
             let topics: Vec<Box<str>> = query.topics.into_iter().map(Into::into).collect();
             let retained: Vec<Retained> = self
                 .store
-                .replay(BEFORE_ALL)
-                .entries
+                .history()
                 .map(|entry| Retained {
                     id: std::str::from_utf8(entry.id()).unwrap_or_default(),
                     event_type: entry.event_type(),

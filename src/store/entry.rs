@@ -16,6 +16,8 @@ pub struct Entry {
     id: Range<usize>,
     event_type: Range<usize>,
     topics: Topics,
+    /// Where the event sits in a cluster's Redis stream (see `cluster/`); 0 outside a cluster.
+    pub position: u64,
 }
 
 impl Entry {
@@ -25,6 +27,7 @@ impl Entry {
             id: encoded.id,
             event_type: encoded.event_type,
             topics,
+            position: 0,
         }
     }
 

@@ -25,6 +25,10 @@ pub enum PublishError {
     Stopped,
     /// The history file cannot be written now (a full or failing disk). Try again later.
     Storage,
+    /// The cluster's Redis cannot be reached (or did not answer in time). The event was not
+    /// acknowledged: when Redis failed in the middle of the call it may still have been
+    /// published. Try again later.
+    Unavailable,
 }
 
 impl std::fmt::Display for PublishError {
@@ -34,6 +38,7 @@ impl std::fmt::Display for PublishError {
             PublishError::QueueFull => f.write_str("the publish queue is full"),
             PublishError::Stopped => f.write_str("the server is stopped"),
             PublishError::Storage => f.write_str("the history file cannot be written"),
+            PublishError::Unavailable => f.write_str("the cluster's Redis cannot be reached"),
         }
     }
 }

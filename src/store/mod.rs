@@ -16,10 +16,15 @@
 //! new events to the file's writer thread and hands the loop only those written, so that no
 //! subscriber sees an event a crash could take back, and an HTTP publisher is answered then
 //! ([`Store::publish`] says `Waiting`, and its answer comes back through [`Store::acks`]). The
-//! ring is loaded from the file at start. A Redis stream would replace the queue of step 1 on
-//! the delivery side the same way: publishes appended to the stream, `take` handing over what
-//! the stream's tail has read. Either way the fan-out and the writes stay as they are.
+//! ring is loaded from the file at start. In a cluster (`cluster/`, cargo feature `redis`) a
+//! Redis stream replaces the queue of step 1: publishes are appended to the stream (`publish`
+//! says `Waiting` too), and `take` hands over what the node's tail has read from it, whichever
+//! node published it; a `Last-Event-ID` older than the ring is looked up in Redis off the loop
+//! ([`Store::replay`] says so, and the events come through [`Store::late_replays`]). Either way
+//! the fan-out and the writes stay as they are.
 
+#[cfg(feature = "redis")]
+mod cluster;
 #[cfg(feature = "history-file")]
 mod durable;
 mod entry;
@@ -42,9 +47,13 @@ pub use intake::PublishError;
 pub(crate) use ring::Replay;
 use ring::Ring;
 
+#[cfg(feature = "redis")]
+pub(crate) use cluster::{Cluster, Publisher};
+
 #[cfg(feature = "history-file")]
 use crate::config::LogLevel;
 use crate::event::Event;
+use crate::stats::RedisStatus;
 
 /// The history file's state, for `/health` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,11 +109,30 @@ pub(crate) enum Submitted {
     Waiting,
 }
 
+/// A replay that waited for Redis: a subscriber's `Last-Event-ID` was older than the ring.
+pub(crate) struct LateReplay {
+    /// The loop's token of the subscriber's connection.
+    pub waiter: usize,
+    /// What to send it, or `None` when Redis failed: its stream is closed then, so that the
+    /// client comes back with its `Last-Event-ID`.
+    pub events: Option<LateEvents>,
+}
+
+/// The events of a late replay: `looked_up`, then the ring's events after position `after`.
+pub(crate) struct LateEvents {
+    /// The stream no longer holds the subscriber's id: events may be missing.
+    pub gap: bool,
+    pub looked_up: Vec<Entry>,
+    pub after: u64,
+}
+
 /// The loop's side of the seam: what it takes to deliver, what it keeps, what it replays.
 pub(crate) struct Store {
     intake: Arc<Intake>,
     ring: Ring,
     file: Option<Durable>,
+    #[cfg(feature = "redis")]
+    cluster: Option<Cluster>,
     taken: Vec<Accepted>,
     /// Answers due to HTTP publishers that waited for the history file; the loop sends them.
     pub acks: Vec<Ack>,
@@ -117,6 +145,8 @@ impl Store {
             intake,
             ring: Ring::new(history),
             file: None,
+            #[cfg(feature = "redis")]
+            cluster: None,
             taken: Vec::new(),
             acks: Vec::new(),
         }
@@ -142,8 +172,28 @@ impl Store {
         self
     }
 
+    /// Delivers from the cluster's Redis stream from now on (see `cluster/`).
+    #[cfg(feature = "redis")]
+    pub fn with_cluster(mut self, cluster: Cluster) -> Store {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster's publisher, for handles that publish from other threads.
+    #[cfg(feature = "redis")]
+    pub fn cluster_publisher(&self) -> Option<Arc<Publisher>> {
+        self.cluster.as_ref().map(Cluster::publisher)
+    }
+
     /// Publishes from the loop's own thread, for the connection with token `waiter`.
     pub fn publish(&self, event: &Event, waiter: usize) -> Submitted {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return match cluster.submit(event, waiter) {
+                Ok(()) => Submitted::Waiting,
+                Err(why) => Submitted::Done(Err(why)),
+            };
+        }
         if self.file.is_none() {
             return Submitted::Done(self.intake.publish(event));
         }
@@ -162,6 +212,10 @@ impl Store {
     /// events are already waiting, so that it must not sleep.
     pub fn prepare_to_sleep(&self) -> bool {
         let arrived = self.intake.prepare_to_sleep();
+        #[cfg(feature = "redis")]
+        if self.cluster.as_ref().is_some_and(Cluster::has_news) {
+            return true;
+        }
         arrived || self.file.as_ref().is_some_and(Durable::has_settled)
     }
 
@@ -169,6 +223,10 @@ impl Store {
     /// bytes of frames. Returns true when the server is stopped and every event it accepted has
     /// been handed over.
     pub fn take(&mut self, batch: &mut Vec<Entry>, budget: usize) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &mut self.cluster {
+            return cluster.take(&mut self.ring, batch, budget, &mut self.acks);
+        }
         match &mut self.file {
             Some(durable) => durable.take(&self.intake, batch, budget, &mut self.acks),
             None => {
@@ -183,13 +241,51 @@ impl Store {
     /// empty.
     pub fn keep(&mut self, batch: &mut Vec<Entry>) {
         for entry in batch.drain(..) {
+            #[cfg(feature = "redis")]
+            if let Some(cluster) = &mut self.cluster {
+                cluster.delivered(&entry);
+            }
             self.ring.push(entry);
         }
     }
 
-    /// The retained events a subscriber that last saw `last_id` has missed.
-    pub fn replay(&self, last_id: &str) -> Replay<'_> {
-        self.ring.since(last_id)
+    /// The retained events a subscriber that last saw `last_id` has missed. In a cluster, an id
+    /// the ring does not hold is looked up in Redis for the connection `waiter`: `None` says so,
+    /// and its events come later through [`Store::late_replays`].
+    pub fn replay(&mut self, last_id: &str, waiter: usize) -> Option<Replay<'_>> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &mut self.cluster
+            && !self.ring.holds(last_id)
+            && cluster.look_up(last_id, waiter)
+        {
+            return None;
+        }
+        let _ = waiter;
+        Some(self.ring.since(last_id))
+    }
+
+    /// Replays that waited for Redis and can be sent now (see [`LateReplay`]). Call it after
+    /// `keep`, so that what the replays hold and what the fan-out sends next meet exactly.
+    pub fn late_replays(&mut self) -> Vec<LateReplay> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &mut self.cluster
+            && cluster.has_waiting()
+        {
+            let mut ready = Vec::new();
+            cluster.late_replays(&self.ring, &mut ready);
+            return ready;
+        }
+        Vec::new()
+    }
+
+    /// The retained events placed after `position` in a cluster's stream, oldest first.
+    pub fn ring_after(&self, position: u64) -> impl Iterator<Item = &Entry> {
+        self.ring.after_position(position)
+    }
+
+    /// Every retained event, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &Entry> {
+        self.ring.all()
     }
 
     /// Number of events retained.
@@ -202,6 +298,19 @@ impl Store {
         if let Some(durable) = &mut self.file {
             durable.close();
         }
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &mut self.cluster {
+            cluster.close();
+        }
+    }
+
+    /// Redis's state, in a cluster.
+    pub fn redis_status(&self) -> Option<RedisStatus> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return Some(cluster.status());
+        }
+        None
     }
 
     /// The history file's state, when there is one.

@@ -41,6 +41,11 @@ impl Ring {
         self.ring.push_back(entry);
     }
 
+    /// Every retained event, oldest first.
+    pub fn all(&self) -> std::collections::vec_deque::Iter<'_, Entry> {
+        self.ring.iter()
+    }
+
     /// Number of events retained.
     pub fn len(&self) -> usize {
         self.ring.len()
@@ -59,6 +64,25 @@ impl Ring {
                 entries: self.ring.range(..),
             },
         }
+    }
+
+    /// True when an event with id `last_id` is retained.
+    #[cfg(feature = "redis")]
+    pub fn holds(&self, last_id: &str) -> bool {
+        self.ring.iter().rev().any(|e| e.id() == last_id.as_bytes())
+    }
+
+    /// The retained events placed after `position` in a cluster's stream, oldest first
+    /// (positions grow along the ring).
+    pub fn after_position(&self, position: u64) -> std::collections::vec_deque::Iter<'_, Entry> {
+        let start = self.ring.partition_point(|e| e.position <= position);
+        self.ring.range(start..)
+    }
+
+    /// The stream position of the oldest retained event.
+    #[cfg(feature = "redis")]
+    pub fn oldest_position(&self) -> Option<u64> {
+        self.ring.front().map(|e| e.position)
     }
 }
 

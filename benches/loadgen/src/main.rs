@@ -52,7 +52,9 @@ subscriber gets every event in order. Prints a table, then one JSON line.
                            events behind, default 500
   --idle                   publish nothing: connect, settle, measure memory
   --settle SECS            wait after connecting before measuring, default 1
-  --server-pid PID         server process (its descendants count too) for CPU and RSS
+  --server-pid PID[,PID]   server processes (their descendants count too) for CPU and RSS
+  --subscriber-targets ADDR,ADDR,...  spread the subscribers evenly over these servers (the
+                           nodes of a cluster); events are still published to --target
   --scenario NAME --label NAME   copied into the JSON line
   --source-ips N           spread subscribers over 127.0.0.1..127.0.0.N, default 200
   --per-process N          subscribers per subscriber process, default 18000
@@ -111,8 +113,10 @@ struct BenchConfig {
     size: usize,
     idle: bool,
     settle_s: f64,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     per_process: usize,
+    /// Where subscriber processes connect, round robin; empty: --target.
+    subscriber_targets: Vec<SocketAddrV4>,
     connect_timeout_s: u64,
     drain_timeout_s: u64,
 }
@@ -157,7 +161,11 @@ impl Workers {
 }
 
 fn spawn_workers(args: &[String], opts: &Options, config: &BenchConfig, control: &Control) -> Result<Workers, String> {
-    let count = config.subscribers.div_ceil(config.per_process).max(1);
+    let mut count = config.subscribers.div_ceil(config.per_process).max(1);
+    if !config.subscriber_targets.is_empty() {
+        // As many subscriber processes for each server.
+        count = count.div_ceil(config.subscriber_targets.len()) * config.subscriber_targets.len();
+    }
     if count > control::MAX_WORKERS {
         return Err("too many subscriber processes".into());
     }
@@ -170,6 +178,10 @@ fn spawn_workers(args: &[String], opts: &Options, config: &BenchConfig, control:
         let n = per_worker.min(config.subscribers - first);
         let mut command = Command::new(&exe);
         command.arg("worker").args(pass_through(args)).stdout(Stdio::piped());
+        if !config.subscriber_targets.is_empty() {
+            let target = config.subscriber_targets[slot % config.subscriber_targets.len()];
+            command.args(["--target", &target.to_string()]);
+        }
         command.args(["--first-index", &first.to_string(), "--count", &n.to_string(), "--slot", &slot.to_string()]);
         command.args(["--control", &control.path().to_string_lossy(), "--size", &config.size.to_string()]);
         command.args(["--connect-timeout", &opts.text("connect-timeout", "30")]);
@@ -200,7 +212,7 @@ fn pass_through(args: &[String]) -> Vec<String> {
 
 /// The server's process tree, re-read at each use: nginx may restart a worker.
 fn server_tree(config: &BenchConfig) -> Vec<u32> {
-    config.server_pid.map(procstat::process_tree).unwrap_or_default()
+    config.server_pids.iter().flat_map(|&pid| procstat::process_tree(pid)).collect()
 }
 
 fn run_bench(args: &[String]) -> Result<(), String> {
@@ -214,7 +226,21 @@ fn run_bench(args: &[String]) -> Result<(), String> {
         size: opts.number("size", 200)?,
         idle: opts.has("idle"),
         settle_s: opts.number("settle", 1.0)?,
-        server_pid: if opts.has("server-pid") { Some(opts.number("server-pid", 0)?) } else { None },
+        server_pids: opts
+            .text("server-pid", "")
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().map_err(|_| format!("--server-pid: not a number: {p}")))
+            .collect::<Result<_, String>>()?,
+        subscriber_targets: opts
+            .text("subscriber-targets", "")
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| match t.parse::<SocketAddrV4>() {
+                Ok(addr) if addr.ip().octets()[0] == 127 => Ok(addr),
+                _ => Err(format!("--subscriber-targets: not a loopback IPv4:PORT: {t}")),
+            })
+            .collect::<Result<_, String>>()?,
         per_process: opts.number::<usize>("per-process", 18000)?.max(1),
         connect_timeout_s: opts.number("connect-timeout", 30)?,
         drain_timeout_s: opts.number("drain-timeout", 15)?,
