@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::auth::Keys;
 use crate::config::{Config, LogLevel};
 use crate::conn::{Conn, Flushed, Phase, ReadEnd};
 use crate::frame;
@@ -85,6 +86,8 @@ pub(crate) struct EventLoop {
     /// that is reset when the process exits.
     listener: Option<TcpListener>,
     pub(crate) config: Config,
+    /// The keys JSON Web Tokens are verified with.
+    pub(crate) keys: Keys,
     /// Where events come from, are kept and are replayed from.
     pub(crate) store: Store,
     pub(crate) counters: Arc<Counters>,
@@ -132,6 +135,7 @@ impl EventLoop {
             store,
             counters,
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
+            keys: Keys::new(&config),
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -643,7 +647,7 @@ impl EventLoop {
             let backlog = conn.backlog();
             let mut added = false;
             for entry in batch {
-                if entry.matches(&conn.topics) {
+                if conn.subscription.wants(entry) {
                     conn.push(entry.frame.clone());
                     added = true;
                 }
@@ -790,7 +794,9 @@ impl EventLoop {
                 Phase::Head if conn.input.is_empty() && conn.keep_alive => self.close(slot),
                 Phase::Head | Phase::Body => self.time_out(slot),
                 Phase::Closing | Phase::Lingering => self.close(slot),
-                Phase::Streaming | Phase::Publishing => {}
+                // A stream's only deadline is its token's expiry.
+                Phase::Streaming => self.token_expired(slot),
+                Phase::Publishing => {}
             }
         }
         // Give back what a burst of connections left in the heap.
@@ -814,6 +820,16 @@ impl EventLoop {
         let why = "the request was not received in time";
         self.reject(&mut conn, slot, Status::TIMEOUT, "", why, Refusal::Timeout);
         self.slots[slot as usize].conn = Some(conn);
+    }
+
+    /// Closes a stream whose token has expired: it may read nothing more. A browser
+    /// reconnects, and needs a fresh token to be let in again.
+    fn token_expired(&mut self, slot: u32) {
+        self.log(
+            LogLevel::Verbose,
+            format_args!("closed a stream: its token expired"),
+        );
+        self.close(slot);
     }
 
     fn send_heartbeats(&mut self) {

@@ -40,6 +40,7 @@ use ring::Ring;
 
 use crate::config::LogLevel;
 use crate::event::Event;
+use crate::frame::IdForm;
 
 /// The fate of an HTTP publish whose answer waited for the history file: the event's id, or why
 /// it was not published.
@@ -100,12 +101,13 @@ impl Store {
         self
     }
 
-    /// Publishes from the loop's own thread, for the connection with token `waiter`.
-    pub fn publish(&self, event: &Event, waiter: usize) -> Submitted {
+    /// Publishes from the loop's own thread, for the connection with token `waiter`; an id
+    /// assigned to the event is written in `form`.
+    pub fn publish(&self, event: &Event, waiter: usize, form: IdForm) -> Submitted {
         if self.file.is_none() {
-            return Submitted::Done(self.intake.publish(event));
+            return Submitted::Done(self.intake.publish_for(event, None, form));
         }
-        match self.intake.publish_for(event, Some(waiter)) {
+        match self.intake.publish_for(event, Some(waiter), form) {
             Ok(_) => Submitted::Waiting,
             Err(why) => Submitted::Done(Err(why)),
         }
