@@ -413,23 +413,76 @@ impl Template {
         if !self.prefix_and_suffix_fit(topic) {
             return false;
         }
+        if let Some(matched) = self.match_literal_then_value(topic) {
+            return matched;
+        }
+        // The fan-out matches every event against every template subscription: the state is
+        // this thread's, reused, so that a match allocates nothing.
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    let matched = self.matches_with(topic, &mut scratch);
+                    scratch.trim();
+                    matched
+                }
+                Err(_) => self.matches_with(topic, &mut Scratch::default()),
+            })
+            .unwrap_or_else(|_| self.matches_with(topic, &mut Scratch::default()))
+    }
+
+    fn matches_with(&self, topic: &[u8], scratch: &mut Scratch) -> bool {
+        let n = topic.len();
+        let Scratch { reach, next, pass } = scratch;
         // reach[i]: the pieces so far can match topic[..i].
-        let mut reach = vec![false; topic.len() + 1];
+        reach.clear();
+        reach.resize(n + 1, false);
         reach[0] = true;
-        let mut next = vec![false; topic.len() + 1];
-        let mut scratch = Scratch::default();
+        next.clear();
+        next.resize(n + 1, false);
         for piece in &self.pieces {
             next.fill(false);
             match piece {
-                Piece::Literal(text) => step_literal(topic, text.as_bytes(), &reach, &mut next),
-                Piece::Expression(e) => step_expression(topic, e, &reach, &mut next, &mut scratch),
+                Piece::Literal(text) => step_literal(topic, text.as_bytes(), reach, next),
+                Piece::Expression(e) => step_expression(topic, e, reach, next, pass),
             }
-            std::mem::swap(&mut reach, &mut next);
+            std::mem::swap(reach, next);
             if !reach.contains(&true) {
                 return false;
             }
         }
-        reach[topic.len()]
+        reach[n]
+    }
+
+    /// The most common shape, a literal and then one variable (`https://example.com/books/{id}`,
+    /// `{+path}`), answered in one pass: the rest of the topic must be one value of the
+    /// expression, or nothing. `None` for any other shape. The caller has checked the prefix.
+    fn match_literal_then_value(&self, topic: &[u8]) -> Option<bool> {
+        let (literal, e) = match self.pieces.as_slice() {
+            [Piece::Literal(literal), Piece::Expression(e)] => (literal.len(), e),
+            [Piece::Expression(e)] => (0, e),
+            _ => return None,
+        };
+        if e.max_separators != Some(0) {
+            return None; // Several values: the general matcher counts separators.
+        }
+        let mut rest = &topic[literal..];
+        if rest.is_empty() {
+            return Some(true); // The expression is optional.
+        }
+        if let Some(first) = e.first {
+            match rest.split_first() {
+                Some((&c, after)) if c == first => rest = after,
+                _ => return Some(false),
+            }
+        }
+        let mut at = 0;
+        while at < rest.len() {
+            match value_step(rest, at, e.head) {
+                Some(to) => at = to,
+                None => return Some(false),
+            }
+        }
+        Some(true)
     }
 
     /// A cheap refusal before any allocation: a template that starts (or ends) with a literal
@@ -563,13 +616,37 @@ fn step_literal(topic: &[u8], literal: &[u8], reach: &[bool], next: &mut [bool])
     }
 }
 
-/// Per-position state of one expression pass, kept between pieces to allocate once.
+/// Per-position state of a match: where the pieces so far can end, and one expression
+/// pass's own.
 #[derive(Default)]
 struct Scratch {
+    reach: Vec<bool>,
+    next: Vec<bool>,
+    pass: Pass,
+}
+
+/// Per-position state of one expression pass, kept between pieces to allocate once.
+#[derive(Default)]
+struct Pass {
     /// head[i]: position i is reachable inside the first value.
     head: Vec<bool>,
     /// tail[i]: the fewest separators used to reach position i after a separator.
     tail: Vec<u32>,
+}
+
+/// Positions a thread's scratch keeps between matches; a longer topic's are given back.
+const SCRATCH_KEEP: usize = 4096;
+
+impl Scratch {
+    fn trim(&mut self) {
+        if self.reach.capacity() > SCRATCH_KEEP {
+            *self = Scratch::default();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 const UNREACHED: u32 = u32::MAX;
@@ -580,7 +657,7 @@ fn step_expression(
     e: &Expression,
     reach: &[bool],
     next: &mut [bool],
-    scratch: &mut Scratch,
+    scratch: &mut Pass,
 ) {
     // The whole expression is optional.
     next.copy_from_slice(reach);
@@ -972,6 +1049,29 @@ mod tests {
     /// same template. Both read the character classes from the compiled template, so this
     /// checks the matching (separators, escapes, optional pieces); the tests above pin the
     /// classes themselves.
+    #[test]
+    fn the_one_value_shortcut_agrees_with_the_general_matcher() {
+        let mut random = Random(0x5eed_1234_abcd_0002);
+        let mut shortcuts = 0;
+        for _ in 0..50_000 {
+            let (source, topic) = random_case(&mut random);
+            let Kind::Template(template) = Selector::compile(&source).kind else {
+                continue;
+            };
+            let bytes = topic.as_bytes();
+            if !template.prefix_and_suffix_fit(bytes) {
+                continue;
+            }
+            let Some(quick) = template.match_literal_then_value(bytes) else {
+                continue;
+            };
+            shortcuts += 1;
+            let general = template.matches_with(bytes, &mut Scratch::default());
+            assert_eq!(quick, general, "{source:?} {topic:?}");
+        }
+        assert!(shortcuts > 1_000, "{shortcuts} cases took the shortcut");
+    }
+
     #[test]
     fn matching_agrees_with_the_regex_mercure_builds() {
         let mut random = Random(0x5eed_1234_abcd_0001);
