@@ -158,6 +158,8 @@ impl Selector {
 #[derive(Debug, Clone)]
 struct Template {
     pieces: Vec<Piece>,
+    /// Whether one greedy pass over the topic decides a match (see `is_one_pass`).
+    one_pass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -403,8 +405,10 @@ impl Template {
             return Err(NotATemplate);
         }
         parser.end_literal(source, source.len());
+        let one_pass = is_one_pass(&parser.pieces);
         Ok(Template {
             pieces: parser.pieces,
+            one_pass,
         })
     }
 
@@ -413,8 +417,8 @@ impl Template {
         if !self.prefix_and_suffix_fit(topic) {
             return false;
         }
-        if let Some(matched) = self.match_literal_then_value(topic) {
-            return matched;
+        if self.one_pass {
+            return self.match_one_pass(topic);
         }
         // The fan-out matches every event against every template subscription: the state is
         // this thread's, reused, so that a match allocates nothing.
@@ -453,36 +457,35 @@ impl Template {
         reach[n]
     }
 
-    /// The most common shape, a literal and then one variable (`https://example.com/books/{id}`,
-    /// `{+path}`), answered in one pass: the rest of the topic must be one value of the
-    /// expression, or nothing. `None` for any other shape. The caller has checked the prefix.
-    fn match_literal_then_value(&self, topic: &[u8]) -> Option<bool> {
-        let (literal, e) = match self.pieces.as_slice() {
-            [Piece::Literal(literal), Piece::Expression(e)] => (literal.len(), e),
-            [Piece::Expression(e)] => (0, e),
-            _ => return None,
-        };
-        if e.max_separators != Some(0) {
-            return None; // Several values: the general matcher counts separators.
-        }
-        let mut rest = &topic[literal..];
-        if rest.is_empty() {
-            return Some(true); // The expression is optional.
-        }
-        if let Some(first) = e.first {
-            match rest.split_first() {
-                Some((&c, after)) if c == first => rest = after,
-                _ => return Some(false),
-            }
-        }
+    /// Matches in one greedy pass, for the templates `is_one_pass` accepts: each literal must
+    /// come next in the topic, and each expression takes the longest value it can.
+    fn match_one_pass(&self, topic: &[u8]) -> bool {
         let mut at = 0;
-        while at < rest.len() {
-            match value_step(rest, at, e.head) {
-                Some(to) => at = to,
-                None => return Some(false),
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => {
+                    if !topic[at..].starts_with(text.as_bytes()) {
+                        return false;
+                    }
+                    at += text.len();
+                }
+                Piece::Expression(e) => {
+                    if at == topic.len() {
+                        continue; // The expression is optional.
+                    }
+                    if let Some(first) = e.first {
+                        if topic[at] != first {
+                            return false; // Only the last piece may have a first character.
+                        }
+                        at += 1;
+                    }
+                    while let Some(to) = value_step(topic, at, e.head) {
+                        at = to;
+                    }
+                }
             }
         }
-        Some(true)
+        at == topic.len()
     }
 
     /// A cheap refusal before any allocation: a template that starts (or ends) with a literal
@@ -605,6 +608,32 @@ fn is_literal_char(c: char) -> bool {
         0x10000.. => c & 0xFFFF <= 0xFFFD && !(0xE0000..0xE1000).contains(&c),
         _ => false,
     }
+}
+
+/// Whether a template can be matched in one greedy pass, which is the usual shape of Mercure
+/// topic selectors (`https://example.com/books/{id}`, `/users/{user}/books/{book}`): every
+/// expression is one unexploded variable (a single value, no separator), its value cannot
+/// continue into what follows (the next piece is a literal whose first character is neither a
+/// value character nor `%`, or there is none), and only the last piece may be an expression
+/// with a first character (`{/id}`, `{?q}`). Then the longest value is the only one that can
+/// match, and an absent expression is an empty value. Anything else takes the general matcher.
+fn is_one_pass(pieces: &[Piece]) -> bool {
+    pieces.iter().enumerate().all(|(i, piece)| {
+        let Piece::Expression(e) = piece else {
+            return true;
+        };
+        if e.max_separators != Some(0) {
+            return false;
+        }
+        match pieces.get(i + 1) {
+            None => true,
+            Some(Piece::Expression(_)) => false,
+            Some(Piece::Literal(next)) => {
+                let c = next.as_bytes()[0];
+                e.first.is_none() && c != b'%' && !e.head.contains(c)
+            }
+        }
+    })
 }
 
 /// Adds to `next` every end of `literal` placed at a position in `reach`.
@@ -1050,26 +1079,96 @@ mod tests {
     /// checks the matching (separators, escapes, optional pieces); the tests above pin the
     /// classes themselves.
     #[test]
-    fn the_one_value_shortcut_agrees_with_the_general_matcher() {
+    fn the_one_pass_matcher_agrees_with_the_general_one() {
         let mut random = Random(0x5eed_1234_abcd_0002);
-        let mut shortcuts = 0;
-        for _ in 0..50_000 {
-            let (source, topic) = random_case(&mut random);
+        let (mut one_pass, mut several_pieces, mut matched) = (0, 0, 0);
+        for round in 0..100_000 {
+            // Half the cases from the usual generator, half alternating literals and variables
+            // as path-like selectors are written.
+            let (source, topic) = if round % 2 == 0 {
+                random_case(&mut random)
+            } else {
+                path_like_case(&mut random)
+            };
             let Kind::Template(template) = Selector::compile(&source).kind else {
                 continue;
             };
-            let bytes = topic.as_bytes();
-            if !template.prefix_and_suffix_fit(bytes) {
+            if !template.one_pass {
                 continue;
             }
-            let Some(quick) = template.match_literal_then_value(bytes) else {
-                continue;
-            };
-            shortcuts += 1;
+            let bytes = topic.as_bytes();
+            let quick = template.match_one_pass(bytes);
             let general = template.matches_with(bytes, &mut Scratch::default());
             assert_eq!(quick, general, "{source:?} {topic:?}");
+            one_pass += 1;
+            several_pieces += usize::from(template.pieces.len() > 2);
+            matched += usize::from(quick);
         }
-        assert!(shortcuts > 1_000, "{shortcuts} cases took the shortcut");
+        assert!(
+            one_pass > 5_000 && several_pieces > 1_000 && matched > 1_000,
+            "{one_pass} one-pass templates, {several_pieces} of more than two pieces, {matched} matched"
+        );
+    }
+
+    /// Literals and single variables in turn (`/a/{x}/b{y}`), and a topic of literals and
+    /// value characters in turn, sometimes the template's literals.
+    fn path_like_case(random: &mut Random) -> (String, String) {
+        const LITERALS: &[&str] = &["/", "https://x.org/", "/a/", "?", "#", "&", ":", "é", "@"];
+        const OPERATORS: &[&str] = &["", "", "+", "/", "?"];
+        const VALUE_BITS: &[&str] = &["a", "1", "-", ".", "~", ",", "%2F", "%4", "/", "?", "é"];
+        let (mut selector, mut topic) = (String::new(), String::new());
+        for i in 0..2 + random.below(5) {
+            if i % 2 == 0 {
+                let literal = random.pick(LITERALS);
+                selector.push_str(literal);
+                topic.push_str(if random.below(8) == 0 {
+                    random.pick(LITERALS)
+                } else {
+                    literal
+                });
+            } else {
+                selector.push('{');
+                selector.push_str(random.pick(OPERATORS));
+                selector.push_str(random.pick(&["x", "id", "v:3"]));
+                selector.push('}');
+                for _ in 0..random.below(4) {
+                    topic.push_str(random.pick(VALUE_BITS));
+                }
+            }
+        }
+        (selector, topic)
+    }
+
+    #[test]
+    fn usual_selectors_take_the_one_pass_matcher() {
+        for source in [
+            "https://example.com/books/{id}",
+            "https://example.com/{section}/{id}",
+            "/users/{user}/books/{book}",
+            "{+path}",
+            "https://example.com/books{/id}",
+            "https://example.com/search{?q}",
+        ] {
+            let Kind::Template(template) = Selector::compile(source).kind else {
+                panic!("{source} is a template");
+            };
+            assert!(template.one_pass, "{source}");
+        }
+        for source in [
+            "{scheme}://{+host}/demo/books/{id}.jsonld",
+            "{/a}/b",
+            "{x,y}",
+            "{list*}",
+            "{a}{b}",
+            "/{+path}/x",
+            "{id}-{n}",
+            "/books/{id}.jsonld",
+        ] {
+            let Kind::Template(template) = Selector::compile(source).kind else {
+                panic!("{source} is a template");
+            };
+            assert!(!template.one_pass, "{source}");
+        }
     }
 
     #[test]
