@@ -29,6 +29,12 @@ expect($news, $frame);
 check($server->publish('mine', topic: 'news', id: 'php-1') === 0, 'own id gives 0');
 expect($news, "id: php-1\ndata: mine\n\n");
 
+// A private event reaches no subscriber without a token: the next one they get is public.
+check($server->publish('secret', topic: 'news', id: 'p-1', private: true) === 0, 'private');
+check($server->publish('open', topic: 'news', id: 'o-1') === 0, 'public after it');
+expect($news, "id: o-1\ndata: open\n\n");
+expect($all, "id: php-1\ndata: mine\n\nid: o-1\ndata: open\n\n");
+
 // Errors come back as exceptions carrying the sse_result code; nothing is published.
 $codes = [
     'CR in type' => [fn() => $server->publish('x', event: "a\rb"), $ffi->SSE_RESULT_INVALID_FIELD],
@@ -46,7 +52,7 @@ foreach ($codes as $what => [$call, $code]) {
     }
 }
 $stats = $server->stats();
-check($stats['events_published'] === 3, 'events_published ' . $stats['events_published']);
+check($stats['events_published'] === 5, 'events_published ' . $stats['events_published']);
 check($stats['subscribers'] === 2, 'subscribers ' . $stats['subscribers']);
 
 // A port in use is an exception with a message naming it.

@@ -86,12 +86,19 @@ final class Ssed
 
     /**
      * Publishes one event; returns the id the server assigned, or 0 when `$id` was given.
+     * `$private`: only subscribers whose token's mercure.subscribe matches the topic get it
+     * (see README.md, "Authorization (JWT)").
      * Throws SsedException with the sse_result code: SSE_RESULT_INVALID_FIELD (CR, LF or NUL
      * in the event type or id), SSE_RESULT_INVALID_UTF8, SSE_RESULT_QUEUE_FULL,
      * SSE_RESULT_STOPPED.
      */
-    public function publish(string $data, ?string $topic = null, ?string $event = null, ?string $id = null): int
-    {
+    public function publish(
+        string $data,
+        ?string $topic = null,
+        ?string $event = null,
+        ?string $id = null,
+        bool $private = false,
+    ): int {
         $ffi = self::ffi();
         // A C string ends at its first NUL: refuse one rather than publish a truncated field.
         foreach (['event' => $event, 'id' => $id, 'topic' => $topic] as $name => $value) {
@@ -100,8 +107,41 @@ final class Ssed
                 throw new SsedException("the $name must not contain NUL", $code);
             }
         }
+        if ($private) {
+            return self::check($this->publishEvent($data, $topic, $event, $id, true));
+        }
         $result = $ffi->sse_publish($this->server, $topic, $event, $data, strlen($data), $id);
         return self::check($result);
+    }
+
+    /** sse_publish_event, for what sse_publish cannot say (a private event). */
+    private function publishEvent(string $data, ?string $topic, ?string $event, ?string $id, bool $private): int
+    {
+        $ffi = self::ffi();
+        $ev = $ffi->new('sse_event');
+        self::check($ffi->sse_event_init(FFI::addr($ev), FFI::sizeof($ev)));
+        // C copies, alive until sse_publish_event has copied what it keeps.
+        $texts = [];
+        $text = function (string $value) use (&$texts): FFI\CData {
+            $texts[] = $copy = self::cString($value);
+            return FFI::cast('const char *', $copy);
+        };
+        if ($topic !== null) {
+            $topics = $ffi->new('const char *[1]');
+            $topics[0] = $text($topic);
+            $ev->topics = FFI::cast('const char **', FFI::addr($topics[0]));
+            $ev->topic_count = 1;
+        }
+        if ($event !== null) {
+            $ev->event_type = $text($event);
+        }
+        if ($id !== null) {
+            $ev->id = $text($id);
+        }
+        $ev->data = $text($data);
+        $ev->data_len = strlen($data);
+        $ev->is_private = $private ? 1 : 0;
+        return $ffi->sse_publish_event($this->server, FFI::addr($ev));
     }
 
     /** Stops the server; it can still report its port and stats. */
