@@ -261,6 +261,23 @@ fn a_stream_is_closed_when_its_token_expires() {
 }
 
 #[test]
+fn an_expiry_at_the_end_of_time_keeps_the_stream_open() {
+    let server = TestServer::start(config());
+    // Near the largest exp a SystemTime holds, and one beyond it (no expiry, as with none).
+    let mut streams = Vec::new();
+    for exp in ["9.2e18", "1e18", "1e300"] {
+        let claims = format!(r#"{{"exp":{exp},"mercure":{{"subscribe":["*"]}}}}"#);
+        streams.push(server.subscribe("/events?topic=a", &bearer(&token(&claims))));
+    }
+    server.wait_subscribers(3);
+    let sent = publish(&server, &bearer(&publisher()), "topic=a&data=still%20here");
+    assert_eq!(sent.status, 200);
+    for stream in &mut streams {
+        assert_eq!(stream.next_event().data.as_deref(), Some("still here"));
+    }
+}
+
+#[test]
 fn tokens_come_from_the_header_then_the_cookie_then_the_query() {
     let server = TestServer::start(config());
     let reader = token(r#"{"mercure":{"subscribe":["a"]}}"#);

@@ -452,7 +452,6 @@ impl Template {
         match_pieces(&self.pieces, topic, scratch)
     }
 
-
     /// Matches in one greedy pass, for the templates `is_one_pass` accepts: each literal must
     /// come next in the topic, and each expression takes the longest value it can.
     fn match_one_pass(&self, topic: &[u8]) -> bool {

@@ -2,7 +2,7 @@
 //! what its client missed, and joins the loop's subscribers.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::auth::{self, QueryTokens};
 use crate::config::LogLevel;
@@ -15,6 +15,11 @@ use crate::subscription::Subscription;
 
 /// The `Last-Event-ID` by which a Mercure subscriber asks for the whole retained history.
 const EARLIEST: &str = "earliest";
+
+/// The longest a token's expiry is waited for. A token's `exp` may lie as far ahead as the
+/// system clock reaches, and the loop's deadlines must not overflow the monotonic clock: such a
+/// stream is closed after a century instead.
+const LONGEST_EXPIRY: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 impl EventLoop {
     /// Opens a stream. `hub`: the Mercure hub's subscribe, which needs at least one `topic`
@@ -72,7 +77,7 @@ impl EventLoop {
         if let Some(expires) = reading.expires {
             // The stream closes when its token expires (see `token_expired` in the loop).
             let left = expires.duration_since(now).unwrap_or_default();
-            self.set_deadline(conn, slot, left);
+            self.set_deadline(conn, slot, left.min(LONGEST_EXPIRY));
         }
         let head = if cors.is_empty() {
             self.stream_head.clone()
