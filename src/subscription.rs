@@ -9,22 +9,36 @@
 use crate::auth::{Selector, Selectors};
 use crate::store::Entry;
 
-/// The events one stream receives.
-#[derive(Debug, Default)]
-pub struct Subscription {
-    /// Exact topics asked for. Empty, without `more.selectors`, means every topic.
-    topics: Box<[Box<str>]>,
-    more: Option<Box<More>>,
+/// The events one stream receives. As small as the exact topics it replaces in the connection
+/// (16 bytes): the common case holds them alone, anything more is one box.
+#[derive(Debug)]
+pub struct Subscription(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    /// Exact topics asked for, compared as strings; none means every topic. Public events
+    /// only.
+    Topics(Box<[Box<str>]>),
+    /// Topics that need the selector matcher, or a token that reads private events.
+    More(Box<More>),
 }
 
 #[derive(Debug)]
 struct More {
-    /// The topics asked for, when one of them is `*` or a URI template: then they decide, and
-    /// `topics` is empty.
+    /// Exact topics asked for, when `selectors` is `None`; none means every topic.
+    topics: Box<[Box<str>]>,
+    /// The topics asked for, when one of them is `*` or a URI template: then they decide.
     selectors: Option<Selectors>,
     /// The private events the stream may read: its token's `mercure.subscribe` (empty without
     /// one).
     private: Selectors,
+}
+
+impl Default for Subscription {
+    /// Every public event.
+    fn default() -> Subscription {
+        Subscription(Inner::Topics(Box::default()))
+    }
 }
 
 impl Subscription {
@@ -34,10 +48,8 @@ impl Subscription {
         let private = private.filter(|p| !p.is_empty());
         let patterns = topics.iter().any(|t| is_pattern(t));
         if !patterns && private.is_none() {
-            return Subscription {
-                topics: topics.into_iter().map(String::into_boxed_str).collect(),
-                more: None,
-            };
+            let exact = topics.into_iter().map(String::into_boxed_str).collect();
+            return Subscription(Inner::Topics(exact));
         }
         let (topics, selectors) = if patterns {
             (Box::default(), Some(Selectors::compile(&topics)))
@@ -47,13 +59,11 @@ impl Subscription {
                 None,
             )
         };
-        Subscription {
+        Subscription(Inner::More(Box::new(More {
             topics,
-            more: Some(Box::new(More {
-                selectors,
-                private: private.unwrap_or_default(),
-            })),
-        }
+            selectors,
+            private: private.unwrap_or_default(),
+        })))
     }
 
     /// Whether the stream gets `entry`: one of its topics was asked for, and it is public or
@@ -61,18 +71,28 @@ impl Subscription {
     /// as in Mercure).
     #[inline]
     pub fn wants(&self, entry: &Entry) -> bool {
-        match &self.more {
-            None => !entry.is_private() && entry.matches(&self.topics),
-            Some(more) => {
-                let readable =
-                    !entry.is_private() || entry.topics().any(|topic| more.private.matches(topic));
-                readable
-                    && match &more.selectors {
-                        Some(selectors) => entry.topics().any(|topic| selectors.matches(topic)),
-                        None => entry.matches(&self.topics),
-                    }
-            }
+        match &self.0 {
+            Inner::Topics(topics) => !entry.is_private() && entry.matches(topics),
+            Inner::More(more) => more.wants(entry),
         }
+    }
+
+    /// Whether anything beyond exact topics is boxed beside.
+    #[cfg(test)]
+    fn is_boxed(&self) -> bool {
+        matches!(self.0, Inner::More(_))
+    }
+}
+
+impl More {
+    fn wants(&self, entry: &Entry) -> bool {
+        let readable =
+            !entry.is_private() || entry.topics().any(|topic| self.private.matches(topic));
+        readable
+            && match &self.selectors {
+                Some(selectors) => entry.topics().any(|topic| selectors.matches(topic)),
+                None => entry.matches(&self.topics),
+            }
     }
 }
 
@@ -103,7 +123,12 @@ mod tests {
     #[test]
     fn no_topic_is_every_public_event() {
         let all = subscription(&[], None);
-        assert!(all.more.is_none(), "nothing boxed for the common case");
+        assert!(!all.is_boxed(), "nothing boxed for the common case");
+        assert_eq!(
+            size_of::<Subscription>(),
+            16,
+            "as small as the exact topics"
+        );
         assert!(all.wants(&entry(&[], false)));
         assert!(all.wants(&entry(&["a", "b"], false)));
         assert!(!all.wants(&entry(&["a"], true)));
@@ -112,7 +137,7 @@ mod tests {
     #[test]
     fn exact_topics_are_compared_as_strings() {
         let ab = subscription(&["a", "b"], None);
-        assert!(ab.more.is_none());
+        assert!(!ab.is_boxed());
         assert!(ab.wants(&entry(&["b"], false)));
         assert!(ab.wants(&entry(&["c", "a"], false)));
         assert!(!ab.wants(&entry(&["c"], false)));
@@ -122,13 +147,13 @@ mod tests {
         );
         // A brace that is no template is an exact topic too.
         let odd = subscription(&["a{"], None);
-        assert!(odd.more.is_none() && odd.wants(&entry(&["a{"], false)));
+        assert!(!odd.is_boxed() && odd.wants(&entry(&["a{"], false)));
     }
 
     #[test]
     fn templates_and_star_use_the_compiled_selectors() {
         let books = subscription(&["https://x.test/books/{id}", "news"], None);
-        assert!(books.more.is_some());
+        assert!(books.is_boxed());
         assert!(books.wants(&entry(&["https://x.test/books/1"], false)));
         assert!(books.wants(&entry(&["news"], false)));
         assert!(!books.wants(&entry(&["https://x.test/books/1/2"], false)));
@@ -157,7 +182,7 @@ mod tests {
         assert!(everything.wants(&entry(&["q"], true)) && everything.wants(&entry(&[], true)));
         // A token without subscribe selectors reads public events only, and costs no box.
         let public = subscription(&["a"], Some(&[]));
-        assert!(public.more.is_none());
+        assert!(!public.is_boxed());
         assert!(public.wants(&entry(&["a"], false)) && !public.wants(&entry(&["a"], true)));
     }
 }
