@@ -6,6 +6,7 @@
     python3 benches/run.py --servers ssed,nchan-1w --scenario idle-mem
     python3 benches/run.py --servers ssed --baseline /tmp/ssed-old --scenario fanout-10k
     python3 benches/run.py --scenario chaos --scenario hostile --scenario soak --soak-minutes 10
+    python3 benches/run.py --servers ssed --scenario selectors --repeat 3
 
 Builds ssed and the load generator (release), then for each scenario and each server: starts
 the server on a free 127.0.0.1 port, runs benches/loadgen against it, stops it. Prints one
@@ -41,6 +42,23 @@ INSTALL_HINT = "apt-get install nginx libnginx-mod-nchan"
 
 TOPIC_ARGS = ["--subscribe-path", "/events?topic=bench", "--publish-path", "/publish?topic=bench"]
 
+# The selectors scenario: fanout-10k with every subscriber on one exact topic, then on a URI
+# template (Mercure's topic selectors) that matches the published topic: books/{id} and
+# {section}/{id}, which one greedy pass decides, and books/{id}.jsonld, where the value could
+# run on into ".jsonld", which takes the general matcher. ssed only (nchan has no templates).
+# Each event is matched against 10,000 compiled templates.
+SITE = "https%3A%2F%2Fexample.com%2F"
+BOOK = f"{SITE}books%2F"
+SELECTOR_TOPICS = {
+    "fanout-10k-exact-topic": ["--subscribe-path", f"/events?topic={BOOK}1", "--publish-path", f"/publish?topic={BOOK}1"],
+    "fanout-10k-uri-template": ["--subscribe-path", f"/events?topic={BOOK}%7Bid%7D", "--publish-path",
+                                f"/publish?topic={BOOK}1"],
+    "fanout-10k-uri-template-2-vars": ["--subscribe-path", f"/events?topic={SITE}%7Bsection%7D%2F%7Bid%7D",
+                                       "--publish-path", f"/publish?topic={BOOK}1"],
+    "fanout-10k-uri-template-general": ["--subscribe-path", f"/events?topic={BOOK}%7Bid%7D.jsonld",
+                                        "--publish-path", f"/publish?topic={BOOK}1.jsonld"],
+}
+
 # Each run: (name, scenario it belongs to, load generator arguments). Each takes under a
 # minute per server: connecting 19k subscribers takes a few seconds, publishing 10 s.
 RUNS = [
@@ -50,6 +68,12 @@ RUNS = [
     ("latency-10k@50/s", "latency-10k", ["--subscribers", "10000", "--rate", "50", "--duration", "10", "--size", "200"]),
     ("idle-mem-10k", "idle-mem", ["--subscribers", "10000", "--idle", "--settle", "2"]),
     ("idle-mem-19k", "idle-mem", ["--subscribers", "19000", "--idle", "--settle", "2"]),
+    ("fanout-10k-exact-topic", "selectors", ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-uri-template", "selectors", ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-uri-template-2-vars", "selectors",
+     ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-uri-template-general", "selectors",
+     ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
 ]
 SERVERS = ["ssed", "nchan-1w", "nchan-auto"]
 
@@ -307,8 +331,9 @@ class Server:
 
 
 def run_loadgen(server, run_name, loadgen_args, log_file):
+    topics = SELECTOR_TOPICS.get(run_name, TOPIC_ARGS)
     command = [LOADGEN, "bench", "--target", f"127.0.0.1:{server.port}", "--server-pid", str(server.process.pid),
-               "--scenario", run_name, "--label", server.name] + TOPIC_ARGS + loadgen_args
+               "--scenario", run_name, "--label", server.name] + topics + loadgen_args
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, preexec_fn=raise_fd_limit)
     log_file.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
     log_file.flush()
@@ -405,10 +430,14 @@ def one_line_summary(figures):
 def run_all(runs, servers, repeat, nchan, out_path, log_path):
     results = []  # every JSON line, with the repeat number
     with open(out_path, "w") as out, open(log_path, "w") as log_file:
-        for run_name, _, loadgen_args in runs:
-            for round_number in range(1, repeat + 1):
+        # Rounds come first, so that the runs compared within a scenario (the selectors)
+        # alternate too, and drifting noise hits them all alike.
+        for round_number in range(1, repeat + 1):
+            for run_name, _, loadgen_args in runs:
                 # Servers alternate within each round so that drifting noise hits all of them.
                 for name in servers:
+                    if run_name in SELECTOR_TOPICS and name.startswith("nchan"):
+                        continue
                     server = Server(name, nchan)
                     try:
                         server.start()
@@ -490,6 +519,13 @@ def print_targets(results):
         ok = value >= limit if kind == "min" else value <= limit
         sign = ">=" if kind == "min" else "<="
         lines.append(f"  {run} {key}: ssed/nchan-1w = {value:.3g} (target {sign} {limit:.3g}) {'met' if ok else 'NOT met'}")
+    exact_run, *template_runs = SELECTOR_TOPICS
+    exact, cpu_exact = mean_of(exact_run, "ssed", "deliveries_per_s"), mean_of(exact_run, "ssed", "server_cpu_s_per_m_deliveries")
+    for run in template_runs:
+        template, cpu_template = mean_of(run, "ssed", "deliveries_per_s"), mean_of(run, "ssed", "server_cpu_s_per_m_deliveries")
+        if exact and template and cpu_exact and cpu_template:
+            lines.append(f"  selectors: {run} / {exact_run}: deliveries/s {template / exact:.3g}, "
+                         f"server CPU per delivery {cpu_template / cpu_exact:.3g}")
     bad = [r for r in results if r.get("lost") or r.get("reordered") or r.get("malformed")]
     for r in bad:
         lines.append(f"  {r['scenario']} {r['server']} round {r['round']}: lost {r.get('lost')}, "

@@ -113,6 +113,15 @@ static void invalid_configs(void)
     config = test_config();
     config.log_level = 7;
     refused(&config, "log_level");
+    /* A JWT key under 32 bytes (or any, in a library built without JWT support) is refused,
+     * naming the field and never quoting the key. */
+    config = test_config();
+    config.publisher_jwt_key = "!ChangeMe: 31 bytes of secret!!";
+    refused(&config, "publisher_jwt_key");
+    CHECK(strstr(sse_last_error(), "ChangeMe") == NULL, "the key is quoted: %s", sse_last_error());
+    config = test_config();
+    config.subscriber_jwt_key = "short";
+    refused(&config, "subscriber_jwt_key");
 }
 
 /* A program built against a newer header has a bigger struct: the fields this library knows

@@ -1,5 +1,5 @@
 /* sse_publish_event: several topics, a retry, a type and an id in one event, byte for byte;
- * every refusal of a malformed sse_event. */
+ * a private event; every refusal of a malformed sse_event. */
 #include "harness.h"
 
 int main(void)
@@ -44,6 +44,23 @@ int main(void)
     client_expect(&all, expected);
     client_expect(&all, "id: 521\ndata: x\n\n");
 
+    /* A private event reaches no subscriber without a token; a plain sse_publish after it on
+     * the same thread is public again. */
+    sse_event secret;
+    sse_event_init(&secret, sizeof secret);
+    CHECK(secret.is_private == 0, "public by default");
+    secret.topics = topics;
+    secret.topic_count = 1;
+    secret.data = "secret";
+    secret.data_len = 6;
+    secret.id = "p1";
+    secret.is_private = 1;
+    CHECK(sse_publish_event(server, &secret) == 0, "private: %s", sse_last_error());
+    CHECK(sse_publish(server, "a", NULL, "open", 4, "o1") == 0, "public: %s", sse_last_error());
+    /* The next event each of them gets is the public one. */
+    client_expect(&a, "id: o1\ndata: open\n\n");
+    client_expect(&all, "id: o1\ndata: open\n\n");
+
     /* Refusals: nothing is published by any of them. */
     CHECK(sse_publish_event(server, NULL) == SSE_RESULT_NULL_ARGUMENT, "NULL event");
     CHECK(sse_publish_event(NULL, &event) == SSE_RESULT_NULL_ARGUMENT, "NULL server");
@@ -82,7 +99,7 @@ int main(void)
     CHECK(sse_event_init(&bad, 3) == SSE_RESULT_INVALID_ARGUMENT, "init small");
 
     sse_stats stats = server_stats(server);
-    CHECK(stats.events_published == 2, "events_published %llu",
+    CHECK(stats.events_published == 4, "events_published %llu",
           (unsigned long long)stats.events_published);
 
     sse_server_free(&server);

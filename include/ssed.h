@@ -211,6 +211,25 @@ typedef struct sse_config {
    */
   int64_t fsync_ms;
   /**
+   * When not NULL, the HS256 secret (at least 32 bytes, used as written) of publishers'
+   * JSON Web Tokens: publishing over HTTP then needs a token whose `mercure.publish` topic
+   * selectors match every topic of the event (or `publish_token`). Default NULL.
+   * `sse_server_new` fails with `SSE_RESULT_INVALID_ARGUMENT` for a shorter key, or in a
+   * library built without JWT support.
+   */
+  const char *publisher_jwt_key;
+  /**
+   * When not NULL, the HS256 secret of subscribers' tokens: subscribing then needs one
+   * (unless `anonymous`), and private events reach only the streams whose token's
+   * `mercure.subscribe` selectors match one of their topics. Default NULL.
+   */
+  const char *subscriber_jwt_key;
+  /**
+   * Non-zero: with `subscriber_jwt_key`, subscribers without a token may read public
+   * events. Default 0.
+   */
+  int64_t anonymous;
+  /**
    * When not NULL, the URL of the Redis (7 or later) or Valkey server whose stream this
    * server shares with the other nodes of a cluster: "redis://HOST:PORT" (optionally with
    * ":PASSWORD@" before the host and "/DB" after the port) or "unix:///PATH". Events are
@@ -312,6 +331,12 @@ typedef struct sse_event {
    * 4294967295; negative sends none. Default -1.
    */
   int64_t retry_ms;
+  /**
+   * Non-zero: a private event, which reaches only the subscribers whose token's
+   * `mercure.subscribe` selectors match one of its topics (never one without a token).
+   * Default 0. (Not `private`, which C++ reserves.)
+   */
+  int64_t is_private;
 } sse_event;
 
 #ifdef __cplusplus

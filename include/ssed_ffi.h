@@ -43,6 +43,9 @@ typedef struct sse_config {
   int64_t log_level;
   const char *history_file;
   int64_t fsync_ms;
+  const char *publisher_jwt_key;
+  const char *subscriber_jwt_key;
+  int64_t anonymous;
   const char *redis_url;
   const char *redis_stream;
   size_t redis_history;
@@ -67,6 +70,7 @@ typedef struct sse_event {
   size_t data_len;
   const char *id;
   int64_t retry_ms;
+  int64_t is_private;
 } sse_event;
 
 const char *sse_version(void);

@@ -107,6 +107,16 @@ pub struct Config {
     pub history_file: Option<PathBuf>,
     /// When the history file is synced.
     pub fsync: FsyncPolicy,
+    /// The HS256 secret publishers' JSON Web Tokens are signed with (at least 32 bytes, used as
+    /// written). With it, a publish needs a token whose `mercure.publish` selectors match every
+    /// topic of the event (or the `publish_token`). Needs the cargo feature `jwt`.
+    pub publisher_jwt_key: Option<String>,
+    /// The HS256 secret subscribers' tokens are signed with. With it, subscribing needs a token
+    /// (unless `anonymous`), and private events reach the streams whose token's
+    /// `mercure.subscribe` selectors match one of their topics. Needs the feature `jwt`.
+    pub subscriber_jwt_key: Option<String>,
+    /// With a `subscriber_jwt_key`: subscribers without a token are let in, to public events.
+    pub anonymous: bool,
     /// When set, the URL of the Redis (7 or later) or Valkey server whose stream this node
     /// shares with the other nodes of a cluster: `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
     /// `unix:///PATH`. Needs the cargo feature `redis`; excludes `history_file` (the stream is
@@ -141,6 +151,9 @@ impl Default for Config {
             log: LogLevel::Info,
             history_file: None,
             fsync: FsyncPolicy::Always,
+            publisher_jwt_key: None,
+            subscriber_jwt_key: None,
+            anonymous: false,
             redis: None,
             redis_stream: "ssed".into(),
             redis_history: None,
@@ -209,7 +222,30 @@ impl Config {
                 return Err("a token must be non-empty printable text without spaces".into());
             }
         }
+        for (name, key) in [
+            ("publisher_jwt_key", &self.publisher_jwt_key),
+            ("subscriber_jwt_key", &self.subscriber_jwt_key),
+        ] {
+            if let Some(key) = key {
+                Config::check_jwt_key(key).map_err(|why| format!("{name}: {why}"))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Refuses a JWT key ssed cannot verify with: an HS256 secret under 32 bytes (256 bits, as
+    /// RFC 7518 asks), or any key when built without the feature `jwt`. The message never
+    /// shows the key.
+    pub fn check_jwt_key(key: &str) -> Result<(), String> {
+        #[cfg(feature = "jwt")]
+        return crate::auth::Key::new("HS256", key)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        #[cfg(not(feature = "jwt"))]
+        {
+            let _ = key;
+            Err("this ssed was built without JWT support (cargo feature jwt)".into())
+        }
     }
 }
 
@@ -279,5 +315,21 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_jwt_key_under_32_bytes_is_refused_naming_the_field_not_the_key() {
+        let short = Config {
+            subscriber_jwt_key: Some("!ChangeMe!".into()),
+            ..Config::default()
+        };
+        let why = short.validate().unwrap_err();
+        assert!(why.starts_with("subscriber_jwt_key: "), "{why}");
+        assert!(!why.contains("ChangeMe"), "{why}");
+        let long = Config {
+            publisher_jwt_key: Some("!ChangeThisMercureHubJWTSecretKey!".into()),
+            ..Config::default()
+        };
+        assert_eq!(long.validate().is_ok(), cfg!(feature = "jwt"));
     }
 }

@@ -12,8 +12,10 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::auth::Publishing;
 use crate::http::Request;
 use crate::input::Input;
+use crate::subscription::Subscription;
 use crate::sys;
 
 /// Most frames handed to one `sendmsg` (Linux's IOV_MAX).
@@ -46,6 +48,10 @@ pub enum Phase {
 pub struct PendingBody {
     pub request: Request,
     pub length: usize,
+    /// The topics its credentials may publish to.
+    pub publishing: Publishing,
+    /// A publish to the Mercure hub (`/.well-known/mercure`), which speaks that protocol.
+    pub hub: bool,
 }
 
 /// How reading left a connection.
@@ -91,8 +97,8 @@ pub struct Conn {
     pub replay_allowance: usize,
     /// Request bytes not yet handled; unallocated once a stream starts.
     pub input: Input,
-    /// Topics of a stream; empty means every topic.
-    pub topics: Box<[Box<str>]>,
+    /// What a stream receives.
+    pub subscription: Subscription,
     pub body: Option<Box<PendingBody>>,
     /// The CORS header lines of each publish whose answer waits (for the history file), oldest
     /// first; their places are held in `out`. Boxed: most connections never have one, and the
@@ -125,7 +131,7 @@ impl Conn {
             out_bytes: 0,
             replay_allowance: 0,
             input: Input::default(),
-            topics: Box::new([]),
+            subscription: Subscription::default(),
             body: None,
             waiting_publishes: None,
             deadline: Some(deadline),

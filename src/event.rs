@@ -20,6 +20,9 @@ pub struct Event {
     pub id: String,
     /// Reconnection delay to send with the event, in milliseconds.
     pub retry: Option<u32>,
+    /// A private event reaches only the subscribers whose token's `mercure.subscribe`
+    /// selectors match one of its topics, live and in replay; never an anonymous one.
+    pub private: bool,
 }
 
 impl Event {
@@ -52,6 +55,12 @@ impl Event {
     /// Sets the `retry` field sent with this event.
     pub fn retry(mut self, ms: u32) -> Event {
         self.retry = Some(ms);
+        self
+    }
+
+    /// Makes the event private: only subscribers whose token allows one of its topics get it.
+    pub fn private(mut self) -> Event {
+        self.private = true;
         self
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::auth::Keys;
 use crate::config::{Config, LogLevel};
 use crate::conn::{Conn, Flushed, Phase, ReadEnd};
 use crate::frame;
@@ -88,6 +89,8 @@ pub(crate) struct EventLoop {
     /// that is reset when the process exits.
     listener: Option<TcpListener>,
     pub(crate) config: Config,
+    /// The keys JSON Web Tokens are verified with.
+    pub(crate) keys: Keys,
     /// Where events come from, are kept and are replayed from.
     pub(crate) store: Store,
     pub(crate) counters: Arc<Counters>,
@@ -135,6 +138,7 @@ impl EventLoop {
             store,
             counters,
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
+            keys: Keys::new(&config),
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -524,7 +528,7 @@ impl EventLoop {
                 Next::Head(request) => self.handle_request(conn, slot, request),
                 Next::Body(bytes) => {
                     if let Some(pending) = conn.body.take() {
-                        self.finish_publish(conn, slot, &pending.request, &bytes);
+                        self.finish_publish(conn, slot, &pending, &bytes);
                     }
                 }
             }
@@ -659,7 +663,7 @@ impl EventLoop {
             let backlog = conn.backlog();
             let mut added = false;
             for entry in batch {
-                if entry.matches(&conn.topics) {
+                if conn.subscription.wants(entry) {
                     conn.push(entry.frame.clone());
                     added = true;
                 }
@@ -808,7 +812,8 @@ impl EventLoop {
                 Phase::Head if conn.input.is_empty() && conn.keep_alive => self.close(slot),
                 Phase::Head | Phase::Body => self.time_out(slot),
                 Phase::Closing | Phase::Lingering => self.close(slot),
-                Phase::Streaming => {}
+                // A stream's only deadline is its token's expiry.
+                Phase::Streaming => self.token_expired(slot),
             }
         }
         // Give back what a burst of connections left in the heap.
@@ -832,6 +837,16 @@ impl EventLoop {
         let why = "the request was not received in time";
         self.reject(&mut conn, slot, Status::TIMEOUT, "", why, Refusal::Timeout);
         self.slots[slot as usize].conn = Some(conn);
+    }
+
+    /// Closes a stream whose token has expired: it may read nothing more. A browser
+    /// reconnects, and needs a fresh token to be let in again.
+    fn token_expired(&mut self, slot: u32) {
+        self.log(
+            LogLevel::Verbose,
+            format_args!("closed a stream: its token expired"),
+        );
+        self.close(slot);
     }
 
     fn send_heartbeats(&mut self) {

@@ -112,6 +112,51 @@ pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
+/// How an id the server assigns is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdForm {
+    /// A decimal integer: ssed's own endpoints and APIs.
+    #[default]
+    Decimal,
+    /// `urn:uuid:...`, an IRI as the Mercure protocol requires of the hub's ids (see [`urn_uuid`]).
+    Urn,
+}
+
+/// Bytes of an id written as [`urn_uuid`].
+pub const URN_UUID_LEN: usize = 45;
+
+/// The assigned id `n` as a `urn:uuid:` IRI, the form Mercure hubs give their events: a
+/// UUIDv7 (RFC 9562) whose timestamp is `n` read as microseconds since the epoch, which is
+/// what assigned ids start from: milliseconds in the first 48 bits, the microsecond within the
+/// millisecond in the 12 bits after the version. Distinct ids give distinct UUIDs, and a later
+/// id a greater one, compared as numbers or as text; replay finds an event by this text like by
+/// any other id.
+pub fn urn_uuid(n: u64, buf: &mut [u8; URN_UUID_LEN]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let millis = n / 1000;
+    let micros = n % 1000;
+    // Ids beyond the year 10889 overflow the 48-bit timestamp: what is left goes in the last
+    // bits, so that the UUID stays unique.
+    let overflow = millis >> 48;
+    let value: u128 = (u128::from(millis & 0xFFFF_FFFF_FFFF) << 80)
+        | (0x7 << 76)
+        | (u128::from(micros) << 64)
+        | (0b10 << 62)
+        | u128::from(overflow);
+    buf[..9].copy_from_slice(b"urn:uuid:");
+    let mut at = 9;
+    for nibble in (0..32).rev() {
+        if matches!(nibble, 23 | 19 | 15 | 11) {
+            buf[at] = b'-';
+            at += 1;
+        }
+        buf[at] = HEX[(value >> (nibble * 4)) as usize & 0xF];
+        at += 1;
+    }
+    // Only ASCII was written.
+    std::str::from_utf8(&buf[..]).unwrap_or("urn:uuid:")
+}
+
 fn named_type(event_type: &str) -> &str {
     if event_type == "message" {
         ""
@@ -229,6 +274,47 @@ fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urn_ids_are_uuid_v7_growing_with_the_number() {
+        let mut buf = [0u8; URN_UUID_LEN];
+        // 2023-11-14T22:13:20.000123Z in microseconds.
+        let n = 1_700_000_000_000_123;
+        assert_eq!(
+            urn_uuid(n, &mut buf),
+            "urn:uuid:018bcfe5-6800-707b-8000-000000000000"
+        );
+        let mut ids = Vec::new();
+        for n in [
+            0,
+            1,
+            999,
+            1000,
+            n,
+            n + 1,
+            n + 877,
+            (1 << 48) * 1000 - 1,
+            u64::MAX,
+        ] {
+            let id = urn_uuid(n, &mut buf).to_owned();
+            assert_eq!(id.len(), URN_UUID_LEN);
+            assert_eq!(&id[23..24], "7", "version 7: {id}");
+            assert!(
+                matches!(&id[28..29], "8" | "9" | "a" | "b"),
+                "variant: {id}"
+            );
+            ids.push(id);
+        }
+        assert!(ids[..8].is_sorted(), "text order is number order: {ids:#?}");
+        let mut distinct = ids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "distinct, even past the timestamp's range"
+        );
+    }
 
     fn frame(id: &str, ty: &str, retry: Option<u32>, data: &str) -> String {
         String::from_utf8(encode(id, ty, retry, data).bytes.to_vec()).unwrap()

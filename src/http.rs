@@ -39,6 +39,11 @@ pub struct Request {
     pub chunked: bool,
     pub expect_continue: bool,
     pub origin: Option<String>,
+    /// `Referer`, which stands for a missing `Origin` in the check of a cookie-authenticated
+    /// publish.
+    pub referer: Option<String>,
+    /// The value of the `mercureAuthorization` cookie: a token, as a browser sends it.
+    pub token_cookie: Option<String>,
     /// The request names a proxy hop (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`).
     pub proxied: bool,
 }
@@ -61,6 +66,9 @@ impl Request {
 }
 
 /// The outcome of parsing what has arrived so far.
+// A head is parsed once per request and moved on at once: boxing the request would cost an
+// allocation each time to save stack bytes no one holds.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
     /// More bytes are needed.
@@ -141,6 +149,10 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
             out.expect_continue = value()?.eq_ignore_ascii_case("100-continue");
         } else if name.eq_ignore_ascii_case("origin") {
             out.origin = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("referer") {
+            out.referer = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("cookie") && out.token_cookie.is_none() {
+            out.token_cookie = cookie(header.value, TOKEN_COOKIE).map(str::to_owned);
         } else if name.eq_ignore_ascii_case("connection") {
             out.keep_alive = connection_keeps_alive(value()?, out.keep_alive);
         } else if name.eq_ignore_ascii_case("forwarded")
@@ -154,6 +166,27 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
         return Err("both Transfer-Encoding and Content-Length");
     }
     Ok(out)
+}
+
+/// The cookie that carries a token, as Mercure names it.
+pub const TOKEN_COOKIE: &str = "mercureAuthorization";
+
+/// The value of the cookie `name` in a `Cookie` header (`a=1; b=2`), without the double quotes
+/// RFC 6265 allows around it. Other cookies are none of ssed's business, whatever their bytes;
+/// a value that is not UTF-8 is no token.
+fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let at = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii());
+        if key != name.as_bytes() {
+            return None;
+        }
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        std::str::from_utf8(value).ok()
+    })
 }
 
 fn parse_content_length(value: &str) -> Option<usize> {
@@ -326,6 +359,25 @@ mod tests {
         assert_eq!(complete(latin1).path, "/health");
         let bad = b"GET /events HTTP/1.1\r\nLast-Event-ID: \xff\r\n\r\n";
         assert!(matches!(parse(bad), Head::Invalid(Status::BAD_REQUEST, _)));
+    }
+
+    #[test]
+    fn the_token_cookie_is_found_among_others() {
+        let request = complete(
+            b"GET /events HTTP/1.1\r\nCookie: a=1; mercureAuthorizationX=no\r\n\
+              Cookie: theme=\xe9; mercureAuthorization=\"ey.J.x\"; b=2\r\n\
+              Referer: https://a.test/page?x=1\r\n\r\n",
+        );
+        assert_eq!(request.token_cookie.as_deref(), Some("ey.J.x"));
+        assert_eq!(request.referer.as_deref(), Some("https://a.test/page?x=1"));
+        assert_eq!(cookie(b"mercureAuthorization=t", TOKEN_COOKIE), Some("t"));
+        assert_eq!(
+            cookie(b" x = 1 ;mercureAuthorization= t ", TOKEN_COOKIE),
+            Some("t")
+        );
+        assert_eq!(cookie(b"mercureauthorization=t", TOKEN_COOKIE), None);
+        assert_eq!(cookie(b"mercureAuthorization=\xff", TOKEN_COOKIE), None);
+        assert_eq!(cookie(b"", TOKEN_COOKIE), None);
     }
 
     #[test]

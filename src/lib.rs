@@ -34,6 +34,7 @@ mod requests;
 mod server;
 mod stats;
 mod store;
+mod subscription;
 #[doc(hidden)]
 pub mod sys;
 

@@ -28,6 +28,13 @@ Options:
   --cors-origin ORIGIN   * or a comma-separated list of allowed origins
   --publish-token T      publishing needs 'Authorization: Bearer T' (env SSED_PUBLISH_TOKEN)
   --subscribe-token T    subscribing needs the bearer token or ?token=T (env SSED_SUBSCRIBE_TOKEN)
+  --publisher-jwt-key K  HS256 secret of publishers' JSON Web Tokens, 32 bytes or more: publishing
+                         needs a token whose mercure.publish allows the topics
+                         (env SSED_PUBLISHER_JWT_KEY)
+  --subscriber-jwt-key K HS256 secret of subscribers' tokens: subscribing needs one, and its
+                         mercure.subscribe says which private events it reads
+                         (env SSED_SUBSCRIBER_JWT_KEY)
+  --anonymous            with --subscriber-jwt-key, let subscribers without a token read public events
   --history-file PATH    keep the history in this file, so that it survives a restart
   --fsync WHEN           when the history file is synced: always, never, or every MS milliseconds
                          [default: always]
@@ -45,7 +52,7 @@ Options:
   -V, --version          print the version
 
 Endpoints: GET /events[?topic=A&topic=B], POST /publish, GET / (live viewer), GET /health,
-GET /metrics. Example:
+GET /metrics; a Mercure hub at GET and POST /.well-known/mercure. Example:
   curl -N http://127.0.0.1:8080/events
   curl -d topic=news -d data=hello http://127.0.0.1:8080/publish
 ";
@@ -95,9 +102,11 @@ fn run(options: Options) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let log = options.config.log;
-    let open_to_all = options.config.subscribe_token.is_none();
+    let config = &options.config;
+    let open_to_all = config.subscribe_token.is_none()
+        && (config.subscriber_jwt_key.is_none() || config.anonymous);
     let tokens = Tokens {
-        publish: options.config.publish_token.is_some(),
+        publish: config.publish_token.is_some(),
         subscribe: !open_to_all,
     };
     let server = match Server::bind(options.config) {
@@ -116,8 +125,9 @@ fn run(options: Options) -> ExitCode {
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
         eprintln!(
-            "ssed: warning: {} is not a loopback address and no --subscribe-token is set: \
-             anyone who can reach it can read every topic",
+            "ssed: warning: {} is not a loopback address and no --subscribe-token (or \
+             --subscriber-jwt-key without --anonymous) is set: anyone who can reach it can read \
+             every public event",
             server.local_addr()
         );
     }
@@ -214,6 +224,20 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     options.config.subscribe_token = std::env::var("SSED_SUBSCRIBE_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    for (variable, key) in [
+        (
+            "SSED_PUBLISHER_JWT_KEY",
+            &mut options.config.publisher_jwt_key,
+        ),
+        (
+            "SSED_SUBSCRIBER_JWT_KEY",
+            &mut options.config.subscriber_jwt_key,
+        ),
+    ] {
+        if let Some(value) = std::env::var(variable).ok().filter(|k| !k.is_empty()) {
+            *key = Some(jwt_key(variable, value)?);
+        }
+    }
     let mut args = args.peekable();
     let mut topic_or_event_given = false;
     while let Some(arg) = args.next() {
@@ -260,6 +284,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             }
             "--publish-token" => config.publish_token = Some(token(&flag, value()?)?),
             "--subscribe-token" => config.subscribe_token = Some(token(&flag, value()?)?),
+            "--publisher-jwt-key" => config.publisher_jwt_key = Some(jwt_key(&flag, value()?)?),
+            "--subscriber-jwt-key" => config.subscriber_jwt_key = Some(jwt_key(&flag, value()?)?),
+            "--anonymous" => config.anonymous = true,
             "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
             "--fsync" => config.fsync = fsync(&flag, &value()?)?,
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
@@ -365,6 +392,13 @@ fn token(flag: &str, value: String) -> Result<String, String> {
             "{flag}: a token must be non-empty printable text without spaces"
         ));
     }
+    Ok(value)
+}
+
+/// A JWT key from `name` (a flag or an environment variable), refused with a message naming it
+/// and never the key.
+fn jwt_key(name: &str, value: String) -> Result<String, String> {
+    Config::check_jwt_key(&value).map_err(|why| format!("{name}: {why}"))?;
     Ok(value)
 }
 
@@ -538,6 +572,11 @@ mod tests {
                 &["--redis", "redis://x", "--history-file", "f"],
                 "--history-file",
             ),
+            (
+                &["--publisher-jwt-key", "!ChangeMe!"],
+                "--publisher-jwt-key",
+            ),
+            (&["--subscriber-jwt-key="], "--subscriber-jwt-key"),
         ] {
             match parse(args) {
                 Err(message) => assert!(message.contains(needle), "{message}"),

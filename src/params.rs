@@ -50,7 +50,10 @@ pub struct Subscribe {
     /// Topics to receive; empty means every topic.
     pub topics: Vec<String>,
     pub last_event_id: Option<String>,
+    /// `?token=`: the static subscribe token.
     pub token: Option<String>,
+    /// `?authorization=`: a JSON Web Token.
+    pub authorization: Option<String>,
 }
 
 /// Reads the query of `GET /events`.
@@ -61,6 +64,7 @@ pub fn subscribe(query: &str) -> Result<Subscribe, &'static str> {
             "topic" if !out.topics.contains(&value) => out.topics.push(value),
             "lastEventId" | "lastEventID" | "last_event_id" => out.last_event_id = Some(value),
             "token" => out.token = Some(value),
+            "authorization" => out.authorization = Some(value),
             _ => {}
         }
     }
@@ -94,6 +98,10 @@ impl<'a> Body<'a> {
 /// Builds the event of a `POST /publish` from its query and body. A parameter that is not a
 /// publish parameter is refused, naming it: `curl --data-binary hello` sends a form whose only
 /// field is `hello`, and a typo such as `dat=` must not publish an empty event.
+///
+/// `private` makes the event private whatever its value (`private=on`, even `private=false`),
+/// as in Mercure, where the field's presence is what counts. An `authorization` query
+/// parameter is the publisher's token (see [`authorization`]), not part of the event.
 pub fn publish(query: &str, body: Body) -> Result<Event, String> {
     let mut event = Event::default();
     let mut data: Option<String> = None;
@@ -123,6 +131,8 @@ pub fn publish(query: &str, body: Body) -> Result<Event, String> {
             "event" | "type" => event.event_type = value,
             "id" => event.id = value,
             "retry" => retry = Some(value),
+            "private" => event.private = true,
+            "authorization" if i < from_query => {}
             _ if i < from_query => return Err(unknown_parameter(&name, "query parameter")),
             _ => return Err(unknown_parameter(&name, "form field")),
         }
@@ -135,6 +145,15 @@ pub fn publish(query: &str, body: Body) -> Result<Event, String> {
     Ok(event)
 }
 
+/// The `authorization` query parameter of a request: the token, for a client that can set
+/// neither a header nor a cookie. `None` when the query does not decode.
+pub fn authorization(query: &str) -> Option<String> {
+    let pairs = pairs(query.as_bytes()).ok()?;
+    pairs
+        .into_iter()
+        .find_map(|(name, value)| (name == "authorization").then_some(value))
+}
+
 fn unknown_parameter(name: &str, kind: &str) -> String {
     // A name is shown as the client wrote it, but never long enough to flood a log or a page.
     let shown: String = name.chars().take(64).collect();
@@ -145,7 +164,7 @@ fn unknown_parameter(name: &str, kind: &str) -> String {
         ""
     };
     format!(
-        "unknown {kind} '{shown}{more}': a publish takes topic, data, event (or type), id and retry{hint}"
+        "unknown {kind} '{shown}{more}': a publish takes topic, data, event (or type), id, retry and private{hint}"
     )
 }
 
@@ -193,6 +212,31 @@ mod tests {
         assert_eq!(e.event_type, "t2");
         assert_eq!(e.id, "7");
         assert_eq!(e.retry, Some(100));
+    }
+
+    #[test]
+    fn private_is_a_presence_and_the_token_is_no_parameter_of_the_event() {
+        let form = |body: &'static [u8]| Body::new(Some("application/x-www-form-urlencoded"), body);
+        for body in [
+            &b"private=on"[..],
+            b"private",
+            b"private=",
+            b"private=false",
+        ] {
+            assert!(publish("topic=a", form(body)).unwrap().private, "{body:?}");
+        }
+        assert!(publish("topic=a&private=1", form(b"")).unwrap().private);
+        assert!(!publish("topic=a", form(b"data=x")).unwrap().private);
+        let e = publish("authorization=ey.J.x&topic=a", form(b"data=x")).unwrap();
+        assert_eq!((e.topics, e.data.as_str()), (vec!["a".to_string()], "x"));
+        assert_eq!(
+            authorization("a=1&authorization=ey.J.x").as_deref(),
+            Some("ey.J.x")
+        );
+        assert_eq!(authorization("a=1"), None);
+        // In a form, it is an unknown field: Mercure reads the token from the URL only.
+        let err = publish("", form(b"authorization=x")).unwrap_err();
+        assert!(err.contains("'authorization'"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //! a server with history, it shows the last 50 events of its topic at once, then live ones; it
 //! is screenshot to `target/viewer.png` (every topic) and `target/viewer-topic.png` (one).
 //!
+//! A second test has a page on another origin subscribe to the Mercure hub with the
+//! `mercureAuthorization` cookie (tests/browser/mercure_cookie.mjs).
+//!
 //! Without Chromium or the npm packages the test is skipped with the reason, unless the
 //! environment variable CI is set: then it fails.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -95,5 +100,48 @@ fn chromium_eventsource_receives_and_replays() {
     for png in [&screenshot, &topic_screenshot] {
         assert!(png.exists(), "no screenshot at {}", png.display());
     }
+    eprint!("{stdout}");
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn chromium_reads_private_updates_with_the_mercure_cookie_across_origins() {
+    use common::external::{Ssed, free_port};
+    use common::jwt::{KEY, token};
+
+    if let Some(reason) = missing_prerequisite() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test, but {reason}"
+        );
+        eprintln!("skipping the browser cookie test: {reason}");
+        return;
+    }
+    // The page's origin differs from the hub's by its port: another origin, the same site.
+    let page_port = free_port();
+    let page_origin = format!("http://127.0.0.1:{page_port}");
+    let ssed = Ssed::start(&[
+        "--subscriber-jwt-key",
+        KEY,
+        "--anonymous",
+        "--cors-origin",
+        &page_origin,
+    ]);
+    let reader = token(r#"{"mercure":{"subscribe":["https://example.com/books/{id}"]}}"#);
+    let output = Command::new("timeout")
+        .args(["60", "node", "tests/browser/mercure_cookie.mjs"])
+        .arg(format!("http://{}", ssed.addr))
+        .arg(page_port.to_string())
+        .arg(&reader)
+        .current_dir(ROOT)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser cookie test failed:\n{stdout}{stderr}"
+    );
+    assert!(stdout.contains("ok: a page on another origin"), "{stdout}");
     eprint!("{stdout}");
 }

@@ -143,6 +143,9 @@ fn help_and_version() {
         "--topic",
         "--event",
         "--demo",
+        "--publisher-jwt-key",
+        "--subscriber-jwt-key",
+        "--anonymous",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }

@@ -46,6 +46,12 @@ expect($sports, "id: php-2\nretry: 0\ndata: s\n\n");
 $plain = $server->publish('none', topic: []);
 expect($all, "id: $plain\ndata: none\n\n");
 
+// A private event reaches no subscriber without a token: the next one they get is public.
+check($server->publish('secret', topic: 'news', id: 'p-1', private: true) === 0, 'private');
+check($server->publish('open', topic: 'news', id: 'o-1') === 0, 'public after it');
+expect($news, "id: o-1\ndata: open\n\n");
+expect($all, "id: o-1\ndata: open\n\n");
+
 // Errors come back as exceptions carrying the sse_result code; nothing is published.
 $codes = [
     'CR in type' => [fn() => $server->publish('x', event: "a\rb"), $ffi->SSE_RESULT_INVALID_FIELD],
@@ -69,7 +75,7 @@ foreach ($codes as $what => [$call, $code]) {
     }
 }
 $stats = $server->stats();
-check($stats['events_published'] === 6, 'events_published ' . $stats['events_published']);
+check($stats['events_published'] === 8, 'events_published ' . $stats['events_published']);
 check($stats['subscribers'] === 3, 'subscribers ' . $stats['subscribers']);
 
 // A port in use is an exception with a message naming it.

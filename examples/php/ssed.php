@@ -90,6 +90,8 @@ final class Ssed
      * `$topic` is one topic or an array of them: the event reaches the subscribers of any of
      * them, once each (null or [] is the empty topic). `$retry` sends `retry:` with the event,
      * the milliseconds a browser waits before reconnecting (null sends none).
+     * `$private`: only subscribers whose token's mercure.subscribe matches one of the topics
+     * get it (see README.md, "Authorization (JWT)").
      * Throws SsedException with the sse_result code: SSE_RESULT_INVALID_ARGUMENT (a topic that
      * is not a string or holds a NUL, more than 1024 topics, a negative or too large retry),
      * SSE_RESULT_INVALID_FIELD (CR, LF or NUL in the event type or id),
@@ -101,6 +103,7 @@ final class Ssed
         ?string $event = null,
         ?string $id = null,
         ?int $retry = null,
+        bool $private = false,
     ): int {
         $ffi = self::ffi();
         // A C string ends at its first NUL: refuse one rather than publish a truncated field.
@@ -140,6 +143,7 @@ final class Ssed
         $c->data = FFI::cast('const char *', $bytes);
         $c->data_len = strlen($data);
         $c->retry_ms = $retry ?? -1;
+        $c->is_private = $private ? 1 : 0;
         return self::check($ffi->sse_publish_event($this->server, FFI::addr($c)));
     }
 

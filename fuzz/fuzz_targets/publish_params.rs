@@ -5,8 +5,10 @@
 //!
 //! Checked: an accepted event validates and is exactly what the rules make of the parameters; a
 //! refusal has a message, and happens exactly when the rules refuse. A parameter that is not a
-//! publish parameter refuses the request with a message naming it (its first 64 characters).
-//! Also: percent-decoding undoes percent-encoding.
+//! publish parameter refuses the request with a message naming it (its first 64 characters);
+//! `authorization` in the query is the publisher's token, no parameter of the event; `private`
+//! makes the event private whatever its value, as in Mercure. Also: percent-decoding undoes
+//! percent-encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +16,9 @@ use ssed::Event;
 use ssed::fuzzing::{Body, pairs, publish};
 
 const SEPARATOR: u8 = 0xFF;
-const KNOWN: [&str; 6] = ["topic", "data", "event", "type", "id", "retry"];
+const KNOWN: [&str; 7] = ["topic", "data", "event", "type", "id", "retry", "private"];
+/// Known in the query only: the publisher's token.
+const TOKEN: &str = "authorization";
 
 fuzz_target!(|input: &[u8]| {
     let mut parts = input.splitn(3, |&b| b == SEPARATOR);
@@ -70,6 +74,10 @@ fn model(query: &str, body: Body) -> (Result<Event, ()>, Vec<String>) {
         Body::Raw([]) => (Vec::new(), None),
         Body::Raw(bytes) => (Vec::new(), Some(bytes)),
     };
+    let query_pairs: Vec<(String, String)> = query_pairs
+        .into_iter()
+        .filter(|(name, _)| name != TOKEN)
+        .collect();
     let all: Vec<(String, String)> = query_pairs.into_iter().chain(body_pairs).collect();
     let unknown = all
         .iter()
@@ -113,6 +121,7 @@ fn event_of(all: &[(String, String)], raw: Option<&[u8]>) -> Result<Event, ()> {
     event.event_type = event_type;
     event.id = id;
     event.retry = retry;
+    event.private = all.iter().any(|(name, _)| name == "private");
     Ok(event)
 }
 

@@ -158,6 +158,8 @@ impl Selector {
 #[derive(Debug, Clone)]
 struct Template {
     pieces: Vec<Piece>,
+    /// Whether one greedy pass over the topic decides a match (see `is_one_pass`).
+    one_pass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -403,8 +405,10 @@ impl Template {
             return Err(NotATemplate);
         }
         parser.end_literal(source, source.len());
+        let one_pass = is_one_pass(&parser.pieces);
         Ok(Template {
             pieces: parser.pieces,
+            one_pass,
         })
     }
 
@@ -413,23 +417,70 @@ impl Template {
         if !self.prefix_and_suffix_fit(topic) {
             return false;
         }
-        // reach[i]: the pieces so far can match topic[..i].
-        let mut reach = vec![false; topic.len() + 1];
-        reach[0] = true;
-        let mut next = vec![false; topic.len() + 1];
-        let mut scratch = Scratch::default();
+        if self.one_pass {
+            return self.match_one_pass(topic);
+        }
+        // The literals at either end are in place (checked above): only what lies between
+        // them is left to the general matcher, whose work grows with its length.
+        let (mut pieces, mut topic) = (&self.pieces[..], topic);
+        if let [Piece::Literal(first), rest @ ..] = pieces {
+            (pieces, topic) = (rest, &topic[first.len()..]);
+        }
+        if let [rest @ .., Piece::Literal(last)] = pieces {
+            let Some(end) = topic.len().checked_sub(last.len()) else {
+                return false; // The two literals overlap in the topic.
+            };
+            (pieces, topic) = (rest, &topic[..end]);
+        }
+        // The fan-out matches every event against every template subscription: the state is
+        // this thread's, reused, so that a match allocates nothing.
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    let matched = match_pieces(pieces, topic, &mut scratch);
+                    scratch.trim();
+                    matched
+                }
+                Err(_) => match_pieces(pieces, topic, &mut Scratch::default()),
+            })
+            .unwrap_or_else(|_| match_pieces(pieces, topic, &mut Scratch::default()))
+    }
+
+    /// The general matcher over the whole template.
+    #[cfg(test)]
+    fn matches_with(&self, topic: &[u8], scratch: &mut Scratch) -> bool {
+        match_pieces(&self.pieces, topic, scratch)
+    }
+
+    /// Matches in one greedy pass, for the templates `is_one_pass` accepts: each literal must
+    /// come next in the topic, and each expression takes the longest value it can.
+    fn match_one_pass(&self, topic: &[u8]) -> bool {
+        let mut at = 0;
         for piece in &self.pieces {
-            next.fill(false);
             match piece {
-                Piece::Literal(text) => step_literal(topic, text.as_bytes(), &reach, &mut next),
-                Piece::Expression(e) => step_expression(topic, e, &reach, &mut next, &mut scratch),
-            }
-            std::mem::swap(&mut reach, &mut next);
-            if !reach.contains(&true) {
-                return false;
+                Piece::Literal(text) => {
+                    if !topic[at..].starts_with(text.as_bytes()) {
+                        return false;
+                    }
+                    at += text.len();
+                }
+                Piece::Expression(e) => {
+                    if at == topic.len() {
+                        continue; // The expression is optional.
+                    }
+                    if let Some(first) = e.first {
+                        if topic[at] != first {
+                            return false; // Only the last piece may have a first character.
+                        }
+                        at += 1;
+                    }
+                    while let Some(to) = value_step(topic, at, e.head) {
+                        at = to;
+                    }
+                }
             }
         }
-        reach[topic.len()]
+        at == topic.len()
     }
 
     /// A cheap refusal before any allocation: a template that starts (or ends) with a literal
@@ -554,6 +605,57 @@ fn is_literal_char(c: char) -> bool {
     }
 }
 
+/// Whether a template can be matched in one greedy pass, which is the usual shape of Mercure
+/// topic selectors (`https://example.com/books/{id}`, `/users/{user}/books/{book}`): every
+/// expression is one unexploded variable (a single value, no separator), its value cannot
+/// continue into what follows (the next piece is a literal whose first character is neither a
+/// value character nor `%`, or there is none), and only the last piece may be an expression
+/// with a first character (`{/id}`, `{?q}`). Then the longest value is the only one that can
+/// match, and an absent expression is an empty value. Anything else takes the general matcher.
+fn is_one_pass(pieces: &[Piece]) -> bool {
+    pieces.iter().enumerate().all(|(i, piece)| {
+        let Piece::Expression(e) = piece else {
+            return true;
+        };
+        if e.max_separators != Some(0) {
+            return false;
+        }
+        match pieces.get(i + 1) {
+            None => true,
+            Some(Piece::Expression(_)) => false,
+            Some(Piece::Literal(next)) => {
+                let c = next.as_bytes()[0];
+                e.first.is_none() && c != b'%' && !e.head.contains(c)
+            }
+        }
+    })
+}
+
+/// Whether `pieces` can match the whole of `topic`: the set of positions the pieces so far can
+/// end at, carried from piece to piece.
+fn match_pieces(pieces: &[Piece], topic: &[u8], scratch: &mut Scratch) -> bool {
+    let n = topic.len();
+    let Scratch { reach, next, pass } = scratch;
+    // reach[i]: the pieces so far can match topic[..i].
+    reach.clear();
+    reach.resize(n + 1, false);
+    reach[0] = true;
+    next.clear();
+    next.resize(n + 1, false);
+    for piece in pieces {
+        next.fill(false);
+        match piece {
+            Piece::Literal(text) => step_literal(topic, text.as_bytes(), reach, next),
+            Piece::Expression(e) => step_expression(topic, e, reach, next, pass),
+        }
+        std::mem::swap(reach, next);
+        if !reach.contains(&true) {
+            return false;
+        }
+    }
+    reach[n]
+}
+
 /// Adds to `next` every end of `literal` placed at a position in `reach`.
 fn step_literal(topic: &[u8], literal: &[u8], reach: &[bool], next: &mut [bool]) {
     for (start, _) in reach.iter().enumerate().filter(|(_, r)| **r) {
@@ -563,13 +665,37 @@ fn step_literal(topic: &[u8], literal: &[u8], reach: &[bool], next: &mut [bool])
     }
 }
 
-/// Per-position state of one expression pass, kept between pieces to allocate once.
+/// Per-position state of a match: where the pieces so far can end, and one expression
+/// pass's own.
 #[derive(Default)]
 struct Scratch {
+    reach: Vec<bool>,
+    next: Vec<bool>,
+    pass: Pass,
+}
+
+/// Per-position state of one expression pass, kept between pieces to allocate once.
+#[derive(Default)]
+struct Pass {
     /// head[i]: position i is reachable inside the first value.
     head: Vec<bool>,
     /// tail[i]: the fewest separators used to reach position i after a separator.
     tail: Vec<u32>,
+}
+
+/// Positions a thread's scratch keeps between matches; a longer topic's are given back.
+const SCRATCH_KEEP: usize = 4096;
+
+impl Scratch {
+    fn trim(&mut self) {
+        if self.reach.capacity() > SCRATCH_KEEP {
+            *self = Scratch::default();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 const UNREACHED: u32 = u32::MAX;
@@ -580,7 +706,7 @@ fn step_expression(
     e: &Expression,
     reach: &[bool],
     next: &mut [bool],
-    scratch: &mut Scratch,
+    scratch: &mut Pass,
 ) {
     // The whole expression is optional.
     next.copy_from_slice(reach);
@@ -972,6 +1098,108 @@ mod tests {
     /// same template. Both read the character classes from the compiled template, so this
     /// checks the matching (separators, escapes, optional pieces); the tests above pin the
     /// classes themselves.
+    #[test]
+    fn the_one_pass_matcher_agrees_with_the_general_one() {
+        let mut random = Random(0x5eed_1234_abcd_0002);
+        let (mut one_pass, mut several_pieces, mut matched) = (0, 0, 0);
+        for round in 0..100_000 {
+            // Half the cases from the usual generator, half alternating literals and variables
+            // as path-like selectors are written.
+            let (source, topic) = if round % 2 == 0 {
+                random_case(&mut random)
+            } else {
+                path_like_case(&mut random)
+            };
+            let Kind::Template(template) = Selector::compile(&source).kind else {
+                continue;
+            };
+            if !template.one_pass {
+                continue;
+            }
+            let bytes = topic.as_bytes();
+            let quick = template.match_one_pass(bytes);
+            let general = template.matches_with(bytes, &mut Scratch::default());
+            assert_eq!(quick, general, "{source:?} {topic:?}");
+            one_pass += 1;
+            several_pieces += usize::from(template.pieces.len() > 2);
+            matched += usize::from(quick);
+        }
+        assert!(
+            one_pass > 5_000 && several_pieces > 1_000 && matched > 1_000,
+            "{one_pass} one-pass templates, {several_pieces} of more than two pieces, {matched} matched"
+        );
+    }
+
+    /// Literals and single variables in turn (`/a/{x}/b{y}`), and a topic of literals and
+    /// value characters in turn, sometimes the template's literals.
+    fn path_like_case(random: &mut Random) -> (String, String) {
+        const LITERALS: &[&str] = &["/", "https://x.org/", "/a/", "?", "#", "&", ":", "é", "@"];
+        const OPERATORS: &[&str] = &["", "", "+", "/", "?"];
+        const VALUE_BITS: &[&str] = &["a", "1", "-", ".", "~", ",", "%2F", "%4", "/", "?", "é"];
+        let (mut selector, mut topic) = (String::new(), String::new());
+        for i in 0..2 + random.below(5) {
+            if i % 2 == 0 {
+                let literal = random.pick(LITERALS);
+                selector.push_str(literal);
+                topic.push_str(if random.below(8) == 0 {
+                    random.pick(LITERALS)
+                } else {
+                    literal
+                });
+            } else {
+                selector.push('{');
+                selector.push_str(random.pick(OPERATORS));
+                selector.push_str(random.pick(&["x", "id", "v:3"]));
+                selector.push('}');
+                for _ in 0..random.below(4) {
+                    topic.push_str(random.pick(VALUE_BITS));
+                }
+            }
+        }
+        (selector, topic)
+    }
+
+    #[test]
+    fn literals_at_both_ends_may_not_overlap() {
+        // Not one pass: `.` is a value character, so `{x}` could run into `.a`.
+        assert!(!matches("a.{x}.a", "a.a"), "one dot cannot be both ends");
+        assert!(matches("a.{x}.a", "a..a"));
+        assert!(matches("a.{x}.a", "a.b.c.a"));
+        assert!(!matches("a.{x}.a", "a."));
+    }
+
+    #[test]
+    fn usual_selectors_take_the_one_pass_matcher() {
+        for source in [
+            "https://example.com/books/{id}",
+            "https://example.com/{section}/{id}",
+            "/users/{user}/books/{book}",
+            "{+path}",
+            "https://example.com/books{/id}",
+            "https://example.com/search{?q}",
+        ] {
+            let Kind::Template(template) = Selector::compile(source).kind else {
+                panic!("{source} is a template");
+            };
+            assert!(template.one_pass, "{source}");
+        }
+        for source in [
+            "{scheme}://{+host}/demo/books/{id}.jsonld",
+            "{/a}/b",
+            "{x,y}",
+            "{list*}",
+            "{a}{b}",
+            "/{+path}/x",
+            "{id}-{n}",
+            "/books/{id}.jsonld",
+        ] {
+            let Kind::Template(template) = Selector::compile(source).kind else {
+                panic!("{source} is a template");
+            };
+            assert!(!template.one_pass, "{source}");
+        }
+    }
+
     #[test]
     fn matching_agrees_with_the_regex_mercure_builds() {
         let mut random = Random(0x5eed_1234_abcd_0001);

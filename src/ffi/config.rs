@@ -76,6 +76,19 @@ pub struct sse_config {
     /// When the history file is synced: 0 (the default) after every write, before events are
     /// delivered; -1 never (left to the OS); N > 0 at most every N milliseconds.
     pub fsync_ms: i64,
+    /// When not NULL, the HS256 secret (at least 32 bytes, used as written) of publishers'
+    /// JSON Web Tokens: publishing over HTTP then needs a token whose `mercure.publish` topic
+    /// selectors match every topic of the event (or `publish_token`). Default NULL.
+    /// `sse_server_new` fails with `SSE_RESULT_INVALID_ARGUMENT` for a shorter key, or in a
+    /// library built without JWT support.
+    pub publisher_jwt_key: *const c_char,
+    /// When not NULL, the HS256 secret of subscribers' tokens: subscribing then needs one
+    /// (unless `anonymous`), and private events reach only the streams whose token's
+    /// `mercure.subscribe` selectors match one of their topics. Default NULL.
+    pub subscriber_jwt_key: *const c_char,
+    /// Non-zero: with `subscriber_jwt_key`, subscribers without a token may read public
+    /// events. Default 0.
+    pub anonymous: i64,
     /// When not NULL, the URL of the Redis (7 or later) or Valkey server whose stream this
     /// server shares with the other nodes of a cluster: "redis://HOST:PORT" (optionally with
     /// ":PASSWORD@" before the host and "/DB" after the port) or "unix:///PATH". Events are
@@ -157,6 +170,9 @@ fn config_defaults() -> sse_config {
         log_level: sse_log_level::Quiet as i64,
         history_file: std::ptr::null(),
         fsync_ms: 0,
+        publisher_jwt_key: std::ptr::null(),
+        subscriber_jwt_key: std::ptr::null(),
+        anonymous: 0,
         redis_url: std::ptr::null(),
         redis_stream: std::ptr::null(),
         redis_history: 0,
@@ -270,6 +286,18 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
             )));
         }
     };
+    // SAFETY: NULL or NUL-terminated (the caller's promise); a key is never quoted back.
+    let (publisher_jwt_key, subscriber_jwt_key) = unsafe {
+        (
+            optional_str(c.publisher_jwt_key, "publisher_jwt_key")?,
+            optional_str(c.subscriber_jwt_key, "subscriber_jwt_key")?,
+        )
+    };
+    config.publisher_jwt_key =
+        (!c.publisher_jwt_key.is_null()).then(|| publisher_jwt_key.to_owned());
+    config.subscriber_jwt_key =
+        (!c.subscriber_jwt_key.is_null()).then(|| subscriber_jwt_key.to_owned());
+    config.anonymous = c.anonymous != 0;
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,

@@ -39,6 +39,10 @@ pub struct sse_event {
     /// `retry:` milliseconds sent with the event (the browser's reconnection delay), at most
     /// 4294967295; negative sends none. Default -1.
     pub retry_ms: i64,
+    /// Non-zero: a private event, which reaches only the subscribers whose token's
+    /// `mercure.subscribe` selectors match one of its topics (never one without a token).
+    /// Default 0. (Not `private`, which C++ reserves.)
+    pub is_private: i64,
 }
 
 /// Bytes of the smallest `sse_event` a caller may pass: the first published layout.
@@ -93,6 +97,7 @@ fn event_defaults() -> sse_event {
         data_len: 0,
         id: std::ptr::null(),
         retry_ms: -1,
+        is_private: 0,
     }
 }
 
@@ -176,6 +181,7 @@ unsafe fn fill_from(event: &mut Event, c: &sse_event) -> Result<(), sse_result> 
     replace(&mut event.data, data);
     replace(&mut event.id, id);
     event.retry = retry;
+    event.private = c.is_private != 0;
     Ok(())
 }
 
@@ -221,6 +227,10 @@ mod tests {
 
     #[test]
     fn the_event_has_no_padding_between_fields() {
-        assert_eq!(EVENT_MIN_SIZE, size_of::<sse_event>());
+        assert_eq!(EVENT_MIN_SIZE, offset_of!(sse_event, is_private));
+        assert_eq!(
+            offset_of!(sse_event, is_private) + size_of::<i64>(),
+            size_of::<sse_event>()
+        );
     }
 }

@@ -142,6 +142,8 @@ unsafe fn fill_event(
     replace(&mut event.data, data);
     replace(&mut event.id, id);
     event.retry = None;
+    // The scratch event may come from an `sse_publish_event` of a private event.
+    event.private = false;
     Ok(())
 }
 

@@ -3,8 +3,9 @@
 //! The loop (event_loop.rs) reads a connection's bytes and hands every complete request head
 //! here; a handler answers with the loop's `respond` or `reject`, turns the connection into a
 //! stream (`subscribe.rs`), or asks for a publish body and publishes it (`publish.rs`). The
-//! viewer page is in `viewer.rs`, `/health` and `/metrics` in `pages.rs`, CORS in `cors.rs`; who may publish
-//! or subscribe is decided in auth.rs.
+//! viewer page is in `viewer.rs`, `/health` and `/metrics` in `pages.rs`, CORS in `cors.rs`; who
+//! may publish or subscribe is decided in auth/. The Mercure hub (`/.well-known/mercure`) is the
+//! same subscribe and publish, speaking that protocol.
 
 mod cors;
 mod pages;
@@ -18,13 +19,17 @@ use crate::event_loop::EventLoop;
 use crate::http::{self, Method, Request, Status};
 use crate::stats::Refusal;
 
-/// The paths ssed answers, with the one method each takes (`OPTIONS` aside).
-const ROUTES: [(&str, Method); 5] = [
-    ("/events", Method::Get),
-    ("/publish", Method::Post),
-    ("/", Method::Get),
-    ("/health", Method::Get),
-    ("/metrics", Method::Get),
+/// Where a Mercure hub answers, which Mercure clients (Symfony's, API Platform) expect.
+const HUB: &str = "/.well-known/mercure";
+
+/// The paths ssed answers, with the methods each takes (`OPTIONS` aside).
+const ROUTES: [(&str, &[Method]); 6] = [
+    ("/events", &[Method::Get]),
+    ("/publish", &[Method::Post]),
+    (HUB, &[Method::Get, Method::Post]),
+    ("/", &[Method::Get]),
+    ("/health", &[Method::Get]),
+    ("/metrics", &[Method::Get]),
 ];
 
 impl EventLoop {
@@ -39,8 +44,10 @@ impl EventLoop {
             (Method::Options, _) if self.config.cors != Cors::Off => {
                 self.preflight(conn, slot, &cors)
             }
-            (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors),
-            (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors),
+            (Method::Get, "/events") => self.subscribe(conn, slot, &request, &cors, false),
+            (Method::Post, "/publish") => self.start_publish(conn, slot, request, &cors, false),
+            (Method::Get, HUB) => self.subscribe(conn, slot, &request, &cors, true),
+            (Method::Post, HUB) => self.start_publish(conn, slot, request, &cors, true),
             (Method::Get, "/") => self.viewer(conn, slot, &request, &cors),
             (Method::Get, "/health") => self.health(conn, slot, &cors),
             (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
@@ -69,10 +76,14 @@ impl EventLoop {
         conn: &mut Conn,
         slot: u32,
         (method, path): (Method, &str),
-        allowed: Method,
+        allowed: &[Method],
         cors: &str,
     ) {
-        let allowed = http::method_name(allowed);
+        let allowed = allowed
+            .iter()
+            .map(|&m| http::method_name(m))
+            .collect::<Vec<_>>()
+            .join(", ");
         let options = if self.config.cors != Cors::Off {
             ", OPTIONS"
         } else {
@@ -80,8 +91,9 @@ impl EventLoop {
         };
         let extra = format!("{cors}Allow: {allowed}{options}\r\n");
         let why = format!(
-            "{} is not allowed on {path}; use {allowed}",
-            http::method_name(method)
+            "{} is not allowed on {path}; use {}",
+            http::method_name(method),
+            allowed.replace(", ", " or ")
         );
         let status = Status::METHOD_NOT_ALLOWED;
         self.reject(conn, slot, status, &extra, &why, Refusal::MethodNotAllowed);

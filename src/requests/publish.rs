@@ -1,11 +1,14 @@
-//! `POST /publish`: who may publish, reading the body, and handing the event to the store,
-//! whose answer (the event's id, or why not) goes back to the publisher.
+//! `POST /publish` and `POST /.well-known/mercure`: who may publish, reading the body, and
+//! handing the event to the store, whose answer (the event's id, or why not) goes back to the
+//! publisher.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::auth;
 use crate::conn::{Conn, PendingBody, Phase};
 use crate::event_loop::EventLoop;
+use crate::frame::{self, IdForm};
 use crate::http::{self, Request, Status};
 use crate::params::{self, Body};
 use crate::stats::Refusal;
@@ -13,24 +16,32 @@ use crate::store::{PublishError, Submitted};
 
 impl EventLoop {
     /// Checks a publish head; the connection then reads its body (see `finish_publish`).
+    /// `hub`: a publish to the Mercure hub, which needs a topic and assigns ids as Mercure does.
     pub(super) fn start_publish(
         &mut self,
         conn: &mut Conn,
         slot: u32,
         request: Request,
         cors: &str,
+        hub: bool,
     ) {
-        if let Err(denied) = auth::may_publish(&self.config, &request, conn.peer_loopback) {
-            let extra = format!("{cors}{}", denied.challenge());
-            return self.reject(
-                conn,
-                slot,
-                denied.status,
-                &extra,
-                denied.why,
-                denied.refusal,
-            );
-        }
+        let query_token = params::authorization(&request.query);
+        let publishing = auth::may_publish(
+            &self.config,
+            &self.keys,
+            &request,
+            conn.peer_loopback,
+            query_token.as_deref(),
+            SystemTime::now(),
+        );
+        let publishing = match publishing {
+            Ok(publishing) => publishing,
+            Err(denied) => {
+                let extra = format!("{cors}{}", denied.challenge());
+                let (status, refusal) = (denied.status, denied.refusal);
+                return self.reject(conn, slot, status, &extra, &denied.why, refusal);
+            }
+        };
         if request.chunked {
             let why = "chunked publish bodies are not accepted; send a Content-Length";
             let status = Status::LENGTH_REQUIRED;
@@ -52,7 +63,12 @@ impl EventLoop {
             }
             self.set_deadline(conn, slot, self.config.head_timeout);
         }
-        conn.body = Some(Box::new(PendingBody { request, length }));
+        conn.body = Some(Box::new(PendingBody {
+            request,
+            length,
+            publishing,
+            hub,
+        }));
         conn.phase = Phase::Body;
     }
 
@@ -61,9 +77,10 @@ impl EventLoop {
         &mut self,
         conn: &mut Conn,
         slot: u32,
-        request: &Request,
+        pending: &PendingBody,
         body: &[u8],
     ) {
+        let request = &pending.request;
         conn.deadline = None;
         let cors = self.cors_headers(request.origin.as_deref());
         let body = Body::new(request.content_type.as_deref(), body);
@@ -74,21 +91,39 @@ impl EventLoop {
                 return self.reject(conn, slot, status, &cors, &why, Refusal::BadRequest);
             }
         };
+        if pending.hub && event.topics.is_empty() {
+            let why = "Missing \"topic\" parameter: a Mercure update names its topics";
+            let status = Status::BAD_REQUEST;
+            return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
+        }
+        if let Err(denied) = pending.publishing.check(&event) {
+            let (status, refusal) = (denied.status, denied.refusal);
+            return self.reject(conn, slot, status, &cors, &denied.why, refusal);
+        }
         let token = self.token(slot).0;
-        let mut submitted = self.store.publish(&event, token);
+        // A Mercure hub's ids are IRIs.
+        let form = if pending.hub {
+            IdForm::Urn
+        } else {
+            IdForm::Decimal
+        };
+        let mut submitted = self.store.publish(&event, token, form);
         if submitted == Submitted::Done(Err(PublishError::QueueFull)) {
             // Other threads filled the queue; deliver what is there and try once more.
             if self.take_published() && self.shutdown_by.is_none() {
                 submitted = Submitted::Done(Err(PublishError::Stopped));
             } else {
-                submitted = self.store.publish(&event, token);
+                submitted = self.store.publish(&event, token, form);
             }
         }
         match submitted {
             Submitted::Done(result) => {
-                let id = result.map(|assigned| match assigned {
-                    Some(n) => n.to_string().into_boxed_str(),
-                    None => event.id.into_boxed_str(),
+                let id = result.map(|assigned| match (assigned, form) {
+                    (Some(n), IdForm::Decimal) => n.to_string().into_boxed_str(),
+                    (Some(n), IdForm::Urn) => {
+                        frame::urn_uuid(n, &mut [0; frame::URN_UUID_LEN]).into()
+                    }
+                    (None, _) => event.id.into_boxed_str(),
                 });
                 self.answer_publish(conn, slot, &cors, id);
             }

@@ -1,9 +1,10 @@
-//! `GET /events`: a connection becomes an event stream, replays what its client missed, and
-//! joins the loop's subscribers.
+//! `GET /events` and `GET /.well-known/mercure`: a connection becomes an event stream, replays
+//! what its client missed, and joins the loop's subscribers.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use crate::auth;
+use crate::auth::{self, QueryTokens};
 use crate::config::LogLevel;
 use crate::conn::{Conn, Phase};
 use crate::event_loop::EventLoop;
@@ -11,9 +12,27 @@ use crate::http::{self, Request, Status};
 use crate::params;
 use crate::stats::Refusal;
 use crate::store::Entry;
+use crate::subscription::Subscription;
+
+/// The `Last-Event-ID` by which a Mercure subscriber asks for the whole retained history.
+const EARLIEST: &str = "earliest";
+
+/// The longest a token's expiry is waited for. A token's `exp` may lie as far ahead as the
+/// system clock reaches, and the loop's deadlines must not overflow the monotonic clock: such a
+/// stream is closed after a century instead.
+const LONGEST_EXPIRY: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 impl EventLoop {
-    pub(super) fn subscribe(&mut self, conn: &mut Conn, slot: u32, request: &Request, cors: &str) {
+    /// Opens a stream. `hub`: the Mercure hub's subscribe, which needs at least one `topic`
+    /// (ssed's own `/events` without one is every topic).
+    pub(super) fn subscribe(
+        &mut self,
+        conn: &mut Conn,
+        slot: u32,
+        request: &Request,
+        cors: &str,
+        hub: bool,
+    ) {
         let query = match params::subscribe(&request.query) {
             Ok(query) => query,
             Err(why) => {
@@ -21,16 +40,23 @@ impl EventLoop {
                 return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
             }
         };
-        if let Err(denied) = auth::may_subscribe(&self.config, request, query.token.as_deref()) {
-            let extra = format!("{cors}{}", denied.challenge());
-            return self.reject(
-                conn,
-                slot,
-                denied.status,
-                &extra,
-                denied.why,
-                denied.refusal,
-            );
+        let tokens = QueryTokens {
+            token: query.token.as_deref(),
+            authorization: query.authorization.as_deref(),
+        };
+        let now = SystemTime::now();
+        let reading = match auth::may_subscribe(&self.config, &self.keys, request, tokens, now) {
+            Ok(reading) => reading,
+            Err(denied) => {
+                let extra = format!("{cors}{}", denied.challenge());
+                let (status, refusal) = (denied.status, denied.refusal);
+                return self.reject(conn, slot, status, &extra, &denied.why, refusal);
+            }
+        };
+        if hub && query.topics.is_empty() {
+            let why = "Missing \"topic\" parameter: a Mercure subscription names its topics";
+            let status = Status::BAD_REQUEST;
+            return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
         }
         if self.streams_full() {
             let extra = format!("{cors}Retry-After: 5\r\n");
@@ -48,11 +74,12 @@ impl EventLoop {
         conn.phase = Phase::Streaming;
         conn.input.release();
         conn.deadline = None;
-        conn.topics = query
-            .topics
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect();
+        conn.subscription = Subscription::new(query.topics, reading.private);
+        if let Some(expires) = reading.expires {
+            // The stream closes when its token expires (see `token_expired` in the loop).
+            let left = expires.duration_since(now).unwrap_or_default();
+            self.set_deadline(conn, slot, left.min(LONGEST_EXPIRY));
+        }
         let head = if cors.is_empty() {
             self.stream_head.clone()
         } else {
@@ -80,18 +107,23 @@ impl EventLoop {
         self.add_subscriber(conn, slot);
     }
 
-    /// Queues the retained events after `last_id` for `conn`, after a `: gap` comment when that
-    /// id is no longer retained. False when the store looks it up in Redis first.
+    /// Queues the retained events after `last_id` that the stream may have, after a `: gap`
+    /// comment when that id is no longer retained. `earliest` asks for every retained event,
+    /// as in Mercure: no gap then. False when the store looks the id up in Redis first.
     fn replay(&mut self, conn: &mut Conn, slot: u32, last_id: &str) -> bool {
-        let token = self.token(slot).0;
-        let Some(replay) = self.store.replay(last_id, token) else {
-            return false;
-        };
-        if replay.gap {
-            conn.push(self.gap.clone());
-        }
         let before = conn.out_bytes;
-        push_matching(conn, replay.entries);
+        if last_id == EARLIEST {
+            push_matching(conn, self.store.history());
+        } else {
+            let token = self.token(slot).0;
+            let Some(replay) = self.store.replay(last_id, token) else {
+                return false;
+            };
+            if replay.gap {
+                conn.push(self.gap.clone());
+            }
+            push_matching(conn, replay.entries);
+        }
         conn.replay_allowance = conn.out_bytes - before;
         true
     }
@@ -136,10 +168,11 @@ impl EventLoop {
     }
 }
 
-/// Queues for `conn` the frames of the `entries` it subscribed to.
+/// Queues for `conn` the frames of the `entries` its subscription wants (topics, and for a
+/// private event the token's selectors).
 fn push_matching<'a>(conn: &mut Conn, entries: impl Iterator<Item = &'a Entry>) {
     for entry in entries {
-        if entry.matches(&conn.topics) {
+        if conn.subscription.wants(entry) {
             conn.push(entry.frame.clone());
         }
     }

@@ -57,7 +57,12 @@ impl EventLoop {
     /// asks for a replay of its own gets that one.
     fn viewer_page(&self, request: &Request) -> String {
         let query = params::subscribe(&request.query).ok().filter(|query| {
-            auth::may_subscribe(&self.config, request, query.token.as_deref()).is_ok()
+            let tokens = auth::QueryTokens {
+                token: query.token.as_deref(),
+                authorization: query.authorization.as_deref(),
+            };
+            let now = std::time::SystemTime::now();
+            auth::may_subscribe(&self.config, &self.keys, request, tokens, now).is_ok()
         });
         let mut settings = String::from(r#"{"types":["#);
         let mut start = None;
@@ -66,6 +71,8 @@ impl EventLoop {
             let retained: Vec<Retained> = self
                 .store
                 .history()
+                // The page names no private event: not even its id or type.
+                .filter(|entry| !entry.is_private())
                 .map(|entry| Retained {
                     id: std::str::from_utf8(entry.id()).unwrap_or_default(),
                     event_type: entry.event_type(),

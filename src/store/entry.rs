@@ -16,24 +16,38 @@ pub struct Entry {
     id: Range<usize>,
     event_type: Range<usize>,
     topics: Topics,
+    /// Only subscribers allowed to read one of its topics get it (see `subscription.rs`).
+    private: bool,
     /// Where the event sits in a cluster's Redis stream (see `cluster/`); 0 outside a cluster.
     pub position: u64,
 }
 
 impl Entry {
-    pub fn new(encoded: Encoded, topics: Topics) -> Entry {
+    pub fn new(encoded: Encoded, topics: Topics, private: bool) -> Entry {
         Entry {
             frame: encoded.bytes,
             id: encoded.id,
             event_type: encoded.event_type,
             topics,
+            private,
             position: 0,
         }
     }
 
-    /// True when a subscriber to `wanted` (empty: every topic) receives this event.
+    /// True when one of the topics is in `wanted`, or `wanted` is empty (every topic). Whether
+    /// a subscriber gets the event is `Subscription::wants`, which also asks `is_private`.
     pub fn matches(&self, wanted: &[Box<str>]) -> bool {
         wanted.is_empty() || self.topics.any(|t| wanted.iter().any(|w| **w == *t))
+    }
+
+    /// The topics the event was published to.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// True for a private event.
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// The history file's record of this event, sharing its frame.
@@ -45,6 +59,7 @@ impl Entry {
             event_type: self.event_type.clone(),
             topics: self.topics.clone(),
             assigned,
+            private: self.private,
         }
     }
 

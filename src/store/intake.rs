@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
 use crate::event::{Event, Topics};
-use crate::frame::{self, FieldError};
+use crate::frame::{self, FieldError, IdForm};
 
 /// Why an event was not published. Nothing was published when one of these is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,14 +101,16 @@ impl Intake {
     /// Queues `event` for the loop. Returns the id the server assigned, or `None` when the event
     /// carried its own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
-        self.publish_for(event, None)
+        self.publish_for(event, None, IdForm::Decimal)
     }
 
-    /// Queues `event` for the loop, naming who waits for its fate (see [`Accepted::waiter`]).
+    /// Queues `event` for the loop, naming who waits for its fate (see [`Accepted::waiter`]);
+    /// an id assigned to it is written in `form`.
     pub fn publish_for(
         &self,
         event: &Event,
         waiter: Option<usize>,
+        form: IdForm,
     ) -> Result<Option<u64>, PublishError> {
         event.validate().map_err(PublishError::Invalid)?;
         let topics = Topics::of(event);
@@ -126,16 +128,21 @@ impl Intake {
             queue.refuse_until = None;
         }
         let mut digits = [0u8; 20];
+        let mut urn = [0u8; frame::URN_UUID_LEN];
         let (id, assigned) = if event.id.is_empty() {
             let n = queue.next_id;
             queue.next_id += 1;
-            (frame::decimal(n, &mut digits), Some(n))
+            let id = match form {
+                IdForm::Decimal => frame::decimal(n, &mut digits),
+                IdForm::Urn => frame::urn_uuid(n, &mut urn),
+            };
+            (id, Some(n))
         } else {
             (event.id.as_str(), None)
         };
         let encoded = frame::encode(id, &event.event_type, event.retry, &event.data);
         queue.events.push_back(Accepted {
-            entry: Entry::new(encoded, topics),
+            entry: Entry::new(encoded, topics, event.private),
             assigned,
             waiter,
         });
@@ -238,6 +245,22 @@ mod tests {
             ids,
             [a.to_string().as_bytes(), b.to_string().as_bytes(), b"mine"]
         );
+    }
+
+    #[test]
+    fn an_id_assigned_in_mercure_form_is_the_urn_of_the_next_number() {
+        let (_poll, intake) = new_intake(8);
+        let a = intake.publish(&Event::new("a")).unwrap().unwrap();
+        let b = intake
+            .publish_for(&Event::new("b").private(), None, IdForm::Urn)
+            .unwrap()
+            .unwrap();
+        assert_eq!(b, a + 1);
+        let mut taken = Vec::new();
+        intake.take(&mut taken, usize::MAX);
+        let mut urn = [0u8; frame::URN_UUID_LEN];
+        assert_eq!(taken[1].entry.id(), frame::urn_uuid(b, &mut urn).as_bytes());
+        assert!(taken[1].entry.is_private() && !taken[0].entry.is_private());
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub(crate) use cluster::{Cluster, Publisher};
 #[cfg(feature = "history-file")]
 use crate::config::LogLevel;
 use crate::event::Event;
+use crate::frame::IdForm;
 use crate::stats::RedisStatus;
 
 /// The history file's state, for `/health` and `/metrics`.
@@ -185,19 +186,20 @@ impl Store {
         self.cluster.as_ref().map(Cluster::publisher)
     }
 
-    /// Publishes from the loop's own thread, for the connection with token `waiter`.
-    pub fn publish(&self, event: &Event, waiter: usize) -> Submitted {
+    /// Publishes from the loop's own thread, for the connection with token `waiter`; an id
+    /// assigned to the event is written in `form`.
+    pub fn publish(&self, event: &Event, waiter: usize, form: IdForm) -> Submitted {
         #[cfg(feature = "redis")]
         if let Some(cluster) = &self.cluster {
-            return match cluster.submit(event, waiter) {
+            return match cluster.submit(event, waiter, form) {
                 Ok(()) => Submitted::Waiting,
                 Err(why) => Submitted::Done(Err(why)),
             };
         }
         if self.file.is_none() {
-            return Submitted::Done(self.intake.publish(event));
+            return Submitted::Done(self.intake.publish_for(event, None, form));
         }
-        match self.intake.publish_for(event, Some(waiter)) {
+        match self.intake.publish_for(event, Some(waiter), form) {
             Ok(_) => Submitted::Waiting,
             Err(why) => Submitted::Done(Err(why)),
         }

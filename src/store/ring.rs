@@ -97,7 +97,11 @@ mod tests {
 
     fn typed(id: &str, topic: &str, event_type: &str) -> Entry {
         let topics = Topics::of(&crate::Event::new("").topic(topic));
-        Entry::new(crate::frame::encode(id, event_type, None, ""), topics)
+        Entry::new(
+            crate::frame::encode(id, event_type, None, ""),
+            topics,
+            false,
+        )
     }
 
     fn ids(replay: Replay) -> (bool, Vec<String>) {

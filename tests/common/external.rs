@@ -201,6 +201,23 @@ impl Lines {
             }
         }
     }
+
+    /// Every line: those seen so far and the rest, up to the end of the pipe (the child has
+    /// exited) or `PATIENCE`.
+    pub fn rest(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(e) => panic!(
+                    "the pipe did not end ({e:?}); lines so far: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
 }
 
 /// The daemon built by this package, on a free loopback port. `log` has its stderr lines.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod external;
+pub mod jwt;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -135,6 +136,20 @@ impl Response {
                 .then(|| v.trim().to_owned())
         })
     }
+}
+
+/// Reads a response head only (of a stream, which does not end).
+pub fn read_response_head(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while find(&buf, b"\r\n\r\n").is_none() {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => panic!("reading a response head: {other:?} after {buf:?}"),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Reads one response with a Content-Length, or to the close.

@@ -15,6 +15,7 @@
 //! | `retry` | the `retry` milliseconds; absent when none |
 //! | `topic` | one field per topic; none for the empty topic alone |
 //! | `private` | `1` for an event only authorized subscribers may receive; absent otherwise |
+//! | `form` | `urn` when an assigned id is written as a `urn:uuid:` (the Mercure hub's); absent for a decimal id |
 //! | `data` | the data |
 //!
 //! An entry whose `id` equals its position was assigned by the script.
@@ -23,7 +24,7 @@ use redis::Value;
 
 use super::super::entry::Entry;
 use crate::event::{Event, Topics};
-use crate::frame;
+use crate::frame::{self, IdForm};
 
 /// Appends one event to the stream and returns its position, in decimal.
 ///
@@ -74,8 +75,8 @@ return digits
 ";
 
 /// Calls `arg` with the script's arguments after the highest seen position: the publisher's own
-/// id (or "") and the field pairs of `event`.
-pub fn script_args(event: &Event, private: bool, mut arg: impl FnMut(&[u8])) {
+/// id (or "") and the field pairs of `event`, whose id, when assigned, is written in `form`.
+pub fn script_args(event: &Event, form: IdForm, mut arg: impl FnMut(&[u8])) {
     arg(event.id.as_bytes());
     if !event.event_type.is_empty() && event.event_type != "message" {
         arg(b"type");
@@ -92,9 +93,13 @@ pub fn script_args(event: &Event, private: bool, mut arg: impl FnMut(&[u8])) {
             arg(topic.as_bytes());
         }
     }
-    if private {
+    if event.private {
         arg(b"private");
         arg(b"1");
+    }
+    if form == IdForm::Urn && event.id.is_empty() {
+        arg(b"form");
+        arg(b"urn");
     }
     arg(b"data");
     arg(event.data.as_bytes());
@@ -106,10 +111,6 @@ pub struct Decoded {
     pub entry: Entry,
     /// The entry's Redis id, `position-sequence` (the sequence is 0 for entries ssed wrote).
     pub redis_id: (u64, u64),
-    /// Whether only authorized subscribers may receive it. Read once `Entry` carries the same
-    /// flag (the authorization work adds it); until then no event is private.
-    #[allow(dead_code)]
-    pub private: bool,
 }
 
 /// Why an entry cannot be delivered.
@@ -155,6 +156,7 @@ pub fn decode(value: &Value) -> Result<Decoded, BadEntry> {
     }
     let mut event = Event::default();
     let mut private = false;
+    let mut urn = false;
     let mut has_id = false;
     for pair in fields.chunks(2) {
         let [Value::BulkString(name), Value::BulkString(value)] = pair else {
@@ -173,6 +175,7 @@ pub fn decode(value: &Value) -> Result<Decoded, BadEntry> {
             }
             b"topic" => event.topics.push(text()?.to_owned()),
             b"private" => private = value.as_slice() == b"1",
+            b"form" => urn = value.as_slice() == b"urn",
             b"data" => event.data = text()?.to_owned(),
             // Fields a later ssed may add are skipped, so that nodes can be upgraded one by one.
             _ => {}
@@ -184,14 +187,17 @@ pub fn decode(value: &Value) -> Result<Decoded, BadEntry> {
     event
         .validate()
         .map_err(|_| refused("its type or id holds CR, LF or NUL"))?;
-    let encoded = frame::encode(&event.id, &event.event_type, event.retry, &event.data);
-    let mut entry = Entry::new(encoded, Topics::of(&event));
+    let mut digits = [0u8; frame::URN_UUID_LEN];
+    let assigned = event.id.parse::<u64>().ok() == Some(redis_id.0);
+    let id = if urn && assigned {
+        frame::urn_uuid(redis_id.0, &mut digits)
+    } else {
+        &event.id
+    };
+    let encoded = frame::encode(id, &event.event_type, event.retry, &event.data);
+    let mut entry = Entry::new(encoded, Topics::of(&event), private);
     entry.position = redis_id.0;
-    Ok(Decoded {
-        entry,
-        redis_id,
-        private,
-    })
+    Ok(Decoded { entry, redis_id })
 }
 
 #[cfg(test)]
@@ -203,9 +209,9 @@ mod tests {
     }
 
     /// The reply entry Redis would hold for `event` at `position`.
-    fn stored(position: u64, event: &Event, private: bool) -> Value {
+    fn stored(position: u64, event: &Event, form: IdForm) -> Value {
         let mut args: Vec<Vec<u8>> = Vec::new();
-        script_args(event, private, |a| args.push(a.to_vec()));
+        script_args(event, form, |a| args.push(a.to_vec()));
         let own = args.remove(0);
         let id = if own.is_empty() {
             position.to_string().into_bytes()
@@ -223,10 +229,11 @@ mod tests {
             .topic("x")
             .topic("y")
             .event_type("update")
-            .retry(250);
-        let decoded = decode(&stored(1_700_000_000_000_001, &event, true)).unwrap();
+            .retry(250)
+            .private();
+        let decoded = decode(&stored(1_700_000_000_000_001, &event, IdForm::Decimal)).unwrap();
         assert_eq!(decoded.entry.position, 1_700_000_000_000_001);
-        assert!(decoded.private);
+        assert!(decoded.entry.is_private());
         assert_eq!(
             &decoded.entry.frame[..],
             b"id: 1700000000000001\nevent: update\nretry: 250\ndata: a\ndata: b\n\n"
@@ -238,15 +245,27 @@ mod tests {
     #[test]
     fn own_ids_and_the_empty_topic_travel_too() {
         let event = Event::new("").id("mine").event_type("message");
-        let decoded = decode(&stored(7, &event, false)).unwrap();
+        let decoded = decode(&stored(7, &event, IdForm::Urn)).unwrap();
         assert_eq!(&decoded.entry.frame[..], b"id: mine\ndata: \n\n");
         assert!(decoded.entry.matches(&[Box::from("")]));
-        assert!(!decoded.private);
+        assert!(!decoded.entry.is_private());
+        // An id the stream assigned for the hub comes back as the hub writes its ids.
+        let hub = decode(&stored(
+            1_700_000_000_000_002,
+            &Event::new("h"),
+            IdForm::Urn,
+        ))
+        .unwrap();
+        let mut urn = [0u8; frame::URN_UUID_LEN];
+        assert_eq!(
+            hub.entry.id(),
+            frame::urn_uuid(1_700_000_000_000_002, &mut urn).as_bytes()
+        );
     }
 
     #[test]
     fn foreign_or_hostile_entries_are_refused() {
-        let mut entry = stored(7, &Event::new("x"), false);
+        let mut entry = stored(7, &Event::new("x"), IdForm::Decimal);
         if let Value::Array(parts) = &mut entry {
             parts[0] = bulk("7-1");
         }

@@ -35,6 +35,7 @@ use super::ring::Ring;
 use super::{Ack, LateEvents, LateReplay};
 use crate::config::{Config, LogLevel};
 use crate::event::Event;
+use crate::frame::IdForm;
 use crate::stats::RedisStatus;
 use crate::store::PublishError;
 use link::Link;
@@ -281,8 +282,8 @@ impl Cluster {
     }
 
     /// Hands an HTTP publish to the publisher thread; its answer comes back as an [`Ack`].
-    pub fn submit(&self, event: &Event, waiter: usize) -> Result<(), PublishError> {
-        self.publisher.submit(event, waiter)
+    pub fn submit(&self, event: &Event, waiter: usize, form: IdForm) -> Result<(), PublishError> {
+        self.publisher.submit(event, waiter, form)
     }
 
     /// True when a thread has handed the loop something.

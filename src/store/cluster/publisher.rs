@@ -19,6 +19,7 @@ use super::link::Link;
 use super::{Ack, IDLE, Role, Shared};
 use crate::config::LogLevel;
 use crate::event::Event;
+use crate::frame::{self, IdForm};
 use crate::store::PublishError;
 
 /// How long one reply may take before Redis is taken for down.
@@ -41,6 +42,8 @@ enum Reply {
 
 struct Job {
     event: Event,
+    /// How an id the stream assigns is written.
+    form: IdForm,
     reply: Reply,
 }
 
@@ -71,9 +74,10 @@ impl Publisher {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a publish from the loop's connection `waiter`; the answer comes as an [`Ack`].
-    pub fn submit(&self, event: &Event, waiter: usize) -> Result<(), PublishError> {
-        self.queue(event, Reply::Loop(waiter))?;
+    /// Queues a publish from the loop's connection `waiter`, an assigned id written in `form`;
+    /// the answer comes as an [`Ack`].
+    pub fn submit(&self, event: &Event, waiter: usize, form: IdForm) -> Result<(), PublishError> {
+        self.queue(event, form, Reply::Loop(waiter))?;
         self.for_loop.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -82,7 +86,7 @@ impl Publisher {
     /// at most a few seconds). Returns the id assigned, or `None` for the event's own.
     pub fn publish(&self, event: &Event) -> Result<Option<u64>, PublishError> {
         let (sender, answer) = mpsc::sync_channel(1);
-        self.queue(event, Reply::Caller(sender))?;
+        self.queue(event, IdForm::Decimal, Reply::Caller(sender))?;
         match answer.recv_timeout(CALLER_PATIENCE) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => Err(PublishError::Unavailable),
@@ -90,7 +94,7 @@ impl Publisher {
         }
     }
 
-    fn queue(&self, event: &Event, reply: Reply) -> Result<(), PublishError> {
+    fn queue(&self, event: &Event, form: IdForm, reply: Reply) -> Result<(), PublishError> {
         event.validate().map_err(PublishError::Invalid)?;
         if self.shared.intake.is_stopped() || self.shared.stopped() {
             return Err(PublishError::Stopped);
@@ -104,6 +108,7 @@ impl Publisher {
         }
         jobs.push_back(Job {
             event: event.clone(),
+            form,
             reply,
         });
         drop(jobs);
@@ -140,9 +145,12 @@ impl Publisher {
         let own = !job.event.id.is_empty();
         match job.reply {
             Reply::Loop(waiter) => {
-                let result = result.map(|position| match own {
-                    true => job.event.id.into_boxed_str(),
-                    false => position.to_string().into_boxed_str(),
+                let result = result.map(|position| match (own, job.form) {
+                    (true, _) => job.event.id.into_boxed_str(),
+                    (false, IdForm::Decimal) => position.to_string().into_boxed_str(),
+                    (false, IdForm::Urn) => {
+                        frame::urn_uuid(position, &mut [0; frame::URN_UUID_LEN]).into()
+                    }
                 });
                 self.shared.lock_outbox().acks.push(Ack { waiter, result });
                 self.for_loop.fetch_sub(1, Ordering::SeqCst);
@@ -316,8 +324,7 @@ fn run_pipeline<'a>(
     for job in jobs {
         let mut invocation = script.key(&shared.key);
         invocation.arg(length).arg(seen);
-        // Private events arrive with the authorization work; until then none is.
-        fields::script_args(&job.event, false, |arg| {
+        fields::script_args(&job.event, job.form, |arg| {
             invocation.arg(arg);
         });
         pipe.invoke_script(&invocation);

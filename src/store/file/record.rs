@@ -8,6 +8,7 @@
 //! record   magic ff 53 52 fe | payload length u32 | payload crc32 u32 | head crc32 u32 | payload
 //! payload  version u8 | flags u8 | assigned id u64 | topic count u32 | (length u32, UTF-8)*
 //!          | frame length u32 | frame
+//! flags    bit 0: the id is a number the server assigned; bit 1: a private event
 //! ```
 //!
 //! The head checksum covers the 12 bytes before it, so a damaged length is caught before it is
@@ -43,6 +44,9 @@ pub const MAX_PAYLOAD: usize = 1 << 30;
 
 /// Flag: the id is a number the server assigned (otherwise the publisher chose it).
 const FLAG_ASSIGNED: u8 = 1;
+/// Flag: a private event, for subscribers allowed to read one of its topics only. Files
+/// written before it existed have it clear: their events were public.
+const FLAG_PRIVATE: u8 = 2;
 /// Payload bytes before the topics: version, flags, assigned id, topic count.
 const PAYLOAD_FIXED: usize = 1 + 1 + 8 + 4;
 
@@ -60,6 +64,8 @@ pub struct Record {
     pub topics: Topics,
     /// The id when the server assigned it, so that ids continue above it after a restart.
     pub assigned: Option<u64>,
+    /// A private event.
+    pub private: bool,
 }
 
 impl Record {
@@ -72,6 +78,7 @@ impl Record {
             event_type: encoded.event_type.clone(),
             topics,
             assigned,
+            private: false,
         }
     }
 
@@ -82,7 +89,7 @@ impl Record {
             id: self.id.clone(),
             event_type: self.event_type.clone(),
         };
-        Entry::new(encoded, self.topics.clone())
+        Entry::new(encoded, self.topics.clone(), self.private)
     }
 
     /// The id as written in the frame (empty when it has none).
@@ -207,11 +214,13 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
     let head = out.len();
     out.extend_from_slice(&[0; HEAD_LEN]);
     out.push(RECORD_VERSION);
-    out.push(if record.assigned.is_some() {
+    let assigned = if record.assigned.is_some() {
         FLAG_ASSIGNED
     } else {
         0
-    });
+    };
+    let private = if record.private { FLAG_PRIVATE } else { 0 };
+    out.push(assigned | private);
     out.extend_from_slice(&record.assigned.unwrap_or(0).to_le_bytes());
     let topics = written_topics(&record.topics);
     out.extend_from_slice(&(topics.len() as u32).to_le_bytes());
@@ -250,6 +259,8 @@ fn seal(out: &mut [u8], head: usize) {
 pub struct View<'a> {
     /// The id the server assigned, if it did.
     pub assigned: Option<u64>,
+    /// A private event.
+    pub private: bool,
     /// How many topics `topic_bytes` holds.
     topic_count: usize,
     /// The topics as written: (length, bytes) pairs, already checked.
@@ -271,6 +282,7 @@ impl View<'_> {
             event_type: self.event_type.0..self.event_type.1,
             topics: self.topics(),
             assigned: self.assigned,
+            private: self.private,
         }
     }
 
@@ -452,11 +464,13 @@ fn decode_payload(payload: &[u8]) -> Result<View<'_>, CutReason> {
     let flags = fixed[1];
     let id = le64(&fixed[2..10]);
     let topic_count = le32(&fixed[10..14]) as usize;
-    let assigned = match flags {
+    if flags & !(FLAG_ASSIGNED | FLAG_PRIVATE) != 0 {
+        return Err(invalid("unknown flags"));
+    }
+    let assigned = match flags & FLAG_ASSIGNED {
         FLAG_ASSIGNED => Some(id),
-        0 if id == 0 => None,
-        0 => return Err(invalid("a chosen id with a number")),
-        _ => return Err(invalid("unknown flags")),
+        _ if id == 0 => None,
+        _ => return Err(invalid("a chosen id with a number")),
     };
     let topics_start = PAYLOAD_FIXED;
     let mut rest = &payload[topics_start..];
@@ -476,6 +490,7 @@ fn decode_payload(payload: &[u8]) -> Result<View<'_>, CutReason> {
     let (id, event_type) = check_frame(frame, assigned).map_err(invalid)?;
     Ok(View {
         assigned,
+        private: flags & FLAG_PRIVATE != 0,
         topic_count,
         topic_bytes,
         frame,
@@ -533,8 +548,13 @@ fn check_frame(
         return Err("empty id");
     }
     if let Some(n) = assigned {
+        // Written as a decimal number, or as a Mercure hub writes its ids.
         let mut digits = [0u8; 20];
-        if frame[id.0..id.1] != *crate::frame::decimal(n, &mut digits).as_bytes() {
+        let mut urn = [0u8; crate::frame::URN_UUID_LEN];
+        let written = &frame[id.0..id.1];
+        if written != crate::frame::decimal(n, &mut digits).as_bytes()
+            && written != crate::frame::urn_uuid(n, &mut urn).as_bytes()
+        {
             return Err("assigned id differs from the frame's");
         }
     }
@@ -607,7 +627,63 @@ mod tests {
             assert_eq!(g.topics, r.topics);
             assert_eq!(g.assigned, r.assigned);
             assert_eq!(g.entry().event_type(), "tick");
+            assert!(!g.private && !g.entry().is_private());
         }
+    }
+
+    #[test]
+    fn a_private_event_stays_private_and_a_mercure_id_stays_assigned() {
+        let n = 1_700_000_000_000_123;
+        let mut urn = [0u8; crate::frame::URN_UUID_LEN];
+        let mut private = record(Some(n), crate::frame::urn_uuid(n, &mut urn), &["a"], "p");
+        private.private = true;
+        let public = record(Some(n + 1), &(n + 1).to_string(), &["a"], "q");
+        let mut image = Vec::new();
+        encode_header(&mut image, None);
+        encode_record(&mut image, &private);
+        encode_record(&mut image, &public);
+        let got: Vec<Record> = pieces(&image)
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Record { view, .. } => Some(view.to_record()),
+                Piece::Header => None,
+                Piece::Cut(cut) => panic!("{cut}"),
+            })
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].private && got[0].entry().is_private());
+        assert_eq!(got[0].assigned, Some(n));
+        assert_eq!(got[0].id(), private.id());
+        assert!(!got[1].private);
+    }
+
+    #[test]
+    fn a_record_without_the_private_bit_reads_as_public_and_unknown_bits_are_cut() {
+        let mut image = Vec::new();
+        encode_header(&mut image, None);
+        encode_record(&mut image, &record(Some(1), "1", &["t"], "one"));
+        let flags_at = HEADER_LEN + HEAD_LEN + 1;
+        assert_eq!(
+            image[flags_at], FLAG_ASSIGNED,
+            "as written before FLAG_PRIVATE"
+        );
+        match pieces(&image)[1] {
+            Piece::Record { view, .. } => assert!(!view.private),
+            other => panic!("{other:?}"),
+        }
+        let payload = &image[HEADER_LEN + HEAD_LEN..];
+        let mut flagged = payload.to_vec();
+        flagged[1] |= 4;
+        let mut bad = Vec::new();
+        encode_header(&mut bad, None);
+        encode_raw_record(&mut bad, &flagged);
+        assert!(matches!(
+            pieces(&bad)[1],
+            Piece::Cut(Cut {
+                why: CutReason::Invalid("unknown flags"),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -680,5 +756,8 @@ mod tests {
             ok("id: 5\ndata: x\n\n", Some(6)),
             Err("assigned id differs from the frame's")
         );
+        let urn = "id: urn:uuid:018bcfe5-6800-707b-8000-000000000000\ndata: x\n\n";
+        assert!(ok(urn, Some(1_700_000_000_000_123)).is_ok());
+        assert!(ok(urn, Some(1_700_000_000_000_124)).is_err());
     }
 }
