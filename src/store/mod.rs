@@ -92,8 +92,8 @@ mod durable {
     }
 }
 
-/// The fate of an HTTP publish whose answer waited for the history file: the event's id, or why
-/// it was not published.
+/// The fate of an HTTP publish whose answer waited for the history file or Redis: the event's
+/// id, or why it was not published.
 #[derive(Debug)]
 pub(crate) struct Ack {
     /// The loop's token of the publishing connection.
@@ -106,7 +106,7 @@ pub(crate) struct Ack {
 pub(crate) enum Submitted {
     /// Answered now: the id the server assigned (`None` for the event's own), or why not.
     Done(Result<Option<u64>, PublishError>),
-    /// Accepted; the answer comes through [`Store::acks`] once the history file has it.
+    /// Accepted; the answer comes through [`Store::acks`] once the history file or Redis has it.
     Waiting,
 }
 
@@ -135,7 +135,8 @@ pub(crate) struct Store {
     #[cfg(feature = "redis")]
     cluster: Option<Cluster>,
     taken: Vec<Accepted>,
-    /// Answers due to HTTP publishers that waited for the history file; the loop sends them.
+    /// Answers due to HTTP publishers that waited for the history file or Redis; the loop sends
+    /// them.
     pub acks: Vec<Ack>,
 }
 
