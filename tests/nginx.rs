@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::PATIENCE;
 use common::external::{
-    Lines, Process, ROOT, Ssed, TempDir, available, find_tool, free_port, run, skip,
+    Lines, Process, ROOT, Ssed, TempDir, available, browser_available, find_tool, free_port, run,
+    run_browser_script, skip,
 };
 
 const EXAMPLE: &str = "examples/nginx/ssed.conf";
@@ -168,43 +169,19 @@ fn plain_http_redirects_to_https() {
 
 #[test]
 fn chromium_opens_ten_eventsources_to_the_proxy_origin() {
-    if let Some(reason) = browser_missing() {
-        skip(&format!("the Chromium test through nginx: {reason}"));
+    if !browser_available("the Chromium test through nginx") {
         return;
     }
     let Some(proxy) = Proxy::start(Some(TOKEN)) else {
         return;
     };
-    let output = Command::new("timeout")
-        .args(["40", "node", "tests/browser/many_eventsources.mjs"])
-        .arg(proxy.origin())
-        .args([TOKEN, "10"])
-        .current_dir(ROOT)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser test through nginx failed:\n{stdout}{stderr}"
+    let stdout = run_browser_script(
+        "many_eventsources.mjs",
+        &[proxy.origin().as_str(), TOKEN, "10"],
+        40,
     );
     assert!(stdout.contains("ok: 10 EventSources"), "{stdout}");
     common::external::note(stdout.trim_end());
-}
-
-fn browser_missing() -> Option<String> {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium is not installed (Debian package chromium)".into());
-    }
-    if !Path::new(ROOT)
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return Some("playwright-core is not installed: npm ci --prefix tests/browser".into());
-    }
-    find_tool("node")
-        .is_none()
-        .then(|| "node is not installed".into())
 }
 
 /// ssed behind nginx running the example configuration; both stopped by PID on drop.

@@ -82,17 +82,10 @@ fn classic(backend: &str, php_args: &[&str]) {
         .map(|(t, _)| *t)
         .filter(|t| *t != "message")
         .collect();
-    let browser = Command::new("timeout")
-        .args(["60", "node", "tests/browser/classic.mjs", base, "8"])
-        .args(&types)
-        .current_dir(ROOT)
-        .output()
-        .expect("run node");
-    let received = String::from_utf8_lossy(&browser.stdout);
-    assert!(
-        browser.status.success(),
-        "the browser ({backend}) failed: {received}{}",
-        String::from_utf8_lossy(&browser.stderr)
+    let received = external::run_browser_script(
+        "classic.mjs",
+        &[&[base, "8"], types.as_slice()].concat(),
+        60,
     );
 
     let published = out.wait_for("the published line", |l| l.starts_with("published "));
@@ -173,14 +166,8 @@ fn make(args: &[&str]) {
 }
 
 fn browser_available() -> bool {
-    if !external::available(&["node", "chromium", "make"], "the PHP browser test") {
-        return false;
-    }
-    let playwright = PathBuf::from(ROOT).join("tests/browser/node_modules/playwright-core");
-    playwright.exists()
-        || external::skip(
-            "the PHP browser test: playwright-core is not installed (npm ci --prefix tests/browser)",
-        )
+    external::available(&["make"], "the PHP browser test")
+        && external::browser_available("the PHP browser test")
 }
 
 fn php_ffi_available() -> bool {

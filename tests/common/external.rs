@@ -1,6 +1,8 @@
-//! Helpers for tests that drive outside programs (nginx, curl, openssl, systemd-analyze, cc):
-//! finding them, a temporary directory, free ports, and child processes stopped by PID.
+//! Helpers for tests that drive outside programs (nginx, curl, openssl, systemd-analyze, cc,
+//! headless Chromium): finding them, a temporary directory, free ports, and child processes
+//! stopped by PID.
 
+use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -266,4 +268,30 @@ pub fn run(command: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// True when headless Chromium can be driven from tests/browser/: Chromium, node and the npm
+/// packages there. Otherwise skips (with what is missing), or fails when CI is set.
+pub fn browser_available(what: &str) -> bool {
+    if !available(&["node", "chromium"], what) {
+        return false;
+    }
+    Path::new(ROOT)
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+        || skip(&format!(
+            "{what}: playwright-core is not installed (npm ci --prefix tests/browser)"
+        ))
+}
+
+/// Runs `node tests/browser/SCRIPT ARGS...`, killed after `seconds`, and returns what it
+/// printed on stdout; fails with all it printed unless it succeeds.
+pub fn run_browser_script<S: AsRef<OsStr>>(script: &str, args: &[S], seconds: u32) -> String {
+    let output = run(Command::new("timeout")
+        .arg(seconds.to_string())
+        .arg("node")
+        .arg(Path::new("tests/browser").join(script))
+        .args(args)
+        .current_dir(ROOT));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
