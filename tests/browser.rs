@@ -69,7 +69,11 @@ fn chromium_reads_private_updates_with_the_mercure_cookie_across_origins() {
     let reader = token(r#"{"mercure":{"subscribe":["https://example.com/books/{id}"]}}"#);
     let stdout = run_browser_script(
         "mercure_cookie.mjs",
-        &[format!("http://{}", ssed.addr), page_port.to_string(), reader],
+        &[
+            format!("http://{}", ssed.addr),
+            page_port.to_string(),
+            reader,
+        ],
         60,
     );
     assert!(stdout.contains("ok: a page on another origin"), "{stdout}");
