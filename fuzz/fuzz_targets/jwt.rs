@@ -8,7 +8,7 @@
 //!    regex engine running the regular expression Mercure builds from the same template.
 //!
 //! Run from the repository root, with the seeds (Mercure's documentation token and examples):
-//! `cargo fuzz run --sanitizer none jwt fuzz/corpus/jwt fuzz/seeds/jwt`
+//! `mkdir -p fuzz/corpus/jwt && cargo fuzz run --sanitizer none jwt fuzz/corpus/jwt fuzz/seeds/jwt`
 #![no_main]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
