@@ -66,16 +66,7 @@ impl Daemon {
     }
 
     fn subscribe(&self, target: &str) -> Sse {
-        let mut stream = connect(self.addr);
-        stream
-            .write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut sse = Sse {
-            stream,
-            buf: Vec::new(),
-        };
-        sse.read_head();
-        sse
+        Sse::open(self.addr, target, "")
     }
 
     fn signal(&self, signal: i32) {

@@ -97,16 +97,7 @@ fn publish(addr: SocketAddr, data: &str) -> (u16, String) {
 }
 
 fn subscribe(addr: SocketAddr, target: &str, headers: &str) -> Sse {
-    let mut stream = connect(addr);
-    stream
-        .write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
-        .unwrap();
-    let mut sse = Sse {
-        stream,
-        buf: Vec::new(),
-    };
-    sse.read_head();
-    sse
+    Sse::open(addr, target, headers)
 }
 
 fn metrics(addr: SocketAddr) -> String {

@@ -11,8 +11,8 @@ use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use common::Sse;
 use common::external::{Lines, Process, ROOT, TempDir, available, run};
-use common::{Sse, connect};
 
 const PREFIX: &str = "/usr";
 
@@ -85,15 +85,7 @@ fn make_install_then_pkg_config_builds_the_c_example() {
         "the example did not load the installed libssed.so:\n{maps}"
     );
 
-    let mut stream = connect(addr);
-    stream
-        .write_all(b"GET /events?topic=news HTTP/1.1\r\n\r\n")
-        .unwrap();
-    let mut sse = Sse {
-        stream,
-        buf: Vec::new(),
-    };
-    sse.read_head();
+    let mut sse = Sse::open(addr, "/events?topic=news", "");
     let mut stdin = publisher.child.stdin.take().expect("piped stdin");
     stdin.write_all(b"hello from C\n").unwrap();
     assert_eq!(sse.next_event().data.as_deref(), Some("hello from C"));

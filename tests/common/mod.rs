@@ -69,19 +69,7 @@ impl TestServer {
 
     /// Opens a stream and checks its head.
     pub fn subscribe(&self, target: &str, extra_headers: &str) -> Sse {
-        let mut stream = self.connect();
-        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra_headers}\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut sse = Sse {
-            stream,
-            buf: Vec::new(),
-        };
-        let head = sse.read_head();
-        assert!(
-            head.starts_with("HTTP/1.1 200 OK\r\n"),
-            "not a stream: {head}"
-        );
-        sse
+        Sse::open(self.addr, target, extra_headers)
     }
 
     /// Waits until the server counts `n` subscribers, so that a publish that follows reaches them.
@@ -237,6 +225,23 @@ pub struct Sse {
 }
 
 impl Sse {
+    /// Opens a stream at `addr` and checks that its head is a `200`.
+    pub fn open(addr: SocketAddr, target: &str, extra_headers: &str) -> Sse {
+        let mut stream = connect(addr);
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra_headers}\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut sse = Sse {
+            stream,
+            buf: Vec::new(),
+        };
+        let head = sse.read_head();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "not a stream: {head}"
+        );
+        sse
+    }
+
     fn read_more(&mut self) -> bool {
         self.try_read_more()
             .unwrap_or_else(|e| panic!("stream read failed: {e}"))
