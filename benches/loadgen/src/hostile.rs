@@ -13,7 +13,7 @@ use crate::report::Report;
 use crate::socket::SocketOptions;
 use crate::streams::{self, Check, Shared, StreamsConfig};
 use crate::watch::{self, Curve, MetricsPoller};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,17 +120,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.num("attackers_connect_s", (monotonic_ns() - attack_started) as f64 / 1e9);
 
     let poller = MetricsPoller::start(target, Duration::from_millis(500), Duration::from_secs(2));
-    let template = PacedConfig {
-        target,
-        events: (rate * duration_s).round() as u64,
-        rate: Some(rate),
-        size,
-        topics: vec![TOPIC.into()],
-        first_seq: 1,
-        seed: 1,
-        abort: Arc::new(AtomicBool::new(false)),
-        retry_for: Duration::from_secs(30),
-    };
+    let template = PacedConfig::steady(target, rate, duration_s, size, TOPIC);
     let publishing = std::thread::spawn(move || paced::run(template));
     let mut open_min = (u64::MAX, u64::MAX);
     let mut next_sample = monotonic_ns();

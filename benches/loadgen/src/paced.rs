@@ -34,6 +34,30 @@ pub struct PacedConfig {
     pub retry_for: Duration,
 }
 
+impl PacedConfig {
+    /// One publisher of `rate` events a second for `duration_s` seconds to one topic, retrying
+    /// an event for up to 30 s (the hostile and soak scenarios).
+    pub fn steady(
+        target: SocketAddrV4,
+        rate: f64,
+        duration_s: f64,
+        size: usize,
+        topic: &str,
+    ) -> PacedConfig {
+        PacedConfig {
+            target,
+            events: (rate * duration_s).round() as u64,
+            rate: Some(rate),
+            size,
+            topics: vec![topic.into()],
+            first_seq: 1,
+            seed: 1,
+            abort: Arc::new(AtomicBool::new(false)),
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
 /// One accepted event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Published {

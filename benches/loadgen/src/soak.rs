@@ -11,7 +11,7 @@ use crate::procstat::monotonic_ns;
 use crate::report::Report;
 use crate::streams::{self, Check, Shared, StreamsConfig, CUT_CLOSE, CUT_RESET};
 use crate::watch::{self, Curve};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,17 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut curve = Curve::new(Some(server_pid));
     curve.take();
     shared.set_cuts(share, CUT_CLOSE | CUT_RESET);
-    let template = PacedConfig {
-        target,
-        events: (rate * duration_s).round() as u64,
-        rate: Some(rate),
-        size,
-        topics: vec![TOPIC.into()],
-        first_seq: 1,
-        seed: 1,
-        abort: Arc::new(AtomicBool::new(false)),
-        retry_for: Duration::from_secs(30),
-    };
+    let template = PacedConfig::steady(target, rate, duration_s, size, TOPIC);
     let publishing = std::thread::spawn(move || paced::run(template));
     let mut next_sample = monotonic_ns();
     while !publishing.is_finished() {
