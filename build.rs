@@ -31,9 +31,11 @@ const PREAMBLE: &str = "\
  *   NUL-terminated UTF-8, borrowed for the call only (what is kept is copied). Strings returned
  *   are the library's: never free them.
  * - Threads: the loop runs on a library thread (sse_server_start) or on the caller's
- *   (sse_server_run). sse_publish, sse_server_port, sse_server_stats and sse_server_stop may be
- *   called from any thread at any time until sse_server_free. The library never calls back into
- *   the program.
+ *   (sse_server_run, or sse_server_run_for between the caller's own work). sse_publish,
+ *   sse_server_port, sse_server_stats, sse_server_topic_subscribers and sse_server_stop may be
+ *   called from any thread at any time until sse_server_free. The library calls back into the
+ *   program only through the callbacks it sets in sse_config: the log callback on a library
+ *   thread of its own, the access and stream callbacks on the loop's thread.
  * - Structs grow only at the end; pass their size (sse_config_init, sse_event_init,
  *   sse_server_stats) so that
  *   programs built against an older header keep working with a newer library.

@@ -92,7 +92,7 @@ def fill(path, events):
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as answer:
             text = answer.read().decode()
-        published = int(re.search(r"^ssed_events_published_total (\d+)", text, re.M).group(1))
+        published = int(re.search(r"^ssed_events_delivered_total (\d+)", text, re.M).group(1))
         if published >= events:
             break
         time.sleep(0.2)

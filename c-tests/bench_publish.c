@@ -42,7 +42,7 @@ static void *publish_bursts(void *arg)
 /* Waits until the loop has taken `events` events. */
 static void wait_drained(const sse_server *server, uint64_t events)
 {
-    while (server_stats(server).events_published < events) {
+    while (server_stats(server).events_delivered < events) {
         sleep_ms(1);
     }
 }

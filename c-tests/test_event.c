@@ -1,10 +1,17 @@
 /* sse_publish_event: several topics, a retry, a type and an id in one event, byte for byte;
- * a private event; every refusal of a malformed sse_event. */
+ * a private event, which subscribers without a token never get; every refusal of a malformed
+ * sse_event. */
 #include "harness.h"
 
 int main(void)
 {
-    sse_server *server = start_server();
+    /* With a subscriber key, so that a private event has someone who could read it; the
+     * subscribers here have no token (anonymous) and read public events only. */
+    sse_config config = test_config();
+    config.subscriber_jwt_key = "!ChangeThisMercureHubJWTSecretKey!";
+    config.anonymous = 1;
+    sse_server *server = new_server(&config);
+    CHECK_OK(sse_server_start(server));
     uint16_t port = sse_server_port(server);
     client a = subscribe(port, "/events?topic=a", NULL);
     client b = subscribe(port, "/events?topic=b", NULL);

@@ -12,7 +12,7 @@ static int64_t publish_and_wait(sse_server *server, const char *data)
     int64_t id = sse_publish(server, "t", NULL, data, strlen(data), NULL);
     CHECK(id > 0, "sse_publish: %lld %s", (long long)id, sse_last_error());
     double limit = now_seconds() + time_limit(READ_TIMEOUT_SECS);
-    while (server_stats(server).events_published == before.events_published) {
+    while (server_stats(server).events_delivered == before.events_delivered) {
         CHECK(now_seconds() < limit, "the event was not delivered");
         sleep_ms(2);
     }

@@ -14,9 +14,11 @@
  *   NUL-terminated UTF-8, borrowed for the call only (what is kept is copied). Strings returned
  *   are the library's: never free them.
  * - Threads: the loop runs on a library thread (sse_server_start) or on the caller's
- *   (sse_server_run). sse_publish, sse_server_port, sse_server_stats and sse_server_stop may be
- *   called from any thread at any time until sse_server_free. The library never calls back into
- *   the program.
+ *   (sse_server_run, or sse_server_run_for between the caller's own work). sse_publish,
+ *   sse_server_port, sse_server_stats, sse_server_topic_subscribers and sse_server_stop may be
+ *   called from any thread at any time until sse_server_free. The library calls back into the
+ *   program only through the callbacks it sets in sse_config: the log callback on a library
+ *   thread of its own, the access and stream callbacks on the loop's thread.
  * - Structs grow only at the end; pass their size (sse_config_init, sse_event_init,
  *   sse_server_stats) so that
  *   programs built against an older header keep working with a newer library.
@@ -118,12 +120,77 @@ typedef enum sse_log_level {
 } sse_log_level;
 
 /**
+ * A request the access callback decides on (see `access_callback` in `sse_config`). Opaque and
+ * owned by the library; valid only during the call, as is every string read from it.
+ */
+typedef struct sse_request sse_request;
+
+/**
  * A server: bound by `sse_server_new`, its loop run by `sse_server_start` (on a library
  * thread) or `sse_server_run` (on the caller's thread), stopped by `sse_server_stop`, freed by
  * `sse_server_free`. Opaque. `sse_publish`, `sse_server_port`, `sse_server_stats` and
  * `sse_server_stop` may be called from any thread at any time until `sse_server_free`.
  */
 typedef struct sse_server sse_server;
+
+/**
+ * Receives one log line: its level (an `sse_log_level`: 1 for an error, 2 for information, 3
+ * for every connection), the line (NUL-terminated UTF-8, without a trailing newline or a
+ * "ssed: " prefix), its length in bytes, and the config's `callback_data`.
+ * Called on a thread of the library's own, one line at a time, in order: never on the loop's
+ * thread, never concurrently with itself. A slow callback holds up only that thread: lines
+ * wait (up to 1024) and are then dropped and counted, and the callback is told how many with
+ * its next line. The line is the library's, valid during the call: copy it to keep it.
+ */
+typedef void (*sse_log_callback)(int level, const char *line, size_t len, void *data);
+
+/**
+ * Decides whether a stream may open or a publish be accepted, once the request has passed the
+ * server's tokens and JSON Web Tokens (a request must pass both). Returns 0 to allow, or an
+ * HTTP status from 400 to 599 to refuse (401, 403, 429...): the client gets that status and
+ * nothing is published (`sse_request_set_reason` sets the answer's body). Any other value
+ * refuses with 500 and is logged.
+ * `request` and every string read from it are valid only during the call (see
+ * `sse_request_*`). Called on the loop's thread, synchronously: while it runs no other
+ * client is served, so it must be fast (a lookup in memory, not a network round trip). Events
+ * published meanwhile wait in the publish queue and none is lost; a call that takes more than
+ * 100 ms is logged. It must not call `sse_server_stop`, `sse_server_free` or
+ * `sse_server_run*` on its own server.
+ */
+typedef int (*sse_access_callback)(struct sse_request *request, void *data);
+
+/**
+ * A stream that opened or closed, as `sse_stream_callback` is told. The library's; valid,
+ * with every string it points to, only during the call. Fields may be added at the end.
+ */
+typedef struct sse_stream_event {
+  /**
+   * 1 when the stream opened (its head and any replay are queued), 0 when it closed.
+   */
+  int32_t opened;
+  /**
+   * The stream's id: the same when it opens and when it closes, unique among open streams.
+   */
+  uint64_t stream_id;
+  /**
+   * The topics (or selectors) the stream asked for, as sent; `topic_count` of them, none
+   * when it asked for every topic.
+   */
+  const char *const *topics;
+  size_t topic_count;
+  /**
+   * The client's address ("127.0.0.1:51234"), or NULL when unknown.
+   */
+  const char *peer;
+} sse_stream_event;
+
+/**
+ * Told of every stream that opens and closes (for hosts that keep presence themselves; the
+ * counts alone are `sse_server_topic_subscribers`). Called on the loop's thread,
+ * synchronously, so it must be fast: while it runs no other client is served. It must not
+ * call `sse_server_stop`, `sse_server_free` or `sse_server_run*` on its own server.
+ */
+typedef void (*sse_stream_callback)(const struct sse_stream_event *event, void *data);
 
 /**
  * Server settings. Declare one, fill it with `sse_config_init(&config, sizeof config)`, change
@@ -250,6 +317,51 @@ typedef struct sse_config {
    * least 1024 in any case.
    */
   size_t redis_history;
+  /**
+   * When not NULL, receives the log lines (up to `log_level`) instead of stderr, on a thread
+   * of the library's own (see `sse_log_callback`). Default NULL.
+   */
+  sse_log_callback log_callback;
+  /**
+   * When not NULL, asked before a stream opens and before a publish is accepted, on the
+   * loop's thread (see `sse_access_callback`). Default NULL.
+   */
+  sse_access_callback access_callback;
+  /**
+   * When not NULL, told of every stream that opens and closes, on the loop's thread (see
+   * `sse_stream_callback`). Default NULL.
+   */
+  sse_stream_callback stream_callback;
+  /**
+   * Passed as is to every callback above; the library never reads it. Default NULL.
+   */
+  void *callback_data;
+  /**
+   * Non-zero: `GET /metrics` lists the open streams per topic
+   * (`ssed_topic_subscribers{topic="..."}`); every topic listened to is one more series.
+   * Default 0.
+   */
+  int64_t metrics_topics;
+  /**
+   * When not 0, a listening TCP socket the server takes over instead of binding `listen`
+   * (one systemd passes, say): the server owns and closes it. Descriptor 0 (standard input)
+   * cannot be passed. Default 0.
+   */
+  int64_t listen_fd;
+  /**
+   * When not NULL, the path of a Unix-domain socket the server creates (mode 0660; a stale
+   * socket file there is replaced) for local publishers: `POST /publish` and the hub's
+   * `POST` on it need no token, since the file's permissions are its access control; only
+   * `/health` and `/metrics` are served besides, and its connections have a limit of their
+   * own that no TCP client can take. The file is removed when the server stops. Default
+   * NULL.
+   */
+  const char *publish_socket;
+  /**
+   * When not 0, a listening Unix-domain socket the server takes over as its publish socket
+   * instead of creating one (socket activation). Default 0.
+   */
+  int64_t publish_socket_fd;
 } sse_config;
 
 /**
@@ -265,7 +377,9 @@ typedef struct sse_stats {
    */
   uint64_t subscribers;
   /**
-   * Events published since start.
+   * Events published since start, counted when acknowledged: when `sse_publish` returns
+   * the id, or an HTTP publish is answered `200`. Right after a successful `sse_publish`
+   * its event is counted.
    */
   uint64_t events_published;
   /**
@@ -284,6 +398,11 @@ typedef struct sse_stats {
    * Requests and connections refused, all reasons together.
    */
   uint64_t requests_refused;
+  /**
+   * Events the loop has handed to the subscribers that want them since start (it takes
+   * published events on its next turn; in a cluster, those of every node).
+   */
+  uint64_t events_delivered;
 } sse_stats;
 
 /**
@@ -339,6 +458,12 @@ typedef struct sse_event {
   int64_t is_private;
 } sse_event;
 
+/**
+ * Receives one topic and how many open streams asked for it, from `sse_server_each_topic`, on
+ * the thread that called it; `topic` is valid during the call.
+ */
+typedef void (*sse_topic_callback)(const char *topic, uint64_t subscribers, void *data);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -370,6 +495,116 @@ const char *sse_result_str(int code);
  * Thread-safety: any thread; each thread sees its own.
  */
 const char *sse_last_error(void);
+
+/**
+ * The request's method: "GET" (a stream) or "POST" (a publish). Never NULL for a valid
+ * request; NULL for a NULL one.
+ * Ownership: the library's, valid until the access callback returns.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+const char *sse_request_method(const struct sse_request *request);
+
+/**
+ * The request's path: "/events", "/publish" or "/.well-known/mercure".
+ * Ownership: the library's, valid until the access callback returns.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+const char *sse_request_path(const struct sse_request *request);
+
+/**
+ * The request's query string, without the `?` ("" when there is none), as sent.
+ * Ownership: the library's, valid until the access callback returns.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+const char *sse_request_query(const struct sse_request *request);
+
+/**
+ * 1 for a publish, 0 for a stream (and for a NULL request).
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+int32_t sse_request_is_publish(const struct sse_request *request);
+
+/**
+ * How many topics the request names: those the stream asks for (0: every topic), or the
+ * event's (0: the empty topic). 0 for a NULL request.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+size_t sse_request_topic_count(const struct sse_request *request);
+
+/**
+ * Topic number `index` (from 0) of the request (a topic or a selector, as sent), or NULL
+ * beyond `sse_request_topic_count`.
+ * Ownership: the library's, valid until the access callback returns.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+const char *sse_request_topic(const struct sse_request *request, size_t index);
+
+/**
+ * The client's address, such as "127.0.0.1:51234" or "[::1]:51234"; NULL for a request on
+ * the publish socket.
+ * Ownership: the library's, valid until the access callback returns.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress.
+ */
+const char *sse_request_peer(const struct sse_request *request);
+
+/**
+ * The value of the request's first header line named `name` (compared without regard to
+ * case), without surrounding blanks; NULL when there is none, when it is not UTF-8, or when
+ * `name` is NULL.
+ * Ownership: the library's, valid until the access callback returns; `name` is only read.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress; `name` is NULL
+ * or NUL-terminated.
+ */
+const char *sse_request_header(const struct sse_request *request, const char *name);
+
+/**
+ * The value of the cookie `name` (compared exactly, as cookies are) in the request's
+ * `Cookie` header lines, without the double quotes a cookie value may have; NULL when there
+ * is none, or when `name` is NULL.
+ * Ownership: the library's, valid until the access callback returns; `name` is only read.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress; `name` is NULL
+ * or NUL-terminated.
+ */
+const char *sse_request_cookie(const struct sse_request *request, const char *name);
+
+/**
+ * Sets the body of the refusal the access callback is about to return (such as "log in
+ * first"); without one, the body is "access denied". Copied; at most 1024 bytes are kept.
+ * Returns `SSE_RESULT_NULL_ARGUMENT` for a NULL pointer, `SSE_RESULT_INVALID_UTF8`.
+ * Thread-safety: the access callback's thread (the loop's), during the call.
+ *
+ * # Safety
+ * `request` is NULL or the request passed to the access callback in progress; `reason` is
+ * NULL or NUL-terminated.
+ */
+enum sse_result sse_request_set_reason(struct sse_request *request, const char *reason);
 
 /**
  * Fills `*config` with the defaults. `size` is `sizeof *config` as the caller's header has it,
@@ -422,6 +657,24 @@ enum sse_result sse_server_start(struct sse_server *server);
  * server may be freed from another thread: this call then returns without touching it.
  */
 enum sse_result sse_server_run(struct sse_server *server);
+
+/**
+ * Runs the server's loop on the calling thread for up to `timeout_ms` milliseconds, then
+ * returns, leaving the server bound with its connections open, ready to be run again: for a
+ * host whose own thread must run the callbacks (a PHP worker, a program with a loop of its
+ * own that calls this between its own work). Events published meanwhile from any thread wait
+ * in the publish queue and go out on the next call; clients are served only during calls.
+ * Returns `SSE_RESULT_OK` when the time was up (call it again), `SSE_RESULT_STOPPED` once the
+ * server has stopped (by `sse_server_stop` from another thread, or before this call: the
+ * loop then flushes for up to a second and closes everything, as `sse_server_run` does);
+ * `SSE_RESULT_BUSY` if the loop already runs elsewhere; `SSE_RESULT_IO` or
+ * `SSE_RESULT_PANIC` if the loop failed.
+ * Thread-safety: any thread, one call at a time; it blocks that thread for the time given.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+enum sse_result sse_server_run_for(struct sse_server *server, uint32_t timeout_ms);
 
 /**
  * Stops the server: publishing fails with `SSE_RESULT_STOPPED` from now on, the loop flushes
@@ -550,6 +803,38 @@ enum sse_result sse_event_init(struct sse_event *event, size_t size);
  * to a struct filled by `sse_event_init` whose pointers are NULL or valid as documented above.
  */
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+/**
+ * How many open streams asked for `topic` (as sent: an exact topic, or a selector such as
+ * `https://example.com/books/{id}`); with `topic` NULL, how many asked for no topic and so
+ * receive every topic. A stream that asked for several topics counts under each; the total of
+ * open streams is `subscribers` in `sse_stats`. The same counts `/metrics` shows with
+ * `metrics_topics`. Returns the count (0 or more), or a negative `sse_result`:
+ * `SSE_RESULT_NULL_ARGUMENT` for a NULL `server`, `SSE_RESULT_INVALID_UTF8`.
+ * Counting costs nothing per event: the counts change when a stream opens or closes.
+ * Thread-safety: any thread, at any time until `sse_server_free`.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed; `topic` is NULL or
+ * NUL-terminated.
+ */
+int64_t sse_server_topic_subscribers(const struct sse_server *server, const char *topic);
+
+/**
+ * Calls `callback` once for each topic open streams asked for now, with how many did, in
+ * the order of the topics' bytes; streams that asked for every topic are not among them (see
+ * `sse_server_topic_subscribers` with NULL). The counts are taken first, then the callback
+ * is called on the calling thread without any lock held, so it may call any function of the
+ * library. `topic` is valid during its call only. Returns the number of topics (0 or more),
+ * or a negative `sse_result`: `SSE_RESULT_NULL_ARGUMENT` for a NULL `server` or `callback`.
+ * Thread-safety: any thread, at any time until `sse_server_free`.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+int64_t sse_server_each_topic(const struct sse_server *server,
+                              sse_topic_callback callback,
+                              void *data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -24,7 +24,23 @@ typedef enum sse_log_level {
   SSE_LOG_LEVEL_VERBOSE = 3,
 } sse_log_level;
 
+typedef struct sse_request sse_request;
+
 typedef struct sse_server sse_server;
+
+typedef void (*sse_log_callback)(int level, const char *line, size_t len, void *data);
+
+typedef int (*sse_access_callback)(struct sse_request *request, void *data);
+
+typedef struct sse_stream_event {
+  int32_t opened;
+  uint64_t stream_id;
+  const char *const *topics;
+  size_t topic_count;
+  const char *peer;
+} sse_stream_event;
+
+typedef void (*sse_stream_callback)(const struct sse_stream_event *event, void *data);
 
 typedef struct sse_config {
   size_t size;
@@ -49,6 +65,14 @@ typedef struct sse_config {
   const char *redis_url;
   const char *redis_stream;
   size_t redis_history;
+  sse_log_callback log_callback;
+  sse_access_callback access_callback;
+  sse_stream_callback stream_callback;
+  void *callback_data;
+  int64_t metrics_topics;
+  int64_t listen_fd;
+  const char *publish_socket;
+  int64_t publish_socket_fd;
 } sse_config;
 
 typedef struct sse_stats {
@@ -59,6 +83,7 @@ typedef struct sse_stats {
   uint64_t subscribers_dropped_slow;
   uint64_t history_events;
   uint64_t requests_refused;
+  uint64_t events_delivered;
 } sse_stats;
 
 typedef struct sse_event {
@@ -73,6 +98,8 @@ typedef struct sse_event {
   int64_t is_private;
 } sse_event;
 
+typedef void (*sse_topic_callback)(const char *topic, uint64_t subscribers, void *data);
+
 const char *sse_version(void);
 
 uint32_t sse_abi_version(void);
@@ -81,6 +108,26 @@ const char *sse_result_str(int code);
 
 const char *sse_last_error(void);
 
+const char *sse_request_method(const struct sse_request *request);
+
+const char *sse_request_path(const struct sse_request *request);
+
+const char *sse_request_query(const struct sse_request *request);
+
+int32_t sse_request_is_publish(const struct sse_request *request);
+
+size_t sse_request_topic_count(const struct sse_request *request);
+
+const char *sse_request_topic(const struct sse_request *request, size_t index);
+
+const char *sse_request_peer(const struct sse_request *request);
+
+const char *sse_request_header(const struct sse_request *request, const char *name);
+
+const char *sse_request_cookie(const struct sse_request *request, const char *name);
+
+enum sse_result sse_request_set_reason(struct sse_request *request, const char *reason);
+
 enum sse_result sse_config_init(struct sse_config *config, size_t size);
 
 struct sse_server *sse_server_new(const struct sse_config *config);
@@ -88,6 +135,8 @@ struct sse_server *sse_server_new(const struct sse_config *config);
 enum sse_result sse_server_start(struct sse_server *server);
 
 enum sse_result sse_server_run(struct sse_server *server);
+
+enum sse_result sse_server_run_for(struct sse_server *server, uint32_t timeout_ms);
 
 enum sse_result sse_server_stop(struct sse_server *server);
 
@@ -109,3 +158,9 @@ int64_t sse_publish(const struct sse_server *server,
 enum sse_result sse_event_init(struct sse_event *event, size_t size);
 
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+int64_t sse_server_topic_subscribers(const struct sse_server *server, const char *topic);
+
+int64_t sse_server_each_topic(const struct sse_server *server,
+                              sse_topic_callback callback,
+                              void *data);

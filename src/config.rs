@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hooks::Hooks;
+
 /// Which cross-origin pages may read the stream and publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cors {
@@ -127,6 +129,24 @@ pub struct Config {
     /// Entries the stream keeps for replay (`XADD ... MAXLEN ~ N`); `None` keeps `history`,
     /// and at least [`MIN_REDIS_HISTORY`].
     pub redis_history: Option<usize>,
+
+    // ---- the host's say and view, and how the server listens -------------------------------
+    /// What a program embedding the server hears from it and decides for it (see [`Hooks`]).
+    pub hooks: Hooks,
+    /// `/metrics` lists the open streams per topic (`ssed_topic_subscribers{topic="..."}`).
+    /// Off by default: every topic listened to is one more series.
+    pub metrics_topics: bool,
+    /// A listening TCP socket to serve instead of binding `listen`, such as one systemd passes
+    /// (socket activation); the server owns it from then on.
+    pub listen_fd: Option<i32>,
+    /// A Unix-domain socket created at this path (mode 0660) for local publishers: requests on
+    /// it need no token (the file's permissions are its access control), may only publish or
+    /// read `/health` and `/metrics`, and have connections of their own that no TCP client can
+    /// take.
+    pub publish_socket: Option<PathBuf>,
+    /// A listening Unix-domain socket to serve as the publish socket instead of creating one
+    /// (socket activation); the server owns it from then on.
+    pub publish_socket_fd: Option<i32>,
 }
 
 /// The fewest entries a cluster's stream keeps: a node that falls that far behind would miss
@@ -157,6 +177,11 @@ impl Default for Config {
             redis: None,
             redis_stream: "ssed".into(),
             redis_history: None,
+            hooks: Hooks::default(),
+            metrics_topics: false,
+            listen_fd: None,
+            publish_socket: None,
+            publish_socket_fd: None,
         }
     }
 }
@@ -222,12 +247,41 @@ impl Config {
                 return Err("a token must be non-empty printable text without spaces".into());
             }
         }
+        self.validate_host_settings()?;
         for (name, key) in [
             ("publisher_jwt_key", &self.publisher_jwt_key),
             ("subscriber_jwt_key", &self.subscriber_jwt_key),
         ] {
             if let Some(key) = key {
                 Config::check_jwt_key(key).map_err(|why| format!("{name}: {why}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses the settings of the host and listening sections that cannot work together.
+    fn validate_host_settings(&self) -> Result<(), String> {
+        if self.anonymous && self.subscriber_jwt_key.is_none() {
+            return Err(
+                "anonymous goes with subscriber_jwt_key: without a subscriber key every \
+                        subscriber is let in already"
+                    .into(),
+            );
+        }
+        for (name, fd) in [
+            ("listen_fd", self.listen_fd),
+            ("publish_socket_fd", self.publish_socket_fd),
+        ] {
+            if fd.is_some_and(|fd| fd < 0) {
+                return Err(format!("{name} must be a file descriptor (0 or more)"));
+            }
+        }
+        if let Some(path) = &self.publish_socket {
+            if path.as_os_str().is_empty() {
+                return Err("publish_socket: an empty path".into());
+            }
+            if self.publish_socket_fd.is_some() {
+                return Err("publish_socket and publish_socket_fd exclude each other".into());
             }
         }
         Ok(())
@@ -247,6 +301,34 @@ impl Config {
             Err("this ssed was built without JWT support (cargo feature jwt)".into())
         }
     }
+}
+
+/// The address to listen on for `text`: an address (`127.0.0.1:8080`, `[::1]:8080`), or a host
+/// name and a port (`localhost:8080`), resolved now to its first IPv4 address, else its first
+/// address.
+pub fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let expected = || {
+        format!(
+            "expected HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or localhost:8080, got '{text}'"
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+    let port: u16 = port.parse().map_err(|_| expected())?;
+    if host.is_empty() || host.contains([':', '[', ']', '/']) {
+        return Err(expected());
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))
 }
 
 /// Refuses a Redis URL of a scheme the cluster cannot use, and an unusable stream key.
@@ -305,6 +387,27 @@ mod tests {
             ..with("redis://x")
         };
         assert_eq!(long.redis_stream_length(), 5000);
+    }
+
+    #[test]
+    fn listen_takes_addresses_and_host_names() {
+        assert_eq!(
+            resolve_listen("127.0.0.1:9000"),
+            Ok("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(
+            resolve_listen("localhost:9000").map(|a| (a.ip().is_loopback(), a.port())),
+            Ok((true, 9000))
+        );
+        for bad in ["nowhere", "localhost", ":80", "localhost:http", "a:b:1"] {
+            let why = resolve_listen(bad).unwrap_err();
+            assert!(why.contains("expected HOST:PORT"), "{bad}: {why}");
+        }
+        let why = resolve_listen("no-such-host.invalid:80").unwrap_err();
+        assert!(
+            why.starts_with("cannot resolve 'no-such-host.invalid'"),
+            "{why}"
+        );
     }
 
     #[test]

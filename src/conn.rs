@@ -119,6 +119,12 @@ pub struct Conn {
     pub dirty: bool,
     /// The client has closed its side.
     pub read_closed: bool,
+    /// Came through the publish socket (see publish_socket.rs).
+    pub local: bool,
+    /// The client may still be sending (a body not read, pipelined input): after a last answer
+    /// the connection half-closes and waits for the client to close (`Lingering`), so that
+    /// the kernel does not reset it and destroy the answer. Without it, it closes at once.
+    pub linger: bool,
 }
 
 impl Conn {
@@ -142,6 +148,8 @@ impl Conn {
             write_blocked: false,
             dirty: false,
             read_closed: false,
+            local: false,
+            linger: false,
         }
     }
 
@@ -307,6 +315,13 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         let conn = Conn::new(TcpStream::from_std(server), true, Instant::now());
         (conn, client)
+    }
+
+    #[test]
+    fn a_connection_stays_small() {
+        // Every idle subscriber holds one; the flags of the publish socket and the linger fit
+        // in the room the other flags leave.
+        assert!(size_of::<Conn>() <= 168, "{}", size_of::<Conn>());
     }
 
     #[test]

@@ -22,8 +22,10 @@ use crate::auth::Keys;
 use crate::config::{Config, LogLevel};
 use crate::conn::{Conn, Flushed, Phase, ReadEnd};
 use crate::frame;
+use crate::host::Host;
 use crate::http::{self, Status};
 use crate::input::Next;
+use crate::publish_socket::{PUBLISH_LISTENER, PublishSocket};
 use crate::stats::{Counters, Refusal};
 use crate::store::{Entry, Store};
 
@@ -114,6 +116,18 @@ pub(crate) struct EventLoop {
     /// When a stop was first seen while events still waited for the history file.
     stop_seen: Option<Instant>,
     rng: u64,
+    /// The host's hooks, logger and per-topic counts.
+    pub(crate) host: Host,
+    /// The Unix-domain socket local publishers connect to, when there is one.
+    pub(crate) publish_socket: Option<PublishSocket>,
+    /// Connections that came through the publish socket (counted apart from `open`'s limit).
+    pub(crate) local_open: usize,
+    /// Connections in `Lingering`: answered, waiting for their client to close. They hold no
+    /// slot a new connection needs.
+    lingering: usize,
+    /// Keep-alive connections that went idle after an answer, oldest first (by token; stale
+    /// entries are skipped): the first to close when a new connection needs a slot.
+    idle: VecDeque<usize>,
     /// Frames every stream shares: its head without CORS, the heartbeat, the gap comment, and
     /// the `--retry` block.
     pub(crate) stream_head: Arc<[u8]>,
@@ -129,6 +143,7 @@ impl EventLoop {
         store: Store,
         counters: Arc<Counters>,
         config: Config,
+        host: Host,
     ) -> EventLoop {
         // A history loaded from a file is retained from the start.
         Counters::set(&counters.history_events, store.retained() as u64);
@@ -140,6 +155,11 @@ impl EventLoop {
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
             keys: Keys::new(&config),
             config,
+            host,
+            publish_socket: None,
+            local_open: 0,
+            lingering: 0,
+            idle: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
             open: 0,
@@ -163,45 +183,70 @@ impl EventLoop {
     /// Runs until stopped, then flushes for up to a second and closes everything.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        while !self.turn(&mut events, None)? {}
+        Ok(())
+    }
+
+    /// Runs turns until `until`, or until the loop has stopped (then true, and everything is
+    /// closed as `run` closes it).
+    pub fn run_until(&mut self, until: Instant) -> io::Result<bool> {
+        let mut events = Events::with_capacity(1024);
         loop {
-            let mut timeout = self.poll_timeout(Instant::now());
-            if timeout != Some(Duration::ZERO) && self.store.prepare_to_sleep() {
-                timeout = Some(Duration::ZERO);
+            if self.turn(&mut events, Some(until))? {
+                return Ok(true);
             }
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(now),
-                    // The wake only ends the poll; the store is taken from every turn below.
-                    WAKER => {}
-                    token => self.conn_event(
-                        token,
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        event.is_writable(),
-                    ),
-                }
-            }
-            let drained = self.take_published();
-            self.answer_waiting_publishers();
-            self.answer_waiting_subscribers();
-            if self.shutdown_by.is_none() && self.time_to_shut_down(drained, now) {
-                self.begin_shutdown(now);
-            }
-            self.fire_timers(now);
-            self.flush_due(now);
-            if let Some(by) = self.shutdown_by
-                && (now >= by || self.nothing_left_to_write())
-            {
-                self.close_all();
-                self.store.close();
-                return Ok(());
+            if Instant::now() >= until {
+                return Ok(false);
             }
         }
+    }
+
+    /// One turn of the loop, its poll waiting until `until` at most. True once the loop has
+    /// stopped and closed everything.
+    fn turn(&mut self, events: &mut Events, until: Option<Instant>) -> io::Result<bool> {
+        let mut timeout = self.poll_timeout(Instant::now());
+        if timeout != Some(Duration::ZERO) && self.store.prepare_to_sleep() {
+            timeout = Some(Duration::ZERO);
+        }
+        if let Some(until) = until {
+            let left = until.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_all(now),
+                PUBLISH_LISTENER => self.accept_local(now),
+                // The wake only ends the poll; the store is taken from every turn below.
+                WAKER => {}
+                token => self.conn_event(
+                    token,
+                    event.is_readable() || event.is_read_closed() || event.is_error(),
+                    event.is_writable(),
+                ),
+            }
+        }
+        let drained = self.take_published();
+        self.answer_waiting_publishers();
+        self.answer_waiting_subscribers();
+        if self.shutdown_by.is_none() && self.time_to_shut_down(drained, now) {
+            self.begin_shutdown(now);
+        }
+        self.fire_timers(now);
+        self.flush_due(now);
+        if let Some(by) = self.shutdown_by
+            && (now >= by || self.nothing_left_to_write())
+        {
+            self.close_all();
+            self.store.close();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// True once a stop was asked for and every accepted event was delivered (`drained`), or
@@ -236,9 +281,7 @@ impl EventLoop {
     }
 
     pub(crate) fn log(&self, level: LogLevel, args: std::fmt::Arguments) {
-        if self.config.log >= level {
-            crate::log::line(args);
-        }
+        self.host.logger.line(level, args);
     }
 
     // ---- connections and tokens -------------------------------------------------------------
@@ -304,8 +347,7 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let most = self.config.max_clients + self.config.connection_reserve();
-        if self.open >= most {
+        if !self.room_for_one_more() {
             self.counters.refused(Refusal::MaxClients);
             self.log(
                 LogLevel::Info,
@@ -322,6 +364,46 @@ impl EventLoop {
         }
         // Frames are written whole, one batch per turn: waiting to coalesce only adds latency.
         let _ = stream.set_nodelay(true);
+        if self.install(stream, is_loopback(peer.ip()), now).is_some() {
+            self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
+        }
+    }
+
+    /// Whether a new TCP connection may have a slot: fewer than `max_clients` plus the reserve
+    /// hold one. Connections that are finished hold none: those answered and waiting for their
+    /// client to close (`Lingering`) are not counted, and an idle keep-alive connection is
+    /// closed, oldest first, to make room. So no client, however it behaves, keeps the
+    /// capacity a publisher needs once its request has been answered.
+    fn room_for_one_more(&mut self) -> bool {
+        let most = self.config.max_clients + self.config.connection_reserve();
+        let holding = self.open - self.lingering - self.local_open;
+        if holding < most {
+            return true;
+        }
+        while let Some(token) = self.idle.pop_front() {
+            let Some(slot) = self.slot_of(Token(token)) else {
+                continue;
+            };
+            if self.conn(slot).is_some_and(|conn| is_idle(conn)) {
+                self.log(
+                    LogLevel::Verbose,
+                    format_args!("closed an idle keep-alive connection for a new one"),
+                );
+                self.close(slot);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Gives `stream` a slot and watches it. Returns its slot, or None when it cannot be
+    /// watched (it is closed then).
+    pub(crate) fn install(
+        &mut self,
+        mut stream: TcpStream,
+        loopback: bool,
+        now: Instant,
+    ) -> Option<u32> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -345,32 +427,44 @@ impl EventLoop {
         ) {
             self.log(
                 LogLevel::Quiet,
-                format_args!("cannot watch connection from {peer}: {e}"),
+                format_args!("cannot watch a new connection: {e}"),
             );
             self.free.push(slot);
-            return;
+            return None;
         }
         let deadline = now + self.config.head_timeout;
         self.timers.push(Reverse((deadline, token.0)));
-        let mut conn = Conn::new(stream, is_loopback(peer.ip()), deadline);
+        let mut conn = Conn::new(stream, loopback, deadline);
         conn.armed = Some(deadline);
         self.slots[slot as usize].conn = Some(conn);
         self.open += 1;
         Counters::set(&self.counters.connections, self.open as u64);
-        self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
+        Some(slot)
     }
 
     fn close(&mut self, slot: u32) {
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };
+        if entry.conn.is_none() {
+            return;
+        }
+        let id = self.token(slot).0 as u64;
+        let entry = &mut self.slots[slot as usize];
         let Some(mut conn) = entry.conn.take() else {
             return;
         };
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
-        if conn.phase == Phase::Streaming {
+        if conn.phase == Phase::Streaming && conn.sub_index != u32::MAX {
             self.remove_subscriber(conn.sub_index);
+            self.host.stream_closed(&conn, id);
+        }
+        if conn.phase == Phase::Lingering && !conn.local {
+            self.lingering -= 1;
+        }
+        if conn.local {
+            self.local_open -= 1;
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.open -= 1;
@@ -392,6 +486,8 @@ impl EventLoop {
             self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
         }
         self.due.mark(conn, slot);
+        let id = self.token(slot).0 as u64;
+        self.host.stream_opened(conn, id);
     }
 
     fn remove_subscriber(&mut self, index: u32) {
@@ -515,6 +611,7 @@ impl EventLoop {
                 self.log(LogLevel::Info, why);
                 return false;
             }
+            let before = conn.input.len();
             match conn.input.next(body) {
                 Next::Partial => break,
                 Next::Invalid(status, why) => {
@@ -525,8 +622,17 @@ impl EventLoop {
                     };
                     self.reject(conn, slot, status, "", why, refusal);
                 }
-                Next::Head(request) => self.handle_request(conn, slot, request),
+                Next::Head(mut request) => {
+                    if self.host.wants_heads() {
+                        let head = conn.input.just_taken(before - conn.input.len());
+                        request.head = Some(head.into());
+                    }
+                    // Refused before its body is read, a request must linger (see `linger`).
+                    conn.linger = request.chunked || request.content_length.unwrap_or(0) > 0;
+                    self.handle_request(conn, slot, request)
+                }
                 Next::Body(bytes) => {
+                    conn.linger = false;
                     if let Some(pending) = conn.body.take() {
                         self.finish_publish(conn, slot, &pending, &bytes);
                     }
@@ -544,6 +650,7 @@ impl EventLoop {
         if conn.keep_alive {
             conn.phase = Phase::Head;
             self.set_deadline(conn, slot, self.config.head_timeout);
+            self.note_idle(slot);
         } else {
             self.start_closing(conn, slot);
         }
@@ -583,7 +690,31 @@ impl EventLoop {
         self.start_closing(conn, slot);
     }
 
+    /// Notes that a keep-alive connection may go idle after its answer (see `idle`).
+    fn note_idle(&mut self, slot: u32) {
+        if self.idle.len() > 2 * self.open + 64 {
+            // Mostly stale entries: keep those still idle.
+            let mut idle = std::mem::take(&mut self.idle);
+            let mut seen = std::collections::HashSet::new();
+            idle.retain(|&token| {
+                seen.insert(token)
+                    && self
+                        .slot_of(Token(token))
+                        .and_then(|slot| self.slots[slot as usize].conn.as_ref())
+                        .is_some_and(is_idle)
+            });
+            self.idle = idle;
+        }
+        let token = self.token(slot).0;
+        // A connection answering pipelined requests is noted once.
+        if self.idle.back() != Some(&token) {
+            self.idle.push_back(token);
+        }
+    }
+
     pub(crate) fn start_closing(&mut self, conn: &mut Conn, slot: u32) {
+        // Input the client sent after the request would turn an immediate close into a reset.
+        conn.linger |= !conn.input.is_empty() || conn.phase == Phase::Body;
         conn.phase = Phase::Closing;
         conn.body = None;
         conn.input.release();
@@ -616,7 +747,7 @@ impl EventLoop {
         let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
-            Counters::add(&self.counters.events_published, batch.len() as u64);
+            Counters::add(&self.counters.events_delivered, batch.len() as u64);
             self.store.keep(&mut batch);
             Counters::set(&self.counters.history_events, self.store.retained() as u64);
         }
@@ -750,14 +881,24 @@ impl EventLoop {
     }
 
     fn after_flushed(&mut self, slot: u32, now: Instant) {
+        let most = self.config.max_clients + self.config.connection_reserve();
+        let lingering = self.lingering;
         let Some(conn) = self.conn(slot) else { return };
         match conn.phase {
-            Phase::Closing if conn.read_closed => self.close(slot),
+            // Nothing more will come from a client whose request was read whole: its answer is
+            // out, the connection closes at once and its slot is free.
+            Phase::Closing if conn.read_closed || !conn.linger => self.close(slot),
+            // Beyond that many, a finished connection is not kept waiting for its client.
+            Phase::Closing if lingering >= most => self.close(slot),
             Phase::Closing => {
                 // Half-close, then read until the client closes, so that its unread input does
                 // not make the kernel reset the connection and destroy the answer.
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.phase = Phase::Lingering;
+                // Counted apart from the TCP limit (see `room_for_one_more`), as local ones are.
+                let tcp = !conn.local;
+                self.lingering += usize::from(tcp);
+                let Some(conn) = self.conn(slot) else { return };
                 let when = now + CLOSE_GRACE;
                 conn.deadline = Some(when);
                 if conn.armed.is_none_or(|armed| when < armed) {
@@ -874,6 +1015,9 @@ impl EventLoop {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        if let Some(socket) = self.publish_socket.take() {
+            socket.close(&self.poll);
+        }
         for slot in 0..self.slots.len() as u32 {
             let Some(phase) = self.conn(slot).map(|c| c.phase) else {
                 continue;
@@ -924,6 +1068,15 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     (nanos ^ (std::process::id() as u64) << 32) | 1
+}
+
+/// A keep-alive connection between requests, with nothing to write and nothing received.
+fn is_idle(conn: &Conn) -> bool {
+    conn.phase == Phase::Head
+        && conn.keep_alive
+        && conn.input.is_empty()
+        && conn.out_bytes == 0
+        && !conn.local
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

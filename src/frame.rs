@@ -25,6 +25,9 @@ pub enum FieldError {
     Utf8,
     /// `retry` is not a number of milliseconds written in ASCII digits.
     Retry,
+    /// The event is private, and the server has no subscriber key: no subscriber could ever
+    /// read it.
+    Unreadable,
 }
 
 impl FieldError {
@@ -35,6 +38,10 @@ impl FieldError {
             FieldError::Id => "the id must not contain CR, LF or NUL",
             FieldError::Utf8 => "the event must be valid UTF-8",
             FieldError::Retry => "retry must be a number of milliseconds (ASCII digits)",
+            FieldError::Unreadable => {
+                "a private event reaches only subscribers whose token allows it, and this server \
+                 has no subscriber key (--subscriber-jwt-key): no subscriber could ever read it"
+            }
         }
     }
 }

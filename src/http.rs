@@ -46,6 +46,9 @@ pub struct Request {
     pub token_cookie: Option<String>,
     /// The request names a proxy hop (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`).
     pub proxied: bool,
+    /// The whole head as received, kept only when the host's access hook will read its header
+    /// lines (see `hooks::AccessRequest`).
+    pub head: Option<Box<[u8]>>,
 }
 
 /// How a method is named in an error message.
@@ -174,7 +177,7 @@ pub const TOKEN_COOKIE: &str = "mercureAuthorization";
 /// The value of the cookie `name` in a `Cookie` header (`a=1; b=2`), without the double quotes
 /// RFC 6265 allows around it. Other cookies are none of ssed's business, whatever their bytes;
 /// a value that is not UTF-8 is no token.
-fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
     header.split(|&b| b == b';').find_map(|pair| {
         let at = pair.iter().position(|&b| b == b'=')?;
         let (key, value) = (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii());

@@ -39,6 +39,11 @@ impl Input {
         self.start = (self.start + n).min(self.buf.len());
     }
 
+    /// The last `n` bytes handled: a head just taken by `next`, until the next `compact`.
+    pub fn just_taken(&self, n: usize) -> &[u8] {
+        &self.buf[self.start.saturating_sub(n)..self.start]
+    }
+
     /// Moves what is left to the front, and gives back the memory a burst left behind.
     pub fn compact(&mut self) {
         self.buf.drain(..self.start);

@@ -26,21 +26,30 @@ pub mod ffi;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hooks;
+mod host;
 mod http;
 mod input;
 mod log;
 mod params;
+mod presence;
+mod publish_socket;
 mod requests;
 mod server;
+#[doc(hidden)]
+pub mod sockets;
 mod stats;
 mod store;
 mod subscription;
 #[doc(hidden)]
 pub mod sys;
 
-pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
+pub use config::{
+    Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY, resolve_listen,
+};
 pub use event::Event;
 pub use frame::FieldError;
+pub use hooks::{Access, AccessHook, AccessRequest, Hooks, LogHook, StreamEvent, StreamHook};
 pub use server::{Handle, Server};
 pub use stats::Stats;
 pub use store::PublishError;

@@ -5,11 +5,15 @@
 //! handler. `--stdin` and `--demo` publish from threads of their own through the same handle any
 //! library user gets.
 
+mod hints;
+
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hints::Credential;
 use ssed::{Config, Cors, Event, FsyncPolicy, Handle, LogLevel, PublishError, Server};
 
 const HELP: &str = "\
@@ -42,6 +46,9 @@ Options:
                          with other nodes; excludes --history-file (needs the feature redis)
   --redis-stream KEY     the cluster's stream key [default: ssed]
   --redis-history N      entries the stream keeps for replay [default: --history, at least 1024]
+  --publish-socket PATH  also listen on a Unix-domain socket at PATH (mode 0660) where local
+                         programs publish without a token: its permissions are its access control
+  --metrics-topics       /metrics lists the open streams per topic (one series per topic)
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -55,6 +62,9 @@ Endpoints: GET /events[?topic=A&topic=B], POST /publish, GET / (live viewer), GE
 GET /metrics; a Mercure hub at GET and POST /.well-known/mercure. Example:
   curl -N http://127.0.0.1:8080/events
   curl -d topic=news -d data=hello http://127.0.0.1:8080/publish
+
+Started by systemd with sockets (LISTEN_FDS, see examples/systemd/ssed.socket), ssed serves the
+TCP socket it is given instead of --listen, and a Unix-domain one as its publish socket.
 ";
 
 /// What the command line asked for, beyond the server's own settings.
@@ -64,12 +74,9 @@ struct Options {
     stdin_topic: String,
     stdin_event: String,
     demo: bool,
-}
-
-/// Which tokens are required, for the lines printed at start.
-struct Tokens {
-    publish: bool,
-    subscribe: bool,
+    /// Where each static token came from: its flag, or else its environment variable.
+    publish_token_flag: bool,
+    subscribe_token_flag: bool,
 }
 
 enum Parsed {
@@ -102,13 +109,18 @@ fn run(options: Options) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let log = options.config.log;
+    let mut options = options;
+    let activated = match take_systemd_sockets(&mut options.config) {
+        Ok(activated) => activated,
+        Err(why) => {
+            eprintln!("ssed: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = &options.config;
     let open_to_all = config.subscribe_token.is_none()
         && (config.subscriber_jwt_key.is_none() || config.anonymous);
-    let tokens = Tokens {
-        publish: config.publish_token.is_some(),
-        subscribe: !open_to_all,
-    };
+    let access = hints_access(&options);
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
@@ -117,10 +129,15 @@ fn run(options: Options) -> ExitCode {
         }
     };
     if log > LogLevel::Off {
-        eprintln!("ssed: listening on http://{}", server.local_addr());
+        let from = if activated {
+            " (socket from systemd)"
+        } else {
+            ""
+        };
+        eprintln!("ssed: listening on http://{}{from}", server.local_addr());
     }
     if log >= LogLevel::Info {
-        let hints = where_to_look(server.local_addr(), &tokens, options.demo);
+        let hints = hints::where_to_look(server.local_addr(), &access, options.demo);
         let _ = io::stderr().write_all(hints.as_bytes());
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
@@ -169,45 +186,58 @@ fn run(options: Options) -> ExitCode {
     }
 }
 
-/// What to open and what to paste, printed at start: the viewer, a subscriber and a publish,
-/// with the bound port (on a wildcard address, through loopback). Tokens are named by their
-/// environment variables, so that pasted lines work and the log never holds a secret.
-fn where_to_look(addr: SocketAddr, tokens: &Tokens, demo: bool) -> String {
-    let addr = reachable(addr);
-    let pick = |yes: bool, text: &'static str| if yes { text } else { "" };
-    let intro = pick(
-        demo,
-        "ssed: --demo publishes the current time every second to topic 'demo'\n",
-    );
-    let topic = pick(demo, "?topic=demo");
-    let note = pick(tokens.subscribe, " (add the token as ?token=)");
-    let token = match (tokens.subscribe, demo) {
-        (false, _) => "",
-        (true, false) => "?token=$SSED_SUBSCRIBE_TOKEN",
-        (true, true) => "&token=$SSED_SUBSCRIBE_TOKEN",
+/// Takes the sockets systemd passed (socket activation): a TCP one replaces `--listen`, a
+/// Unix-domain one is the publish socket. True when there were some.
+fn take_systemd_sockets(config: &mut Config) -> Result<bool, String> {
+    let Some(activated) = ssed::sockets::systemd_sockets()? else {
+        return Ok(false);
     };
-    let bearer = pick(
-        tokens.publish,
-        " -H \"Authorization: Bearer $SSED_PUBLISH_TOKEN\"",
-    );
-    let publish_topic = pick(demo, " -d topic=demo");
-    format!(
-        "{intro}ssed: viewer:    http://{addr}/{topic}{note}\n\
-         ssed: subscribe: curl -N \"http://{addr}/events{topic}{token}\"\n\
-         ssed: publish:   curl{bearer}{publish_topic} -d data=hello http://{addr}/publish\n"
-    )
+    if activated.tcp.is_none() {
+        return Err("systemd passed sockets but no TCP one to serve HTTP on".into());
+    }
+    config.listen_fd = activated.tcp;
+    if activated.unix.is_some() {
+        config.publish_socket = None;
+        config.publish_socket_fd = activated.unix;
+    }
+    Ok(true)
 }
 
-/// The address to show for reaching `addr` from this machine: a wildcard address is reached
-/// through loopback.
-fn reachable(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
+/// What the lines printed at start must say a request carries.
+fn hints_access(options: &Options) -> hints::Access {
+    let config = &options.config;
+    let subscribe = if config.subscribe_token.is_some() {
+        if options.subscribe_token_flag {
+            Credential::TokenFromFlag("--subscribe-token")
+        } else {
+            Credential::TokenFromEnv("SSED_SUBSCRIBE_TOKEN")
+        }
+    } else if config.subscriber_jwt_key.is_some() && !config.anonymous {
+        Credential::Jwt("the subscriber key (--subscriber-jwt-key)")
+    } else {
+        Credential::Nothing
+    };
+    let publish = if config.publish_token.is_some() {
+        if options.publish_token_flag {
+            Credential::TokenFromFlag("--publish-token")
+        } else {
+            Credential::TokenFromEnv("SSED_PUBLISH_TOKEN")
+        }
+    } else if config.publisher_jwt_key.is_some() {
+        Credential::Jwt("the publisher key (--publisher-jwt-key)")
+    } else {
+        Credential::Nothing
+    };
+    let publish_socket = match (&config.publish_socket, config.publish_socket_fd) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(_)) => Some(PathBuf::from("PATH")),
+        (None, None) => None,
+    };
+    hints::Access {
+        subscribe,
+        publish,
+        publish_socket,
     }
-    addr
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
@@ -217,6 +247,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         stdin_topic: String::new(),
         stdin_event: String::new(),
         demo: false,
+        publish_token_flag: false,
+        subscribe_token_flag: false,
     };
     options.config.publish_token = std::env::var("SSED_PUBLISH_TOKEN")
         .ok()
@@ -240,6 +272,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     }
     let mut args = args.peekable();
     let mut topic_or_event_given = false;
+    let mut fsync_given = false;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -282,13 +315,24 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--cors-origin" => {
                 config.cors = Cors::parse(&value()?).map_err(|e| format!("{flag}: {e}"))?
             }
-            "--publish-token" => config.publish_token = Some(token(&flag, value()?)?),
-            "--subscribe-token" => config.subscribe_token = Some(token(&flag, value()?)?),
+            "--publish-token" => {
+                config.publish_token = Some(token(&flag, value()?)?);
+                options.publish_token_flag = true;
+            }
+            "--subscribe-token" => {
+                config.subscribe_token = Some(token(&flag, value()?)?);
+                options.subscribe_token_flag = true;
+            }
             "--publisher-jwt-key" => config.publisher_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--subscriber-jwt-key" => config.subscriber_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--anonymous" => config.anonymous = true,
-            "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
-            "--fsync" => config.fsync = fsync(&flag, &value()?)?,
+            "--history-file" => config.history_file = Some(path_value(&flag, value()?)?),
+            "--fsync" => {
+                config.fsync = fsync(&flag, &value()?)?;
+                fsync_given = true;
+            }
+            "--publish-socket" => config.publish_socket = Some(path_value(&flag, value()?)?),
+            "--metrics-topics" => config.metrics_topics = true,
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
             "--redis-stream" => config.redis_stream = non_empty(&flag, value()?)?,
             "--redis-history" => config.redis_history = Some(positive(&flag, &value()?)?),
@@ -329,6 +373,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if topic_or_event_given && !options.stdin {
         return Err("--topic and --event go with --stdin".into());
     }
+    if fsync_given && options.config.history_file.is_none() {
+        return Err(
+            "--fsync goes with --history-file: without a history file nothing is synced".into(),
+        );
+    }
+    if options.config.anonymous && options.config.subscriber_jwt_key.is_none() {
+        return Err(
+            "--anonymous goes with --subscriber-jwt-key: without a subscriber key \
+                    every subscriber is let in already"
+                .into(),
+        );
+    }
     options
         .config
         .validate()
@@ -337,9 +393,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
 }
 
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag}: expected an address such as 127.0.0.1:8080, got '{value}'"))
+    ssed::resolve_listen(value).map_err(|why| format!("{flag}: {why}"))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -358,7 +412,7 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
     }
 }
 
-fn history_file(flag: &str, value: String) -> Result<std::path::PathBuf, String> {
+fn path_value(flag: &str, value: String) -> Result<PathBuf, String> {
     if value.is_empty() {
         return Err(format!("{flag}: expected a path"));
     }
@@ -577,6 +631,9 @@ mod tests {
                 "--publisher-jwt-key",
             ),
             (&["--subscriber-jwt-key="], "--subscriber-jwt-key"),
+            (&["--fsync", "never"], "--history-file"),
+            (&["--anonymous"], "--subscriber-jwt-key"),
+            (&["--listen", "localhost"], "HOST:PORT"),
         ] {
             match parse(args) {
                 Err(message) => assert!(message.contains(needle), "{message}"),

@@ -4,8 +4,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
@@ -15,6 +17,11 @@ use crate::config::Config;
 use crate::config::LogLevel;
 use crate::event::Event;
 use crate::event_loop::{EventLoop, LISTENER, WAKER};
+use crate::host::Host;
+use crate::log::Logger;
+use crate::presence::Presence;
+use crate::publish_socket::PublishSocket;
+use crate::sockets;
 use crate::stats::{Counters, Stats};
 #[cfg(feature = "history-file")]
 use crate::store::file;
@@ -35,6 +42,7 @@ pub struct Server {
 pub struct Handle {
     intake: Arc<Intake>,
     counters: Arc<Counters>,
+    presence: Arc<Presence>,
     local_addr: SocketAddr,
     /// In a cluster, where publishes go instead of the intake.
     #[cfg(feature = "redis")]
@@ -49,26 +57,35 @@ impl Server {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
-        let listen = config.listen;
-        let listener = sys::listen(listen, BACKLOG)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+        let listener = listening_socket(&config)?;
         let local_addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let publish_socket = PublishSocket::open(&config, &poll)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let intake = Arc::new(Intake::new(waker, config.publish_queue));
         let counters = Arc::new(Counters::default());
-        let store = open_store(&config, intake.clone())?;
+        let mut intake = Intake::new(waker, config.publish_queue, counters.clone());
+        if config.subscriber_jwt_key.is_none() {
+            intake = intake.without_private_readers();
+        }
+        let intake = Arc::new(intake);
+        // Before the history file is loaded, so that the host hears what loading it says.
+        let logger = Logger::new(config.log, config.hooks.log.clone())?;
+        let store = open_store(&config, intake.clone(), &logger)?;
         #[cfg(feature = "redis")]
         let cluster = store.cluster_publisher();
-        let event_loop = EventLoop::new(poll, listener, store, counters.clone(), config);
+        let presence = Arc::new(Presence::default());
+        let host = Host::new(config.hooks.clone(), logger, presence.clone());
+        let mut event_loop = EventLoop::new(poll, listener, store, counters.clone(), config, host);
+        event_loop.publish_socket = publish_socket;
         Ok(Server {
             event_loop,
             handle: Handle {
                 intake,
                 counters,
+                presence,
                 local_addr,
                 #[cfg(feature = "redis")]
                 cluster,
@@ -100,6 +117,28 @@ impl Server {
         self.event_loop.run()
     }
 
+    /// Runs the loop on the calling thread for `time` at most, then returns, leaving the server
+    /// ready to run again: for a program whose own thread must serve its hooks (a PHP worker
+    /// that runs the loop between publishes). Returns `Ok(true)` once the server has stopped
+    /// (after a [`Handle::stop`], within this call or before it: it then flushes for up to a
+    /// second and closes every connection, as [`Server::run`] does), `Ok(false)` when the time
+    /// was up first. Events published meanwhile from any thread wait in the publish queue.
+    pub fn run_for(&mut self, time: Duration) -> io::Result<bool> {
+        let until = Instant::now() + time.min(crate::config::MAX_INTERVAL);
+        let ran = catch_unwind(AssertUnwindSafe(|| self.event_loop.run_until(until)));
+        match ran {
+            Ok(Ok(false)) => Ok(false),
+            ended => {
+                // However the loop ends, publishers must learn that it is gone.
+                self.handle.intake.stop();
+                match ended {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        }
+    }
+
     /// Runs the loop on a new thread named `ssed`.
     pub fn spawn(self) -> io::Result<JoinHandle<io::Result<()>>> {
         std::thread::Builder::new()
@@ -108,18 +147,33 @@ impl Server {
     }
 }
 
+/// The listening TCP socket: the one handed over (`listen_fd`), or a new one on `listen`.
+fn listening_socket(config: &Config) -> io::Result<std::net::TcpListener> {
+    if let Some(fd) = config.listen_fd {
+        return sockets::inherited_tcp(fd)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen_fd {fd}: {e}")));
+    }
+    let listen = config.listen;
+    sys::listen(listen, BACKLOG)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
+}
+
 /// The store the loop takes events from: memory only, through the history file, or from a
 /// cluster's Redis stream.
-fn open_store(config: &Config, intake: Arc<Intake>) -> io::Result<Store> {
+#[cfg_attr(
+    not(any(feature = "history-file", feature = "redis")),
+    allow(unused_variables)
+)]
+fn open_store(config: &Config, intake: Arc<Intake>, logger: &Logger) -> io::Result<Store> {
     let store = Store::new(intake.clone(), config.history);
     #[cfg(feature = "redis")]
     if config.redis.is_some() {
-        let cluster = crate::store::Cluster::open(config, intake)?;
+        let cluster = crate::store::Cluster::open(config, intake, logger.clone())?;
         return Ok(store.with_cluster(cluster));
     }
     #[cfg(feature = "history-file")]
     if let Some(path) = &config.history_file {
-        return with_history_file(store, config, path, intake);
+        return with_history_file(store, config, path, intake, logger);
     }
     Ok(store)
 }
@@ -131,6 +185,7 @@ fn with_history_file(
     config: &Config,
     path: &std::path::Path,
     intake: Arc<Intake>,
+    logger: &Logger,
 ) -> io::Result<Store> {
     let options = file::Options {
         retained: config.history,
@@ -141,19 +196,21 @@ fn with_history_file(
     let wake = Box::new(move || intake.wake());
     let (loaded, writer) =
         file::open(path, options, wake).map_err(|e| io::Error::other(e.to_string()))?;
-    if config.log >= LogLevel::Quiet {
-        for cut in &loaded.cut {
-            crate::log::line(format_args!("history file {}: {cut}", path.display()));
-        }
+    for cut in &loaded.cut {
+        logger.line(
+            LogLevel::Quiet,
+            format_args!("history file {}: {cut}", path.display()),
+        );
     }
-    if config.log >= LogLevel::Info {
-        crate::log::line(format_args!(
+    logger.line(
+        LogLevel::Info,
+        format_args!(
             "history file {}: {} events loaded",
             path.display(),
             loaded.records.len()
-        ));
-    }
-    Ok(store.with_file(loaded, writer, retry_after, config.log))
+        ),
+    );
+    Ok(store.with_file(loaded, writer, retry_after, logger.clone()))
 }
 
 impl Handle {
@@ -186,6 +243,18 @@ impl Handle {
     /// Current counters.
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// Open streams that asked for `topic` (as written: an exact topic, or a selector); with
+    /// `None`, open streams that asked for no topic, which receive every topic. A stream that
+    /// asked for several topics is counted under each. Consistent with `/metrics`.
+    pub fn topic_subscribers(&self, topic: Option<&str>) -> u64 {
+        self.presence.of(topic)
+    }
+
+    /// Every topic (or selector) open streams asked for now, with how many did, sorted.
+    pub fn topics(&self) -> Vec<(String, u64)> {
+        self.presence.topics()
     }
 
     /// The address the server is bound to.

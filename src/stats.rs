@@ -61,7 +61,8 @@ pub struct Stats {
     pub connections: u64,
     /// Open event streams.
     pub subscribers: u64,
-    /// Events published since start.
+    /// Events published since start, counted when they are acknowledged: when `Handle::publish`
+    /// (or `sse_publish`) returns the id, or `POST /publish` is answered `200`.
     pub events_published: u64,
     /// Bytes written to clients since start.
     pub bytes_sent: u64,
@@ -71,6 +72,9 @@ pub struct Stats {
     pub history_events: u64,
     /// Requests and connections refused, all reasons together.
     pub requests_refused: u64,
+    /// Events the loop has handed to its subscribers (queued for every stream that wants them)
+    /// since start: in a cluster, those published on every node.
+    pub events_delivered: u64,
 }
 
 /// The live counters.
@@ -79,6 +83,7 @@ pub(crate) struct Counters {
     pub connections: AtomicU64,
     pub subscribers: AtomicU64,
     pub events_published: AtomicU64,
+    pub events_delivered: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub dropped_slow: AtomicU64,
     pub history_events: AtomicU64,
@@ -107,6 +112,7 @@ impl Counters {
             subscribers_dropped_slow: self.dropped_slow.load(Relaxed),
             history_events: self.history_events.load(Relaxed),
             requests_refused: self.refused.iter().map(|c| c.load(Relaxed)).sum(),
+            events_delivered: self.events_delivered.load(Relaxed),
         }
     }
 
@@ -135,8 +141,14 @@ impl Counters {
         metric(
             "ssed_events_published_total",
             "counter",
-            "Events published.",
+            "Events published (acknowledged to their publishers).",
             s.events_published,
+        );
+        metric(
+            "ssed_events_delivered_total",
+            "counter",
+            "Events handed to the subscribers that want them.",
+            s.events_delivered,
         );
         metric(
             "ssed_bytes_sent_total",

@@ -77,6 +77,17 @@ impl Subscription {
         }
     }
 
+    /// The topics (or selectors) the stream asked for, as written; none: every topic.
+    pub fn asked(&self) -> Vec<&str> {
+        match &self.0 {
+            Inner::Topics(topics) => topics.iter().map(AsRef::as_ref).collect(),
+            Inner::More(more) => match &more.selectors {
+                Some(selectors) => selectors.iter().collect(),
+                None => more.topics.iter().map(AsRef::as_ref).collect(),
+            },
+        }
+    }
+
     /// Whether anything beyond exact topics is boxed beside.
     #[cfg(test)]
     fn is_boxed(&self) -> bool {

@@ -635,7 +635,7 @@ fn ids_keep_growing_across_node_and_redis_restarts() {
     let second = position(&publish_ok(a.addr, "data=2"));
     assert!(second > first, "{second} after a node restart");
     wait_until(
-        || metric(a.addr, "ssed_events_published_total") == 1,
+        || metric(a.addr, "ssed_events_delivered_total") == 1,
         "the node to deliver the event",
     );
 
@@ -694,7 +694,7 @@ fn replay_from_redis_of_what_the_ring_no_longer_holds() {
     }
     // Acknowledged is not yet delivered: wait until the node's ring has them all.
     wait_until(
-        || metric(a.addr, "ssed_events_published_total") == 30,
+        || metric(a.addr, "ssed_events_delivered_total") == 30,
         "the node to deliver the events",
     );
     let datas = |from: usize| -> Vec<String> { (from..30).map(|i| i.to_string()).collect() };

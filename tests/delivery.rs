@@ -318,7 +318,7 @@ fn a_replay_larger_than_max_queue_is_not_dropped() {
     server.wait_subscribers(1);
     server.handle.publish(&Event::new("live")).unwrap();
     wait_until(
-        || server.handle.stats().events_published == 65,
+        || server.handle.stats().events_delivered == 65,
         "the live event",
     );
     assert_eq!(sub.next_block().unwrap().comments, ["gap"]);

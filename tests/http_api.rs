@@ -564,7 +564,7 @@ fn large_pipelined_publishes_are_all_read() {
     writer.join().unwrap();
     // Each was answered when queued; the loop takes them from the queue over the next turns.
     common::wait_until(
-        || server.handle.stats().events_published == 5,
+        || server.handle.stats().events_delivered == 5,
         "five events taken",
     );
 }

@@ -7,13 +7,14 @@ mod common;
 use common::{Sse, TestServer};
 use ssed::{Config, Event};
 
-/// What the server wrote into the page: the types to listen to, the replay's start, and how
-/// many events that replay holds.
+/// What the server wrote into the page: the types to listen to, the replay's start, how many
+/// events that replay holds, and the credential a stream needs.
 #[derive(Debug, PartialEq, Eq)]
 struct Settings {
     types: Vec<String>,
     since: Option<String>,
     history: usize,
+    auth: String,
 }
 
 /// Reads the settings object out of the page (a small JSON object the server writes).
@@ -27,8 +28,9 @@ fn settings(page: &str) -> Settings {
     let (since, history) = rest
         .split_once(r#","history":"#)
         .unwrap_or_else(|| panic!("unexpected settings {line}"));
-    let history = history
+    let (history, auth) = history
         .strip_suffix('}')
+        .and_then(|h| h.split_once(r#","auth":"#))
         .unwrap_or_else(|| panic!("{line}"));
     Settings {
         types: if types.is_empty() {
@@ -38,6 +40,7 @@ fn settings(page: &str) -> Settings {
         },
         since: (since != "null").then(|| json_string(since)),
         history: history.parse().unwrap_or_else(|_| panic!("{line}")),
+        auth: json_string(auth),
     }
 }
 
@@ -108,7 +111,8 @@ fn the_page_opens_on_the_last_50_events() {
         Settings {
             types: vec![],
             since: None,
-            history: 0
+            history: 0,
+            auth: "none".into(),
         }
     );
 
@@ -211,7 +215,8 @@ fn without_the_subscribe_token_the_page_tells_nothing_of_the_history() {
         Settings {
             types: vec![],
             since: None,
-            history: 0
+            history: 0,
+            auth: "token".into(),
         }
     );
     let with_token = page(&server, "/?token=r3ad");
@@ -230,4 +235,30 @@ fn a_page_that_asks_for_its_own_replay_gets_that_one() {
     wait_retained(&server, 60);
     let own = page(&server, "/?lastEventId=a55");
     assert_eq!((own.since, own.history), (None, 0));
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn the_page_says_which_credential_a_stream_needs() {
+    let key = common::jwt::KEY;
+    let auth = |config: Config| page(&TestServer::start(config), "/").auth;
+    let keyed = Config {
+        subscriber_jwt_key: Some(key.into()),
+        ..Config::default()
+    };
+    assert_eq!(auth(keyed.clone()), "jwt");
+    let anonymous = Config {
+        anonymous: true,
+        ..keyed.clone()
+    };
+    assert_eq!(auth(anonymous), "none", "public events need no token");
+    let both = Config {
+        subscribe_token: Some("r3ad".into()),
+        ..keyed
+    };
+    assert_eq!(
+        auth(both),
+        "token",
+        "the static token is the simpler one to type"
+    );
 }

@@ -10,7 +10,14 @@ require __DIR__ . '/subscriber.php';
 $ffi = Ssed::ffi();
 check(strlen($ffi->sse_version()) > 0, 'sse_version');
 
-$server = new Ssed('127.0.0.1:0', ['heartbeat_ms' => 0, 'history' => 8]);
+// A subscriber key, so that a private event has someone who could read it; the subscribers
+// here have no token (anonymous) and read public events only.
+$server = new Ssed('127.0.0.1:0', [
+    'heartbeat_ms' => 0,
+    'history' => 8,
+    'subscriber_jwt_key' => '!ChangeThisMercureHubJWTSecretKey!',
+    'anonymous' => 1,
+]);
 $port = $server->port();
 check($port > 0, 'port');
 $all = subscribe($port, '/events');

@@ -175,9 +175,10 @@ pub fn may_publish(
         return Ok(Publishing::Topics(claims.publish));
     }
     if config.publish_token.is_some() {
-        return Err(unauthorized(
-            "publishing needs Authorization: Bearer <token>",
-        ));
+        return Err(unauthorized(match header {
+            Some(_) => WRONG_TOKEN,
+            None => "publishing needs Authorization: Bearer <token>",
+        }));
     }
     if !peer_loopback || request.proxied {
         return Err(Denied {
@@ -240,9 +241,10 @@ pub fn may_subscribe(
         };
     }
     if config.subscribe_token.is_some() {
-        return Err(unauthorized(
-            "subscribing needs a token: Authorization: Bearer <token> or ?token=",
-        ));
+        return Err(unauthorized(match header.or(query.token) {
+            Some(_) => WRONG_TOKEN,
+            None => "subscribing needs a token: Authorization: Bearer <token> or ?token=",
+        }));
     }
     Ok(Reading::default())
 }
@@ -252,6 +254,10 @@ pub fn may_subscribe(
 fn verified(token: &str, key: &Key, now: SystemTime) -> Result<jwt::Claims, Denied> {
     jwt::verify(token, key, now).map_err(|e| unauthorized(format!("the token is refused: {e}")))
 }
+
+/// What a client that presented a static token other than the server's is told: that it was
+/// wrong, not how.
+const WRONG_TOKEN: &str = "the token is wrong";
 
 fn presents(given: Option<&str>, token: &str) -> bool {
     given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
@@ -317,6 +323,12 @@ mod tests {
         ));
         let denied = publish(&config, &with("Bearer nope"), true).unwrap_err();
         assert_eq!(denied.status, Status::UNAUTHORIZED);
+        assert_eq!(
+            denied.why, WRONG_TOKEN,
+            "a wrong token is not a missing one"
+        );
+        let missing = publish(&config, &Request::default(), true).unwrap_err();
+        assert_ne!(missing.why, WRONG_TOKEN);
         assert_eq!(denied.challenge(), "WWW-Authenticate: Bearer\r\n");
         assert_eq!(subscribe(&config, &with("Bearer r3ad"), None), Ok(()));
         assert_eq!(

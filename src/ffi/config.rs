@@ -1,10 +1,10 @@
 //! `sse_config`: the settings a C caller gives `sse_server_new`, and their defaults.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, c_char, c_void};
 use std::mem::{offset_of, size_of};
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::callbacks::{self, sse_access_callback, sse_log_callback, sse_stream_callback};
 use super::result::{fail, sse_result};
 use super::{check_struct_size, guard, optional_str};
 use crate::{Config, Cors, FsyncPolicy, LogLevel};
@@ -104,6 +104,35 @@ pub struct sse_config {
     /// Entries the cluster's stream keeps for replay; 0 (the default) keeps `history`, and at
     /// least 1024 in any case.
     pub redis_history: usize,
+    /// When not NULL, receives the log lines (up to `log_level`) instead of stderr, on a thread
+    /// of the library's own (see `sse_log_callback`). Default NULL.
+    pub log_callback: sse_log_callback,
+    /// When not NULL, asked before a stream opens and before a publish is accepted, on the
+    /// loop's thread (see `sse_access_callback`). Default NULL.
+    pub access_callback: sse_access_callback,
+    /// When not NULL, told of every stream that opens and closes, on the loop's thread (see
+    /// `sse_stream_callback`). Default NULL.
+    pub stream_callback: sse_stream_callback,
+    /// Passed as is to every callback above; the library never reads it. Default NULL.
+    pub callback_data: *mut c_void,
+    /// Non-zero: `GET /metrics` lists the open streams per topic
+    /// (`ssed_topic_subscribers{topic="..."}`); every topic listened to is one more series.
+    /// Default 0.
+    pub metrics_topics: i64,
+    /// When not 0, a listening TCP socket the server takes over instead of binding `listen`
+    /// (one systemd passes, say): the server owns and closes it. Descriptor 0 (standard input)
+    /// cannot be passed. Default 0.
+    pub listen_fd: i64,
+    /// When not NULL, the path of a Unix-domain socket the server creates (mode 0660; a stale
+    /// socket file there is replaced) for local publishers: `POST /publish` and the hub's
+    /// `POST` on it need no token, since the file's permissions are its access control; only
+    /// `/health` and `/metrics` are served besides, and its connections have a limit of their
+    /// own that no TCP client can take. The file is removed when the server stops. Default
+    /// NULL.
+    pub publish_socket: *const c_char,
+    /// When not 0, a listening Unix-domain socket the server takes over as its publish socket
+    /// instead of creating one (socket activation). Default 0.
+    pub publish_socket_fd: i64,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -176,6 +205,14 @@ fn config_defaults() -> sse_config {
         redis_url: std::ptr::null(),
         redis_stream: std::ptr::null(),
         redis_history: 0,
+        log_callback: None,
+        access_callback: None,
+        stream_callback: None,
+        callback_data: std::ptr::null_mut(),
+        metrics_topics: 0,
+        listen_fd: 0,
+        publish_socket: std::ptr::null(),
+        publish_socket_fd: 0,
     }
 }
 
@@ -232,11 +269,8 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     };
     let mut config = Config::default();
     if !c.listen.is_null() {
-        config.listen = listen.parse::<SocketAddr>().map_err(|_| {
-            invalid(format!(
-                "listen: expected an address such as 127.0.0.1:8080, got {listen:?}"
-            ))
-        })?;
+        config.listen = crate::config::resolve_listen(listen)
+            .map_err(|why| invalid(format!("listen: {why}")))?;
     }
     config.history = c.history;
     config.max_clients = c.max_clients;
@@ -309,8 +343,45 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
             )));
         }
     };
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    unsafe { host_settings(c, &mut config) }?;
     config.validate().map_err(invalid)?;
     Ok(config)
+}
+
+/// The callbacks, the per-topic metrics and the sockets handed over.
+///
+/// # Safety
+/// `c.publish_socket` is NULL or NUL-terminated and valid for the call.
+unsafe fn host_settings(c: &sse_config, config: &mut Config) -> Result<(), sse_result> {
+    config.hooks = callbacks::hooks(
+        c.log_callback,
+        c.access_callback,
+        c.stream_callback,
+        c.callback_data,
+    );
+    config.metrics_topics = c.metrics_topics != 0;
+    let descriptor = |name: &str, fd: i64| match fd {
+        0 => Ok(None),
+        fd => i32::try_from(fd)
+            .ok()
+            .filter(|fd| *fd > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                fail(
+                    sse_result::InvalidArgument,
+                    format!("{name}: {fd} is not a file descriptor"),
+                )
+            }),
+    };
+    config.listen_fd = descriptor("listen_fd", c.listen_fd)?;
+    config.publish_socket_fd = descriptor("publish_socket_fd", c.publish_socket_fd)?;
+    if !c.publish_socket.is_null() {
+        // SAFETY: NULL-checked; NUL-terminated (the caller's promise).
+        let path = unsafe { optional_str(c.publish_socket, "publish_socket") }?;
+        config.publish_socket = Some(path.into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -322,7 +393,7 @@ mod tests {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
         assert_eq!(
-            offset_of!(sse_config, redis_history) + size_of::<usize>(),
+            offset_of!(sse_config, publish_socket_fd) + size_of::<i64>(),
             size_of::<sse_config>()
         );
         assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));

@@ -2,7 +2,9 @@
 //! rustls-ffi does: `result.rs` (result codes and the last error), `panic.rs` (the panic
 //! boundary), `config.rs` (`sse_config`), `server.rs` (`sse_server` and its lifecycle),
 //! `stats.rs` (`sse_stats`), `publish.rs` (`sse_publish`), `event.rs` (`sse_event` and
-//! `sse_publish_event`).
+//! `sse_publish_event`), `request.rs` (`sse_request`, what the access callback reads),
+//! `callbacks.rs` (the callbacks a host sets, and `sse_stream_event`), `topics.rs` (who listens
+//! to what).
 //!
 //! build.rs runs cbindgen on this folder alone to write `include/ssed.h`, so every type a C
 //! caller sees is declared here, and the `///` docs are the C manual. The conventions, stated once
@@ -24,6 +26,10 @@ mod result;
 
 mod panic;
 
+mod request;
+
+mod callbacks;
+
 mod config;
 
 mod server;
@@ -34,14 +40,19 @@ mod publish;
 
 mod event;
 
+mod topics;
+
 use std::ffi::{CStr, c_char};
 
+pub use callbacks::*;
 pub use config::*;
 pub use event::*;
 pub use publish::*;
+pub use request::*;
 pub use result::*;
 pub use server::*;
 pub use stats::*;
+pub use topics::*;
 
 use panic::guard;
 

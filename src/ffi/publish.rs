@@ -179,7 +179,9 @@ fn publish_failed(e: PublishError) -> sse_result {
     let code = match e {
         PublishError::Invalid(FieldError::Utf8) => sse_result::InvalidUtf8,
         PublishError::Invalid(FieldError::EventType | FieldError::Id) => sse_result::InvalidField,
-        PublishError::Invalid(FieldError::Retry) => sse_result::InvalidArgument,
+        PublishError::Invalid(FieldError::Retry | FieldError::Unreadable) => {
+            sse_result::InvalidArgument
+        }
         PublishError::QueueFull => sse_result::QueueFull,
         PublishError::Stopped => sse_result::Stopped,
         PublishError::Storage => sse_result::Storage,

@@ -4,6 +4,7 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::config::{read_config, sse_config, to_config};
 use super::guard;
@@ -162,6 +163,75 @@ pub unsafe extern "C" fn sse_server_run(server: *mut sse_server) -> sse_result {
     })
 }
 
+/// Runs the server's loop on the calling thread for up to `timeout_ms` milliseconds, then
+/// returns, leaving the server bound with its connections open, ready to be run again: for a
+/// host whose own thread must run the callbacks (a PHP worker, a program with a loop of its
+/// own that calls this between its own work). Events published meanwhile from any thread wait
+/// in the publish queue and go out on the next call; clients are served only during calls.
+/// Returns `SSE_RESULT_OK` when the time was up (call it again), `SSE_RESULT_STOPPED` once the
+/// server has stopped (by `sse_server_stop` from another thread, or before this call: the
+/// loop then flushes for up to a second and closes everything, as `sse_server_run` does);
+/// `SSE_RESULT_BUSY` if the loop already runs elsewhere; `SSE_RESULT_IO` or
+/// `SSE_RESULT_PANIC` if the loop failed.
+/// Thread-safety: any thread, one call at a time; it blocks that thread for the time given.
+///
+/// # Safety
+/// `server` is NULL or a server from `sse_server_new` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sse_server_run_for(
+    server: *mut sse_server,
+    timeout_ms: u32,
+) -> sse_result {
+    guard(sse_result::Panic, || {
+        // A clone, as in sse_server_run.
+        // SAFETY: NULL or live (the caller's promise).
+        let shared = match unsafe { server.as_ref() } {
+            Some(server) => Arc::clone(&server.shared),
+            None => return fail(sse_result::NullArgument, "server is NULL"),
+        };
+        run_here_for(&shared, Duration::from_millis(u64::from(timeout_ms)))
+    })
+}
+
+fn run_here_for(shared: &Shared, time: Duration) -> sse_result {
+    let mut ready = {
+        let mut state = shared.lock();
+        match std::mem::replace(&mut *state, LoopState::Busy) {
+            LoopState::Ready(ready) => ready,
+            other => {
+                let code = not_ready(&other);
+                *state = other;
+                return code;
+            }
+        }
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| ready.run_for(time)));
+    let ended = match outcome {
+        Ok(Ok(false)) => {
+            *shared.lock() = LoopState::Ready(ready);
+            // A stop waiting meanwhile finishes the server (see stop_and_wait).
+            shared.ended.notify_all();
+            return sse_result::Ok;
+        }
+        Ok(Ok(true)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(
+            sse_result::Io,
+            format!("the loop failed: {e}"),
+        )),
+        Err(payload) => Err(Failure::new(
+            sse_result::Panic,
+            format!("the loop panicked: {}", panic_message(&*payload)),
+        )),
+    };
+    let code = match &ended {
+        Ok(()) => fail(sse_result::Stopped, "the server is stopped"),
+        Err(failure) => failure.report(),
+    };
+    *shared.lock() = LoopState::Ended(ended);
+    shared.ended.notify_all();
+    code
+}
+
 fn run_here(shared: &Shared) -> sse_result {
     let ready = {
         let mut state = shared.lock();
@@ -214,9 +284,12 @@ fn stop_and_wait(shared: &Shared) -> sse_result {
     loop {
         match std::mem::replace(&mut *state, LoopState::Busy) {
             LoopState::Ready(ready) => {
-                // Never ran: dropping it closes the listening socket.
-                drop(ready);
-                *state = LoopState::Ended(Ok(()));
+                // Not running (never started, or between `sse_server_run_for` calls): run it
+                // to its end here, which flushes what it holds and closes everything.
+                drop(state);
+                let ended = ended_by(catch_unwind(AssertUnwindSafe(|| (*ready).run())));
+                state = shared.lock();
+                *state = LoopState::Ended(ended);
                 shared.ended.notify_all();
             }
             LoopState::Thread(thread) => {

@@ -14,7 +14,9 @@ pub struct sse_stats {
     pub connections: u64,
     /// Open event streams.
     pub subscribers: u64,
-    /// Events published since start.
+    /// Events published since start, counted when acknowledged: when `sse_publish` returns
+    /// the id, or an HTTP publish is answered `200`. Right after a successful `sse_publish`
+    /// its event is counted.
     pub events_published: u64,
     /// Bytes written to clients since start.
     pub bytes_sent: u64,
@@ -24,6 +26,9 @@ pub struct sse_stats {
     pub history_events: u64,
     /// Requests and connections refused, all reasons together.
     pub requests_refused: u64,
+    /// Events the loop has handed to the subscribers that want them since start (it takes
+    /// published events on its next turn; in a cluster, those of every node).
+    pub events_delivered: u64,
 }
 
 /// Bytes of the smallest `sse_stats` a caller may pass: the first published layout.
@@ -65,6 +70,7 @@ pub unsafe extern "C" fn sse_server_stats(
             subscribers_dropped_slow: s.subscribers_dropped_slow,
             history_events: s.history_events,
             requests_refused: s.requests_refused,
+            events_delivered: s.events_delivered,
         };
         let known = stats_size.min(size_of::<sse_stats>());
         // SAFETY: `stats_size` writable bytes at `stats_out` (the caller's promise); `known` of
@@ -87,6 +93,10 @@ mod tests {
 
     #[test]
     fn the_stats_have_no_padding_between_fields() {
-        assert_eq!(STATS_MIN_SIZE, size_of::<sse_stats>());
+        assert_eq!(
+            offset_of!(sse_stats, events_delivered) + size_of::<u64>(),
+            size_of::<sse_stats>()
+        );
+        assert_eq!(STATS_MIN_SIZE, offset_of!(sse_stats, events_delivered));
     }
 }

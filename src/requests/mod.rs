@@ -7,6 +7,7 @@
 //! may publish or subscribe is decided in auth/. The Mercure hub (`/.well-known/mercure`) is the
 //! same subscribe and publish, speaking that protocol.
 
+mod access;
 mod cors;
 mod pages;
 mod publish;
@@ -39,6 +40,9 @@ impl EventLoop {
         // A body we do not read would be parsed as the next request: close after answering.
         let has_body = request.chunked || request.content_length.unwrap_or(0) > 0;
         conn.keep_alive = request.keep_alive && (request.method() == Method::Post || !has_body);
+        if self.refused_locally(conn, slot, &request) {
+            return;
+        }
         let cors = self.cors_headers(request.origin.as_deref());
         match (request.method(), request.path.as_str()) {
             (Method::Options, _) if self.config.cors != Cors::Off => {

@@ -41,6 +41,9 @@ impl EventLoop {
         if let Some(status) = self.store.redis_status() {
             stats::render_redis(&mut text, &status);
         }
+        if self.config.metrics_topics {
+            self.host.presence.render(&mut text);
+        }
         let content_type = "text/plain; version=0.0.4; charset=utf-8";
         self.ok(conn, slot, content_type, cors, text.as_bytes());
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::auth;
+use crate::auth::{self, Publishing};
 use crate::conn::{Conn, PendingBody, Phase};
 use crate::event_loop::EventLoop;
 use crate::frame::{self, IdForm};
@@ -26,14 +26,19 @@ impl EventLoop {
         hub: bool,
     ) {
         let query_token = params::authorization(&request.query);
-        let publishing = auth::may_publish(
-            &self.config,
-            &self.keys,
-            &request,
-            conn.peer_loopback,
-            query_token.as_deref(),
-            SystemTime::now(),
-        );
+        // The publish socket's file permissions are its access control.
+        let publishing = if conn.local {
+            Ok(Publishing::Anything)
+        } else {
+            auth::may_publish(
+                &self.config,
+                &self.keys,
+                &request,
+                conn.peer_loopback,
+                query_token.as_deref(),
+                SystemTime::now(),
+            )
+        };
         let publishing = match publishing {
             Ok(publishing) => publishing,
             Err(denied) => {
@@ -50,7 +55,7 @@ impl EventLoop {
         let length = request.content_length.unwrap_or(0);
         if length > self.config.max_body {
             let why = format!(
-                "the body is larger than the limit of {} bytes",
+                "the body is larger than the limit of {} bytes (--max-body)",
                 self.config.max_body
             );
             let status = Status::BODY_TOO_LARGE;
@@ -99,6 +104,9 @@ impl EventLoop {
         if let Err(denied) = pending.publishing.check(&event) {
             let (status, refusal) = (denied.status, denied.refusal);
             return self.reject(conn, slot, status, &cors, &denied.why, refusal);
+        }
+        if !self.host_allows(conn, slot, request, &event.topics, true, &cors) {
+            return;
         }
         let token = self.token(slot).0;
         // A Mercure hub's ids are IRIs.

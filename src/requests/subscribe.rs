@@ -58,6 +58,9 @@ impl EventLoop {
             let status = Status::BAD_REQUEST;
             return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
         }
+        if !self.host_allows(conn, slot, request, &query.topics, false, cors) {
+            return;
+        }
         if self.streams_full() {
             let extra = format!("{cors}Retry-After: 5\r\n");
             let why = "too many subscribers, try again later";

@@ -24,7 +24,7 @@ const BEFORE_ALL: &str = "\n";
 /// src/viewer.html, without its indentation (see build.rs).
 const PAGE: &str = include_str!(concat!(env!("OUT_DIR"), "/viewer.html"));
 /// The object in the page that the server replaces; as written, it means "no history".
-const MARK: &str = r#"/*VIEWER*/{"types":[],"since":null,"history":0}"#;
+const MARK: &str = r#"/*VIEWER*/{"types":[],"since":null,"history":0,"auth":"none"}"#;
 const MARK_AT: usize = find_in_page(PAGE.as_bytes(), MARK.as_bytes());
 
 /// One retained event, as the viewer's choices need it.
@@ -90,9 +90,27 @@ impl EventLoop {
             None => settings.push_str("null"),
         }
         let events = start.map_or(0, |start| start.events);
-        settings.push_str(&format!(r#","history":{events}}}"#));
+        settings.push_str(&format!(
+            r#","history":{events},"auth":"{}"}}"#,
+            self.credential()
+        ));
         let (head, tail) = PAGE.split_at(MARK_AT);
         format!("{head}{settings}{}", &tail[MARK.len()..])
+    }
+}
+
+impl EventLoop {
+    /// The credential a stream needs, as the viewer asks for it: `token` (the static subscribe
+    /// token, sent as `?token=`), `jwt` (a JSON Web Token, sent as `?authorization=`), or
+    /// `none`.
+    fn credential(&self) -> &'static str {
+        if self.config.subscribe_token.is_some() {
+            "token"
+        } else if self.config.subscriber_jwt_key.is_some() && !self.config.anonymous {
+            "jwt"
+        } else {
+            "none"
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::file::{AppendError, Outcome, Settled, Writer};
 use super::intake::{Accepted, Intake};
 use super::{Ack, FileHealth};
 use crate::config::LogLevel;
+use crate::log::Logger;
 use crate::store::PublishError;
 
 pub(super) struct Durable {
@@ -26,13 +27,13 @@ pub(super) struct Durable {
     taken: Vec<Accepted>,
     /// How long the intake refuses publishes after a failure (the writer's own retry delay).
     retry_after: Duration,
-    log: LogLevel,
+    log: Logger,
     /// Events accepted and then lost to a failed write.
     lost: u64,
 }
 
 impl Durable {
-    pub fn new(writer: Writer, retry_after: Duration, log: LogLevel) -> Durable {
+    pub fn new(writer: Writer, retry_after: Duration, log: Logger) -> Durable {
         Durable {
             writer,
             staged: VecDeque::new(),
@@ -82,12 +83,11 @@ impl Durable {
 
     /// Writes and syncs what the writer still holds, and ends its thread.
     pub fn close(&mut self) {
-        if let Err(e) = self.writer.finish()
-            && self.log >= LogLevel::Quiet
-        {
-            crate::log::line(format_args!(
-                "history file: the last write at stop failed: {e}"
-            ));
+        if let Err(e) = self.writer.finish() {
+            self.log.line(
+                LogLevel::Quiet,
+                format_args!("history file: the last write at stop failed: {e}"),
+            );
         }
     }
 
@@ -160,11 +160,12 @@ impl Durable {
 
     fn failing(&self, intake: &Intake, why: std::fmt::Arguments) {
         intake.refuse_for(self.retry_after);
-        if self.log >= LogLevel::Quiet {
-            crate::log::line(format_args!(
+        self.log.line(
+            LogLevel::Quiet,
+            format_args!(
                 "history file: {why}; publishing is refused for {} ms, then retried",
                 self.retry_after.as_millis()
-            ));
-        }
+            ),
+        );
     }
 }

@@ -59,6 +59,16 @@ impl std::fmt::Display for OpenError {
             OpenError::IsDirectory(p) => {
                 write!(f, "history file {}: is a directory", p.display())
             }
+            OpenError::Open(p, e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                let dir = dir.unwrap_or(Path::new("."));
+                write!(
+                    f,
+                    "history file {}: the directory {} does not exist (create it first)",
+                    p.display(),
+                    dir.display()
+                )
+            }
             OpenError::Open(p, e) => write!(f, "history file {}: cannot open: {e}", p.display()),
             OpenError::Read(p, e) => write!(f, "history file {}: cannot read: {e}", p.display()),
             OpenError::NewerFormat(p, v) => write!(

@@ -7,12 +7,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
 use crate::event::{Event, Topics};
 use crate::frame::{self, FieldError, IdForm};
+use crate::stats::Counters;
 
 /// Why an event was not published. Nothing was published when one of these is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +74,14 @@ pub(crate) struct Intake {
     waker: mio::Waker,
     /// Clear only while the loop may be asleep: publishes made while it is awake cost no wake.
     wake_pending: AtomicBool,
+    /// Where acknowledged publishes are counted.
+    counters: Arc<Counters>,
+    /// Whether a private event can reach anyone: the server has a subscriber key.
+    private_readers: bool,
 }
 
 impl Intake {
-    pub fn new(waker: mio::Waker, capacity: usize) -> Intake {
+    pub fn new(waker: mio::Waker, capacity: usize, counters: Arc<Counters>) -> Intake {
         Intake {
             // Set: the loop is awake until it first prepares to sleep.
             queue: Mutex::new(Queue {
@@ -88,7 +93,29 @@ impl Intake {
             }),
             waker,
             wake_pending: AtomicBool::new(true),
+            counters,
+            private_readers: true,
         }
+    }
+
+    /// Refuses private events from now on: no subscriber could ever read one.
+    pub fn without_private_readers(mut self) -> Intake {
+        self.private_readers = false;
+        self
+    }
+
+    /// Checks what `Event::validate` cannot: whether this server can deliver the event.
+    pub fn check(&self, event: &Event) -> Result<(), PublishError> {
+        event.validate().map_err(PublishError::Invalid)?;
+        if event.private && !self.private_readers {
+            return Err(PublishError::Invalid(FieldError::Unreadable));
+        }
+        Ok(())
+    }
+
+    /// Counts one publish as acknowledged (see `Stats::events_published`).
+    pub fn acknowledged(&self) {
+        Counters::add(&self.counters.events_published, 1);
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -112,7 +139,7 @@ impl Intake {
         waiter: Option<usize>,
         form: IdForm,
     ) -> Result<Option<u64>, PublishError> {
-        event.validate().map_err(PublishError::Invalid)?;
+        self.check(event)?;
         let topics = Topics::of(event);
         let mut queue = self.lock();
         if queue.stopped {
@@ -147,6 +174,10 @@ impl Intake {
             waiter,
         });
         drop(queue);
+        // Acknowledged now, unless its answer waits for the history file.
+        if waiter.is_none() {
+            self.acknowledged();
+        }
         self.wake();
         Ok(assigned)
     }
@@ -227,7 +258,7 @@ mod tests {
     fn new_intake(capacity: usize) -> (mio::Poll, Intake) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(1)).unwrap();
-        (poll, Intake::new(waker, capacity))
+        (poll, Intake::new(waker, capacity, Arc::default()))
     }
 
     #[test]

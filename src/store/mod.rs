@@ -50,10 +50,10 @@ use ring::Ring;
 #[cfg(feature = "redis")]
 pub(crate) use cluster::{Cluster, Publisher};
 
-#[cfg(feature = "history-file")]
-use crate::config::LogLevel;
 use crate::event::Event;
 use crate::frame::IdForm;
+#[cfg(any(feature = "history-file", feature = "redis"))]
+use crate::log::Logger;
 use crate::stats::RedisStatus;
 
 /// The history file's state, for `/health` and `/metrics`.
@@ -162,7 +162,7 @@ impl Store {
         loaded: Loaded,
         writer: Writer,
         retry_after: Duration,
-        log: LogLevel,
+        log: Logger,
     ) -> Store {
         for record in &loaded.records {
             self.ring.push(record.entry());
@@ -226,6 +226,18 @@ impl Store {
     /// bytes of frames. Returns true when the server is stopped and every event it accepted has
     /// been handed over.
     pub fn take(&mut self, batch: &mut Vec<Entry>, budget: usize) -> bool {
+        let answered = self.acks.len();
+        let drained = self.take_ready(batch, budget);
+        // HTTP publishers whose answer waited are acknowledged now.
+        for ack in &self.acks[answered..] {
+            if ack.result.is_ok() {
+                self.intake.acknowledged();
+            }
+        }
+        drained
+    }
+
+    fn take_ready(&mut self, batch: &mut Vec<Entry>, budget: usize) -> bool {
         #[cfg(feature = "redis")]
         if let Some(cluster) = &mut self.cluster {
             return cluster.take(&mut self.ring, batch, budget, &mut self.acks);

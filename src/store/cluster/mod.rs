@@ -36,6 +36,7 @@ use super::{Ack, LateEvents, LateReplay};
 use crate::config::{Config, LogLevel};
 use crate::event::Event;
 use crate::frame::IdForm;
+use crate::log::Logger;
 use crate::stats::RedisStatus;
 use crate::store::PublishError;
 use link::Link;
@@ -50,7 +51,7 @@ const MOST_LOOKUP_ROUNDS: u8 = 8;
 pub(super) struct Shared {
     intake: Arc<Intake>,
     key: String,
-    log: LogLevel,
+    log: Logger,
     stop: AtomicBool,
     /// The highest position this node has seen, read by its tail or assigned to its own
     /// publishes: the script assigns above it, so a failover that lost entries this node had
@@ -175,9 +176,7 @@ impl Shared {
     }
 
     fn note(&self, level: LogLevel, args: std::fmt::Arguments) {
-        if self.log >= level {
-            eprintln!("ssed: redis: {args}");
-        }
+        self.log.line(level, format_args!("redis: {args}"));
     }
 }
 
@@ -215,7 +214,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Connects to the Redis of `config.redis` and starts the node's threads. Redis being down
     /// is no error: the threads keep trying, and publishing fails until they succeed.
-    pub fn open(config: &Config, intake: Arc<Intake>) -> io::Result<Cluster> {
+    pub fn open(config: &Config, intake: Arc<Intake>, log: Logger) -> io::Result<Cluster> {
         let url = config.redis.as_deref().unwrap_or_default();
         let client = redis::Client::open(url).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("redis {url}: {e}"))
@@ -223,7 +222,7 @@ impl Cluster {
         let shared = Arc::new(Shared {
             intake,
             key: config.redis_stream.clone(),
-            log: config.log,
+            log,
             stop: AtomicBool::new(false),
             seen: AtomicU64::new(0),
             outbox: Mutex::new(Outbox::default()),

@@ -88,14 +88,19 @@ impl Publisher {
         let (sender, answer) = mpsc::sync_channel(1);
         self.queue(event, IdForm::Decimal, Reply::Caller(sender))?;
         match answer.recv_timeout(CALLER_PATIENCE) {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    self.shared.intake.acknowledged();
+                }
+                result
+            }
             Err(RecvTimeoutError::Timeout) => Err(PublishError::Unavailable),
             Err(RecvTimeoutError::Disconnected) => Err(PublishError::Stopped),
         }
     }
 
     fn queue(&self, event: &Event, form: IdForm, reply: Reply) -> Result<(), PublishError> {
-        event.validate().map_err(PublishError::Invalid)?;
+        self.shared.intake.check(event)?;
         if self.shared.intake.is_stopped() || self.shared.stopped() {
             return Err(PublishError::Stopped);
         }
