@@ -74,7 +74,7 @@ static void invalid_configs(void)
         const char *value;
         const char *message;
     } strings[] = {
-        {"listen", "nowhere", "listen: expected an address such as 127.0.0.1:8080"},
+        {"listen", "nowhere", "listen: expected HOST:PORT, such as 127.0.0.1:8080"},
         {"listen", "127.0.0.1:99999", "listen"},
         {"listen", "\xff:80", "listen is not valid UTF-8"},
         {"cors_origin", " , ", "cors_origin"},

@@ -418,8 +418,10 @@ fn private_events_reach_only_allowed_tokens_live_and_in_replay() {
     let _ = book;
 }
 
+/// No subscriber could ever read a private event on a server without a subscriber key: the
+/// publish is refused, saying why, rather than answered 200 and delivered to no one.
 #[test]
-fn without_a_subscriber_key_private_events_reach_no_one() {
+fn without_a_subscriber_key_a_private_event_is_refused_with_the_reason() {
     let server = TestServer::start(Config {
         publisher_jwt_key: Some(KEY.into()),
         ..Config::default()
@@ -430,10 +432,16 @@ fn without_a_subscriber_key_private_events_reach_no_one() {
     );
     server.wait_subscribers(1);
     let publisher = bearer(&publisher());
-    assert_eq!(
-        publish(&server, &publisher, "topic=a&private&data=hidden").status,
-        200
+    let refused = publish(&server, &publisher, "topic=a&private&data=hidden");
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .text()
+            .contains("no subscriber key (--subscriber-jwt-key)"),
+        "{}",
+        refused.text()
     );
+    assert_eq!(server.handle.stats().events_published, 0);
     assert_eq!(
         publish(&server, &publisher, "topic=a&data=shown").status,
         200
