@@ -1033,6 +1033,12 @@ impl EventLoop {
                     }
                 }
                 Phase::Closing => {}
+                // A request on its way (a connection just accepted, a head or a body partly
+                // received) is answered within the grace: with socket activation the next
+                // process serves the connections that wait in the backlog, and none of those
+                // accepted here is dropped unanswered.
+                Phase::Head | Phase::Body
+                    if self.conn(slot).is_some_and(|conn| request_under_way(conn)) => {}
                 Phase::Head | Phase::Body | Phase::Lingering => self.close(slot),
             }
         }
@@ -1042,7 +1048,7 @@ impl EventLoop {
         self.slots
             .iter()
             .filter_map(|s| s.conn.as_ref())
-            .all(|c| c.out_bytes == 0)
+            .all(|c| c.out_bytes == 0 && !request_under_way(c))
     }
 
     fn close_all(&mut self) {
@@ -1068,6 +1074,16 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     (nanos ^ (std::process::id() as u64) << 32) | 1
+}
+
+/// A connection whose first request is still arriving (nothing may have arrived yet), or whose
+/// publish body is.
+fn request_under_way(conn: &Conn) -> bool {
+    match conn.phase {
+        Phase::Body => true,
+        Phase::Head => !conn.keep_alive || !conn.input.is_empty(),
+        _ => false,
+    }
 }
 
 /// A keep-alive connection between requests, with nothing to write and nothing received.

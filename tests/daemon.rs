@@ -345,7 +345,7 @@ fn a_plain_start_says_where_to_look() {
     let viewer = daemon.wait_log("ssed: viewer:");
     assert_eq!(
         viewer,
-        format!("ssed: viewer:    http://127.0.0.1:{port}/ (add the token as ?token=)")
+        format!("ssed: viewer:    http://127.0.0.1:{port}/ (it asks for the token)")
     );
     let subscribe = daemon.wait_log("ssed: ");
     assert!(!subscribe.contains("s3cret"), "{subscribe}");
@@ -467,4 +467,164 @@ fn listening_beyond_loopback_without_a_subscribe_token_warns() {
             "{args:?}: {lines:?}"
         );
     }
+}
+
+/// Runs a pasted line with `env` set and a time limit, returning what it printed.
+fn paste_with(line: &str, prefix: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let command = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"));
+    Command::new("sh")
+        .args(["-c", &format!("{command} -s --max-time 2")])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sh")
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn with_jwt_keys_the_hints_name_a_jwt_and_work_when_pasted() {
+    use common::jwt::{KEY, token};
+    let daemon = Daemon::start(&["--publisher-jwt-key", KEY, "--subscriber-jwt-key", KEY]);
+    let addr = daemon.addr;
+    assert_eq!(
+        daemon.wait_log("ssed: viewer:"),
+        format!("ssed: viewer:    http://{addr}/ (it asks for the token)")
+    );
+    let subscribe = daemon.wait_log("ssed: subscribe:");
+    assert!(
+        !subscribe.contains("token="),
+        "no ?token= with JWT keys: {subscribe}"
+    );
+    let publish = daemon.wait_log("ssed: publish:");
+    for (what, variable) in [
+        ("subscribing", "$SUBSCRIBER_JWT"),
+        ("publishing", "$PUBLISHER_JWT"),
+    ] {
+        let note = daemon.wait_log(&format!("ssed: {what}:"));
+        assert!(
+            note.contains(variable) && note.contains("JSON Web Token"),
+            "{note}"
+        );
+        assert!(!note.contains(KEY), "the key is never printed: {note}");
+    }
+    let reader = token(r#"{"mercure":{"subscribe":["*"]}}"#);
+    let writer = token(r#"{"mercure":{"publish":["*"]}}"#);
+    let streamed = paste_with(
+        &subscribe,
+        "ssed: subscribe: ",
+        &[("SUBSCRIBER_JWT", &reader)],
+    );
+    assert!(
+        String::from_utf8_lossy(&streamed.stdout).starts_with(":\n"),
+        "the pasted subscriber is let in: {streamed:?}"
+    );
+    let published = paste_with(&publish, "ssed: publish:   ", &[("PUBLISHER_JWT", &writer)]);
+    let id = String::from_utf8_lossy(&published.stdout).into_owned();
+    assert!(
+        id.trim().parse::<u64>().is_ok(),
+        "the pasted publish is accepted: {published:?}"
+    );
+}
+
+#[test]
+fn tokens_given_as_flags_are_placeholders_and_environment_ones_variables() {
+    let daemon = Daemon::start(&[
+        "--publish-token",
+        "s3cret-p",
+        "--subscribe-token",
+        "s3cret-s",
+    ]);
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        lines.push(daemon.wait_log("ssed: "));
+    }
+    let text = lines.join("\n");
+    assert!(
+        !text.contains("s3cret") && !text.contains("$SSED_"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("/events?token=TOKEN\""), "{text}");
+    assert!(lines[2].contains("Bearer TOKEN"), "{text}");
+    assert_eq!(
+        lines[3],
+        "ssed: subscribing: TOKEN stands for the value of --subscribe-token"
+    );
+    assert_eq!(
+        lines[4],
+        "ssed: publishing: TOKEN stands for the value of --publish-token"
+    );
+    // Anonymous subscribers with a JWT key need nothing: the line is plain and works.
+    #[cfg(feature = "jwt")]
+    {
+        let open = Daemon::start(&["--subscriber-jwt-key", common::jwt::KEY, "--anonymous"]);
+        let subscribe = open.wait_log("ssed: subscribe:");
+        assert_eq!(
+            subscribe,
+            format!("ssed: subscribe: curl -N \"http://{}/events\"", open.addr)
+        );
+        let streamed = paste_with(&subscribe, "ssed: subscribe: ", &[]);
+        assert!(
+            String::from_utf8_lossy(&streamed.stdout).starts_with(":\n"),
+            "{streamed:?}"
+        );
+    }
+}
+
+#[test]
+fn flags_that_mean_nothing_together_are_refused_with_the_reason() {
+    for (args, reason) in [
+        (&["--fsync", "10"][..], "--fsync goes with --history-file"),
+        (
+            &["--anonymous"],
+            "--anonymous goes with --subscriber-jwt-key",
+        ),
+        (&["--listen", "localhost"], "expected HOST:PORT"),
+    ] {
+        let (code, _, err) = run_to_end(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn first_run_errors_name_the_next_step() {
+    // A host name is resolved at start.
+    let named = Daemon::start_with(Command::new(SSED).args(["--listen", "localhost:0"]));
+    assert!(named.addr.ip().is_loopback(), "{}", named.addr);
+    // A history file in a directory that does not exist names the directory.
+    let missing = std::env::temp_dir().join(format!("ssed-no-dir-{}", std::process::id()));
+    let file = missing.join("history.log");
+    let (code, _, err) = run_to_end(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--history-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the directory {} does not exist",
+            missing.display()
+        )),
+        "{err}"
+    );
+    // 413 names the flag; a wrong token is told apart from a missing one.
+    let daemon = Daemon::start(&["--max-body", "4", "--publish-token", "t0ken"]);
+    let answer = |raw: &str| {
+        let mut stream = connect(daemon.addr);
+        stream.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut stream)
+    };
+    let large = answer(
+        "POST /publish HTTP/1.1\r\nAuthorization: Bearer t0ken\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(large.status, 413);
+    assert!(large.text().contains("--max-body"), "{}", large.text());
+    let missing = answer("POST /publish HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let wrong =
+        answer("POST /publish HTTP/1.1\r\nAuthorization: Bearer n0pe\r\nConnection: close\r\n\r\n");
+    assert_eq!((missing.status, wrong.status), (401, 401));
+    assert_eq!(wrong.text(), "the token is wrong\n");
+    assert_ne!(missing.text(), wrong.text());
 }
