@@ -79,3 +79,36 @@ fn chromium_reads_private_updates_with_the_mercure_cookie_across_origins() {
     assert!(stdout.contains("ok: a page on another origin"), "{stdout}");
     eprint!("{stdout}");
 }
+
+/// The viewer on servers that need a credential: it says why its stream closed and takes the
+/// credential the server accepts (tests/browser/viewer_credential.mjs). The refused page is
+/// screenshot to `target/viewer-401.png`.
+#[cfg(feature = "jwt")]
+#[test]
+fn the_viewer_says_why_its_stream_closed_and_takes_the_credential() {
+    use common::jwt::{KEY, token};
+
+    if !browser_available("the viewer credential test") {
+        return;
+    }
+    let with_token = Ssed::start(&["--subscribe-token", "r3ad"]);
+    let with_jwt = Ssed::start(&["--subscriber-jwt-key", KEY]);
+    let reader = token(r#"{"mercure":{"subscribe":["*"]}}"#);
+    let png = Path::new(ROOT).join("target/viewer-401.png");
+    let _ = std::fs::remove_file(&png);
+    let stdout = run_browser_script(
+        "viewer_credential.mjs",
+        &[
+            OsStr::new(&format!("http://{}", with_token.addr)),
+            OsStr::new("r3ad"),
+            OsStr::new(&format!("http://{}", with_jwt.addr)),
+            OsStr::new(&reader),
+            png.as_os_str(),
+        ],
+        60,
+    );
+    assert!(stdout.contains("ok: token: the viewer said"), "{stdout}");
+    assert!(stdout.contains("ok: jwt: the viewer said"), "{stdout}");
+    assert!(png.exists(), "no screenshot at {}", png.display());
+    eprint!("{stdout}");
+}
