@@ -1,5 +1,5 @@
 # Build and install ssed: the daemon, libssed (shared and static), its header, a pkg-config
-# file and the systemd unit.
+# file and the systemd units (the service and its sockets).
 #
 #   make                                   cargo build --release
 #   sudo make install                      into PREFIX (/usr/local), nothing rebuilt
@@ -25,7 +25,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(ROOT)/Cargo.toml | head
 BUILT   := $(RELEASE)/ssed $(RELEASE)/libssed.so $(RELEASE)/libssed.a
 
 INSTALLED := $(BINDIR)/ssed $(LIBDIR)/libssed.so $(LIBDIR)/libssed.a $(INCLUDEDIR)/ssed.h \
-             $(PKGCONFIGDIR)/ssed.pc $(UNITDIR)/ssed.service
+             $(PKGCONFIGDIR)/ssed.pc $(UNITDIR)/ssed.service $(UNITDIR)/ssed.socket
 
 .PHONY: all install uninstall
 
@@ -47,7 +47,10 @@ install:
 	    $(ROOT)/ssed.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/ssed.pc
 	sed -e 's|/usr/local/bin/ssed|$(BINDIR)/ssed|' \
 	    $(ROOT)/examples/systemd/ssed.service > $(DESTDIR)$(UNITDIR)/ssed.service
-	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/ssed.pc $(DESTDIR)$(UNITDIR)/ssed.service
+	sed -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|' \
+	    $(ROOT)/examples/systemd/ssed.socket > $(DESTDIR)$(UNITDIR)/ssed.socket
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/ssed.pc $(DESTDIR)$(UNITDIR)/ssed.service \
+	    $(DESTDIR)$(UNITDIR)/ssed.socket
 	@# The loader finds a new library in /usr/local/lib only after ldconfig.
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
 	  echo ldconfig; ldconfig; fi

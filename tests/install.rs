@@ -35,6 +35,7 @@ fn make_install_then_pkg_config_builds_the_c_example() {
         "include/ssed.h",
         "lib/pkgconfig/ssed.pc",
         "lib/systemd/system/ssed.service",
+        "lib/systemd/system/ssed.socket",
     ] {
         let path = root.join(format!("usr/{file}"));
         assert!(
@@ -47,6 +48,11 @@ fn make_install_then_pkg_config_builds_the_c_example() {
     assert!(
         unit.contains("ExecStart=/usr/bin/ssed "),
         "the installed unit: {unit}"
+    );
+    let socket = fs::read_to_string(root.join("usr/lib/systemd/system/ssed.socket")).unwrap();
+    assert!(
+        socket.contains("systemd-analyze verify /usr/lib/systemd/system/ssed.socket"),
+        "the installed socket unit names where it is: {socket}"
     );
 
     // The README's line, with pkg-config looking only into the staged tree.

@@ -1,4 +1,5 @@
-//! examples/systemd/ssed.service: `systemd-analyze verify` accepts it without a word, its
+//! examples/systemd/ssed.service: `systemd-analyze verify` accepts it and its ssed.socket
+//! without a word (socket activation itself is tested in tests/listening.rs), its
 //! hardening scores as `systemd-analyze security` rates a locked-down service, and every
 //! system call the daemon makes (traced with strace) passes the unit's system-call filter,
 //! which would otherwise kill it with SIGSYS.
@@ -19,6 +20,7 @@ use common::external::{ROOT, Ssed, TempDir, available, note, run};
 use common::{Sse, connect, read_response};
 
 const UNIT: &str = "examples/systemd/ssed.service";
+const SOCKET_UNIT: &str = "examples/systemd/ssed.socket";
 const INSTALLED_PATH: &str = "/usr/local/bin/ssed";
 /// `systemd-analyze security` rates 0 (locked down) to 10 (unprotected); "OK" is up to 4.9.
 const MAX_EXPOSURE: &str = "2.0";
@@ -30,9 +32,13 @@ fn systemd_analyze_verify_accepts_the_unit_silently() {
     }
     let dir = TempDir::new("systemd");
     let unit = unit_for_built_daemon(&dir);
+    // The socket unit beside it, as `make install` puts it: systemd checks the pair.
+    let socket = dir.join("ssed.socket");
+    fs::copy(Path::new(ROOT).join(SOCKET_UNIT), &socket).expect("copy the socket unit");
     let output = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
+        .arg(&socket)
         .output()
         .expect("run systemd-analyze");
     let printed = format!(

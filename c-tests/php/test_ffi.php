@@ -41,6 +41,8 @@ expect($all, "id: php-1\ndata: mine\n\n");
 // Several topics and a retry (sse_publish_event): each subscriber gets the event once.
 $sports = subscribe($port, '/events?topic=sports');
 check($server->subscribers() === 3, 'subscribers() ' . $server->subscribers());
+check($server->subscribers('news') === 1 && $server->subscribers('sports') === 1, 'per topic');
+check($server->topics() === ['news' => 1, 'sports' => 1], json_encode($server->topics()));
 $id = $server->publish("{\n\"a\": 1\n}", topic: ['news', 'sports'], event: 'score', retry: 10000);
 $frame = "id: $id\nevent: score\nretry: 10000\ndata: {\ndata: \"a\": 1\ndata: }\n\n";
 expect($all, $frame);

@@ -49,7 +49,9 @@ final class Ssed
     /**
      * Binds `$listen` ("HOST:PORT"; port 0 picks a free one) and starts serving.
      * `$settings` sets other fields of sse_config by name: integers (history, heartbeat_ms,
-     * publish_queue, ...) or strings (cors_origin, publish_token, subscribe_token).
+     * publish_queue, metrics_topics, listen_fd, ...) or strings (cors_origin, publish_token,
+     * subscribe_token, history_file, publish_socket, ...). The callbacks are the extension's
+     * (examples/php-ext): PHP code cannot run on the library's threads.
      */
     public function __construct(string $listen = '127.0.0.1:8080', array $settings = [])
     {
@@ -147,10 +149,32 @@ final class Ssed
         return self::check($ffi->sse_publish_event($this->server, FFI::addr($c)));
     }
 
-    /** How many event streams are open now. */
-    public function subscribers(): int
+    /**
+     * How many event streams are open now; with `$topic`, how many asked for that topic (as
+     * written: a topic or a selector). Consistent with /metrics.
+     */
+    public function subscribers(?string $topic = null): int
     {
-        return $this->stats()['subscribers'];
+        if ($topic === null) {
+            return $this->stats()['subscribers'];
+        }
+        if (str_contains($topic, "\0")) {
+            throw new SsedException('the topic must not contain NUL', self::ffi()->SSE_RESULT_INVALID_ARGUMENT);
+        }
+        $text = self::cString($topic);
+        return self::check(self::ffi()->sse_server_topic_subscribers($this->server, FFI::cast('const char *', $text)));
+    }
+
+    /** Every topic open streams asked for now, with how many did: ['news' => 2, ...]. */
+    public function topics(): array
+    {
+        $topics = [];
+        // Called on this thread, during the call: PHP may run it.
+        $collect = function ($topic, $count, $data) use (&$topics): void {
+            $topics[$topic] = $count; // FFI hands the C string over as a PHP string
+        };
+        self::check(self::ffi()->sse_server_each_topic($this->server, $collect, null));
+        return $topics;
     }
 
     /** Stops the server; it can still report its port and stats. */
