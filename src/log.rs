@@ -70,6 +70,8 @@ struct Queue {
     lines: VecDeque<(LogLevel, String)>,
     /// Lines dropped because the queue was full, not yet reported to the hook.
     dropped: u64,
+    /// Lines queued before the first of those dropped: the note of the drop comes after them.
+    note_after: usize,
     closed: bool,
 }
 
@@ -141,6 +143,9 @@ impl Sink {
             return;
         }
         if queue.lines.len() >= QUEUED_LINES {
+            if queue.dropped == 0 {
+                queue.note_after = queue.lines.len();
+            }
             queue.dropped += 1;
             return;
         }
@@ -155,7 +160,7 @@ impl Sink {
             let (level, text) = {
                 let mut queue = lock(&self.state);
                 loop {
-                    if queue.dropped > 0 {
+                    if queue.dropped > 0 && queue.note_after == 0 {
                         let dropped = std::mem::take(&mut queue.dropped);
                         break (
                             LogLevel::Quiet,
@@ -165,6 +170,7 @@ impl Sink {
                         );
                     }
                     if let Some(line) = queue.lines.pop_front() {
+                        queue.note_after = queue.note_after.saturating_sub(1);
                         break line;
                     }
                     if queue.closed {
@@ -221,11 +227,18 @@ mod tests {
         assert_eq!(heard[0].1, "first");
         let dropped = heard
             .iter()
-            .find(|(_, text)| {
+            .position(|(_, text)| {
                 text.ends_with("log lines were dropped: the log callback did not keep up")
             })
             .expect("the hook hears that lines were dropped");
-        assert_eq!(dropped.0, LogLevel::Quiet);
+        assert_eq!(heard[dropped].0, LogLevel::Quiet);
+        // In its place: after the lines queued before the drop, before those after it.
+        assert_eq!(heard[dropped - 1].1, format!("line {}", dropped - 2));
+        assert_eq!(
+            dropped,
+            heard.len() - 1,
+            "nothing was queued after the drop"
+        );
         assert!(heard.len() <= QUEUED_LINES + 3, "{}", heard.len());
         assert!(heard.iter().all(|(_, text)| text != "above the level"));
     }
