@@ -259,8 +259,24 @@ impl Config {
         Ok(())
     }
 
-    /// Refuses the settings of the host and listening sections that cannot work together.
+    /// Refuses the settings of the host and listening sections that cannot work together, or
+    /// that this build cannot serve.
     fn validate_host_settings(&self) -> Result<(), String> {
+        if !cfg!(feature = "host") && self.metrics_topics {
+            return Err(
+                "this ssed was built without the host's callbacks and counts per topic \
+                 (cargo feature host)"
+                    .into(),
+            );
+        }
+        let handed_over = self.listen_fd.is_some() || self.publish_socket_fd.is_some();
+        if !cfg!(feature = "sockets") && (handed_over || self.publish_socket.is_some()) {
+            return Err(
+                "this ssed was built without sockets handed over or the publish socket \
+                 (cargo feature sockets)"
+                    .into(),
+            );
+        }
         if self.anonymous && self.subscriber_jwt_key.is_none() {
             return Err(
                 "anonymous goes with subscriber_jwt_key: without a subscriber key every \
@@ -309,6 +325,13 @@ impl Config {
 pub fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
+    }
+    if !cfg!(feature = "sockets") {
+        return Err(
+            "expected an address such as 127.0.0.1:8080 or [::1]:8080 (this small build \
+                    resolves no host names)"
+                .into(),
+        );
     }
     let expected = || {
         format!(
@@ -389,6 +412,7 @@ mod tests {
         assert_eq!(long.redis_stream_length(), 5000);
     }
 
+    #[cfg(feature = "sockets")]
     #[test]
     fn listen_takes_addresses_and_host_names() {
         assert_eq!(

@@ -458,7 +458,7 @@ impl EventLoop {
         self.free.push(slot);
         if conn.phase == Phase::Streaming && conn.sub_index != u32::MAX {
             self.remove_subscriber(conn.sub_index);
-            self.host.stream_closed(&conn, id);
+            self.host.stream_closed(&conn, slot, id);
         }
         if conn.phase == Phase::Lingering && !conn.local {
             self.lingering -= 1;
@@ -487,7 +487,7 @@ impl EventLoop {
         }
         self.due.mark(conn, slot);
         let id = self.token(slot).0 as u64;
-        self.host.stream_opened(conn, id);
+        self.host.stream_opened(conn, slot, id);
     }
 
     fn remove_subscriber(&mut self, index: u32) {
@@ -692,24 +692,25 @@ impl EventLoop {
 
     /// Notes that a keep-alive connection may go idle after its answer (see `idle`).
     fn note_idle(&mut self, slot: u32) {
+        let token = self.token(slot).0;
+        // A connection answering pipelined requests is noted once.
+        if self.idle.back() == Some(&token) {
+            return;
+        }
         if self.idle.len() > 2 * self.open + 64 {
-            // Mostly stale entries: keep those still idle.
+            // Keep the first entry of each connection still open, in order: at most one per
+            // open connection is left, so this runs once in as many notes at least.
+            let mut seen = vec![false; self.slots.len()];
             let mut idle = std::mem::take(&mut self.idle);
-            let mut seen = std::collections::HashSet::new();
             idle.retain(|&token| {
-                seen.insert(token)
-                    && self
-                        .slot_of(Token(token))
-                        .and_then(|slot| self.slots[slot as usize].conn.as_ref())
-                        .is_some_and(is_idle)
+                let Some(slot) = self.slot_of(Token(token)) else {
+                    return false;
+                };
+                !std::mem::replace(&mut seen[slot as usize], true)
             });
             self.idle = idle;
         }
-        let token = self.token(slot).0;
-        // A connection answering pipelined requests is noted once.
-        if self.idle.back() != Some(&token) {
-            self.idle.push_back(token);
-        }
+        self.idle.push_back(token);
     }
 
     pub(crate) fn start_closing(&mut self, conn: &mut Conn, slot: u32) {

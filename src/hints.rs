@@ -28,75 +28,114 @@ pub struct Access {
     pub publish_socket: Option<PathBuf>,
 }
 
-/// The lines to print at start, each ending in a newline.
+/// The lines to print at start, each ending in a newline. (Built of pieces rather than
+/// formatted: the tiny daemon counts its bytes.)
 pub fn where_to_look(addr: SocketAddr, access: &Access, demo: bool) -> String {
-    let addr = reachable(addr);
+    let base = format!("http://{}", reachable(addr));
+    let jwt = cfg!(feature = "jwt");
     let mut out = String::new();
+    let mut line = |parts: &[&str]| {
+        out.push_str("ssed: ");
+        parts.iter().for_each(|part| out.push_str(part));
+        out.push('\n');
+    };
     if demo {
-        out.push_str("ssed: --demo publishes the current time every second to topic 'demo'\n");
+        line(&["--demo publishes the current time every second to topic 'demo'"]);
     }
     let topic = if demo { "?topic=demo" } else { "" };
-    let viewer_note = match access.subscribe {
+    let asks = match access.subscribe {
         Credential::Nothing => "",
         _ => " (it asks for the token)",
     };
-    out.push_str(&format!(
-        "ssed: viewer:    http://{addr}/{topic}{viewer_note}\n"
-    ));
-    let subscribe = match access.subscribe {
-        Credential::Nothing => format!("curl -N \"http://{addr}/events{topic}\""),
-        Credential::TokenFromEnv(variable) => {
-            let join = if demo { '&' } else { '?' };
-            format!("curl -N \"http://{addr}/events{topic}{join}token=${variable}\"")
-        }
-        Credential::TokenFromFlag(_) => {
-            let join = if demo { '&' } else { '?' };
-            format!("curl -N \"http://{addr}/events{topic}{join}token=TOKEN\"")
-        }
-        Credential::Jwt(_) => format!(
-            "curl -N -H \"Authorization: Bearer $SUBSCRIBER_JWT\" \"http://{addr}/events{topic}\""
-        ),
-    };
-    out.push_str(&format!("ssed: subscribe: {subscribe}\n"));
-    let bearer = match access.publish {
-        Credential::Nothing => String::new(),
-        Credential::TokenFromEnv(variable) => {
-            format!(" -H \"Authorization: Bearer ${variable}\"")
-        }
-        Credential::TokenFromFlag(_) => " -H \"Authorization: Bearer TOKEN\"".into(),
-        Credential::Jwt(_) => " -H \"Authorization: Bearer $PUBLISHER_JWT\"".into(),
-    };
-    let publish_topic = if demo { " -d topic=demo" } else { "" };
-    out.push_str(&format!(
-        "ssed: publish:   curl{bearer}{publish_topic} -d data=hello http://{addr}/publish\n"
-    ));
-    if let Some(path) = &access.publish_socket {
-        out.push_str(&format!(
-            "ssed: publish:   curl --unix-socket {}{publish_topic} -d data=hello \
-             http://localhost/publish   (the publish socket: no token)\n",
-            path.display()
-        ));
+    line(&["viewer:    ", &base, "/", topic, asks]);
+    let join = if demo { "&" } else { "?" };
+    match access.subscribe {
+        Credential::TokenFromEnv(variable) => line(&[
+            "subscribe: curl -N \"",
+            &base,
+            "/events",
+            topic,
+            join,
+            "token=$",
+            variable,
+            "\"",
+        ]),
+        Credential::TokenFromFlag(_) => line(&[
+            "subscribe: curl -N \"",
+            &base,
+            "/events",
+            topic,
+            join,
+            "token=TOKEN\"",
+        ]),
+        Credential::Jwt(_) if jwt => line(&[
+            "subscribe: curl -N -H \"Authorization: Bearer $SUBSCRIBER_JWT\" \"",
+            &base,
+            "/events",
+            topic,
+            "\"",
+        ]),
+        _ => line(&["subscribe: curl -N \"", &base, "/events", topic, "\""]),
     }
-    for (credential, what) in [
-        (access.subscribe, "subscribing"),
-        (access.publish, "publishing"),
+    let (bearer, variable) = match access.publish {
+        Credential::TokenFromEnv(variable) => (" -H \"Authorization: Bearer $", variable),
+        Credential::TokenFromFlag(_) => (" -H \"Authorization: Bearer TOKEN", ""),
+        Credential::Jwt(_) if jwt => (" -H \"Authorization: Bearer $PUBLISHER_JWT", ""),
+        _ => ("", ""),
+    };
+    let quote = if bearer.is_empty() { "" } else { "\"" };
+    let publish_topic = if demo { " -d topic=demo" } else { "" };
+    line(&[
+        "publish:   curl",
+        bearer,
+        variable,
+        quote,
+        publish_topic,
+        " -d data=hello ",
+        &base,
+        "/publish",
+    ]);
+    if let Some(path) = access
+        .publish_socket
+        .as_ref()
+        .filter(|_| cfg!(feature = "sockets"))
+    {
+        line(&[
+            "publish:   curl --unix-socket ",
+            &path.display().to_string(),
+            publish_topic,
+            " -d data=hello http://localhost/publish   (the publish socket: no token)",
+        ]);
+    }
+    for (credential, what, variable, claim) in [
+        (
+            access.subscribe,
+            "subscribing",
+            "$SUBSCRIBER_JWT",
+            "mercure.subscribe",
+        ),
+        (
+            access.publish,
+            "publishing",
+            "$PUBLISHER_JWT",
+            "mercure.publish",
+        ),
     ] {
         match credential {
-            Credential::TokenFromFlag(flag) => out.push_str(&format!(
-                "ssed: {what}: TOKEN stands for the value of {flag}\n"
-            )),
-            Credential::Jwt(flag) => {
-                let (variable, claim) = if what == "publishing" {
-                    ("$PUBLISHER_JWT", "mercure.publish")
-                } else {
-                    ("$SUBSCRIBER_JWT", "mercure.subscribe")
-                };
-                out.push_str(&format!(
-                    "ssed: {what}: {variable} stands for a JSON Web Token (HS256) signed with \
-                     {flag}; its {claim} lists the topics it may use\n"
-                ));
+            Credential::TokenFromFlag(flag) => {
+                line(&[what, ": TOKEN stands for the value of ", flag])
             }
-            Credential::Nothing | Credential::TokenFromEnv(_) => {}
+            Credential::Jwt(key) if jwt => line(&[
+                what,
+                ": ",
+                variable,
+                " stands for a JSON Web Token (HS256) signed with ",
+                key,
+                "; its ",
+                claim,
+                " lists the topics it may use",
+            ]),
+            _ => {}
         }
     }
     out

@@ -31,42 +31,53 @@ pub type AccessHook = Arc<dyn Fn(&AccessRequest<'_>) -> Access + Send + Sync>;
 /// Hears every stream that opens and closes.
 pub type StreamHook = Arc<dyn Fn(&StreamEvent<'_>) + Send + Sync>;
 
-/// The host's hooks; none is set by default, and then nothing is asked or told.
+/// The host's hooks; none is set by default, and then nothing is asked or told. (Without the
+/// cargo feature `host`, as in the tiny daemon, there are none to set.)
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Where log lines go instead of stderr (up to `Config::log`).
+    #[cfg(feature = "host")]
     pub log: Option<LogHook>,
     /// Asked before a stream opens and before a publish is accepted, once the request has
     /// passed the tokens and JSON Web Tokens the server is configured with: a request must pass
     /// both.
+    #[cfg(feature = "host")]
     pub access: Option<AccessHook>,
     /// Told of every stream that opens (once its head and any replay are queued) and closes.
+    #[cfg(feature = "host")]
     pub streams: Option<StreamHook>,
 }
 
 impl fmt::Debug for Hooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hooks")
-            .field("log", &self.log.is_some())
+        let mut out = f.debug_struct("Hooks");
+        #[cfg(feature = "host")]
+        out.field("log", &self.log.is_some())
             .field("access", &self.access.is_some())
-            .field("streams", &self.streams.is_some())
-            .finish()
+            .field("streams", &self.streams.is_some());
+        out.finish()
     }
 }
 
 impl PartialEq for Hooks {
     /// The same hooks: the same functions, not equal ones.
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
     fn eq(&self, other: &Hooks) -> bool {
-        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
-            match (a, b) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                _ => false,
+        #[cfg(feature = "host")]
+        {
+            fn same<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+                match (a, b) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                }
             }
+            same(&self.log, &other.log)
+                && same(&self.access, &other.access)
+                && same(&self.streams, &other.streams)
         }
-        same(&self.log, &other.log)
-            && same(&self.access, &other.access)
-            && same(&self.streams, &other.streams)
+        #[cfg(not(feature = "host"))]
+        true
     }
 }
 
@@ -89,9 +100,11 @@ pub struct AccessRequest<'a> {
     /// True for a publish, false for a stream.
     pub publish: bool,
     /// The request head as received, for its header lines.
+    #[cfg_attr(not(feature = "host"), allow(dead_code))]
     pub(crate) head: &'a [u8],
 }
 
+#[cfg(feature = "host")]
 impl<'a> AccessRequest<'a> {
     /// The value of the first header line named `name` (case-insensitive), if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&'a str> {

@@ -3,28 +3,42 @@
 //!
 //! Nothing here runs per event: the counts change when a stream opens or closes, the stream hook
 //! is called then, the access hook once per stream or publish request. With no hook set, what
-//! is left is the counts' small lock at each open and close.
+//! is left is the counts' small lock at each open and close. Without the cargo feature `host`
+//! (the tiny daemon) only the logger is left.
 
-use std::collections::HashMap;
+#[cfg(feature = "host")]
 use std::net::SocketAddr;
+#[cfg(feature = "host")]
 use std::sync::Arc;
+#[cfg(feature = "host")]
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
+#[cfg(feature = "host")]
 use crate::config::LogLevel;
 use crate::conn::Conn;
-use crate::hooks::{Access, AccessRequest, Hooks, StreamEvent};
+use crate::hooks::AccessRequest;
+#[cfg(feature = "host")]
+use crate::hooks::{Access, Hooks, StreamEvent};
 use crate::log::Logger;
+#[cfg(feature = "host")]
 use crate::presence::Presence;
 
 /// An access hook slower than this is logged: every client waited for it.
+#[cfg(feature = "host")]
 const SLOW_ACCESS: Duration = Duration::from_millis(100);
 
 pub(crate) struct Host {
-    pub hooks: Hooks,
     pub logger: Logger,
+    #[cfg(feature = "host")]
+    hooks: Hooks,
+    /// Open streams per topic, shared with every `Handle`.
+    #[cfg(feature = "host")]
     pub presence: Arc<Presence>,
-    /// The peer of each open stream, by stream id, kept only for the stream hook's close.
-    peers: HashMap<u64, SocketAddr>,
+    /// The peer of each open stream, by its connection's slot, kept only for the stream
+    /// hook's close.
+    #[cfg(feature = "host")]
+    peers: Vec<Option<SocketAddr>>,
 }
 
 /// The answer to a refused request: its status and body.
@@ -34,63 +48,85 @@ pub(crate) struct Refused {
 }
 
 impl Host {
-    pub fn new(hooks: Hooks, logger: Logger, presence: Arc<Presence>) -> Host {
+    /// The host's side of a server of `config`, logging through `logger`.
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
+    pub fn new(config: &Config, logger: Logger) -> Host {
         Host {
-            hooks,
             logger,
-            presence,
-            peers: HashMap::new(),
+            #[cfg(feature = "host")]
+            hooks: config.hooks.clone(),
+            #[cfg(feature = "host")]
+            presence: Arc::default(),
+            #[cfg(feature = "host")]
+            peers: Vec::new(),
         }
     }
 
     /// Whether request heads must be kept for the access hook.
     pub fn wants_heads(&self) -> bool {
-        self.hooks.access.is_some()
+        #[cfg(feature = "host")]
+        return self.hooks.access.is_some();
+        #[cfg(not(feature = "host"))]
+        false
     }
 
     /// A stream joined the subscribers: count it, and tell the stream hook.
-    pub fn stream_opened(&mut self, conn: &Conn, id: u64) {
-        let topics = conn.subscription.asked();
-        self.presence.joined(&topics);
-        let Some(hook) = &self.hooks.streams else {
-            return;
-        };
-        let peer = conn.stream.peer_addr().ok();
-        if let Some(peer) = peer {
-            self.peers.insert(id, peer);
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
+    pub fn stream_opened(&mut self, conn: &Conn, slot: u32, id: u64) {
+        #[cfg(feature = "host")]
+        {
+            let topics = conn.subscription.asked();
+            self.presence.joined(&topics);
+            let Some(hook) = &self.hooks.streams else {
+                return;
+            };
+            let peer = conn.stream.peer_addr().ok();
+            let slot = slot as usize;
+            if self.peers.len() <= slot {
+                self.peers.resize(slot + 1, None);
+            }
+            self.peers[slot] = peer;
+            hook(&StreamEvent {
+                opened: true,
+                id,
+                topics: &topics,
+                peer,
+            });
         }
-        hook(&StreamEvent {
-            opened: true,
-            id,
-            topics: &topics,
-            peer,
-        });
     }
 
     /// A stream that had joined the subscribers closed.
-    pub fn stream_closed(&mut self, conn: &Conn, id: u64) {
-        let topics = conn.subscription.asked();
-        self.presence.left(&topics);
-        let Some(hook) = &self.hooks.streams else {
-            return;
-        };
-        let peer = self.peers.remove(&id);
-        if self.peers.is_empty() && self.peers.capacity() > 1024 {
-            self.peers.shrink_to_fit();
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
+    pub fn stream_closed(&mut self, conn: &Conn, slot: u32, id: u64) {
+        #[cfg(feature = "host")]
+        {
+            let topics = conn.subscription.asked();
+            self.presence.left(&topics);
+            let Some(hook) = &self.hooks.streams else {
+                return;
+            };
+            let peer = self.peers.get_mut(slot as usize).and_then(Option::take);
+            hook(&StreamEvent {
+                opened: false,
+                id,
+                topics: &topics,
+                peer,
+            });
         }
-        hook(&StreamEvent {
-            opened: false,
-            id,
-            topics: &topics,
-            peer,
-        });
     }
 
     /// Asks the access hook, when there is one, about `request`.
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
     pub fn access(&self, request: &AccessRequest) -> Result<(), Refused> {
-        let Some(hook) = &self.hooks.access else {
-            return Ok(());
-        };
+        #[cfg(feature = "host")]
+        if let Some(hook) = &self.hooks.access {
+            return self.ask(hook, request);
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "host")]
+    fn ask(&self, hook: &crate::hooks::AccessHook, request: &AccessRequest) -> Result<(), Refused> {
         let start = Instant::now();
         let answer = hook(request);
         let took = start.elapsed();
@@ -99,7 +135,7 @@ impl Host {
                 LogLevel::Quiet,
                 format_args!(
                     "the access callback took {} ms: every client of the server waited for it",
-                    took.as_millis()
+                    took.as_millis() as u64
                 ),
             );
         }

@@ -32,10 +32,12 @@ mod http;
 mod input;
 mod log;
 mod params;
+#[cfg(feature = "host")]
 mod presence;
 mod publish_socket;
 mod requests;
 mod server;
+#[cfg(feature = "sockets")]
 #[doc(hidden)]
 pub mod sockets;
 mod stats;

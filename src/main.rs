@@ -46,9 +46,6 @@ Options:
                          with other nodes; excludes --history-file (needs the feature redis)
   --redis-stream KEY     the cluster's stream key [default: ssed]
   --redis-history N      entries the stream keeps for replay [default: --history, at least 1024]
-  --publish-socket PATH  also listen on a Unix-domain socket at PATH (mode 0660) where local
-                         programs publish without a token: its permissions are its access control
-  --metrics-topics       /metrics lists the open streams per topic (one series per topic)
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -63,8 +60,18 @@ GET /metrics; a Mercure hub at GET and POST /.well-known/mercure. Example:
   curl -N http://127.0.0.1:8080/events
   curl -d topic=news -d data=hello http://127.0.0.1:8080/publish
 
+";
+
+/// The help of the flags of the cargo features `sockets` and `host` (the tiny daemon has
+/// neither), printed after `HELP` when the build has them.
+const HELP_SOCKETS: &str = "\
+  --publish-socket PATH  also listen on a Unix-domain socket at PATH (mode 0660) where local
+                         programs publish without a token: its permissions are its access control
 Started by systemd with sockets (LISTEN_FDS, see examples/systemd/ssed.socket), ssed serves the
 TCP socket it is given instead of --listen, and a Unix-domain one as its publish socket.
+";
+const HELP_HOST: &str = "\
+  --metrics-topics       /metrics lists the open streams per topic (one series per topic)
 ";
 
 /// What the command line asked for, beyond the server's own settings.
@@ -89,6 +96,14 @@ fn main() -> ExitCode {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Exit(text)) => {
             print!("{text}");
+            if std::ptr::eq(text, HELP) {
+                if cfg!(feature = "sockets") {
+                    print!("{HELP_SOCKETS}");
+                }
+                if cfg!(feature = "host") {
+                    print!("{HELP_HOST}");
+                }
+            }
             return ExitCode::SUCCESS;
         }
         Err(message) => {
@@ -188,6 +203,7 @@ fn run(options: Options) -> ExitCode {
 
 /// Takes the sockets systemd passed (socket activation): a TCP one replaces `--listen`, a
 /// Unix-domain one is the publish socket. True when there were some.
+#[cfg(feature = "sockets")]
 fn take_systemd_sockets(config: &mut Config) -> Result<bool, String> {
     let Some(activated) = ssed::sockets::systemd_sockets()? else {
         return Ok(false);
@@ -201,6 +217,12 @@ fn take_systemd_sockets(config: &mut Config) -> Result<bool, String> {
         config.publish_socket_fd = activated.unix;
     }
     Ok(true)
+}
+
+/// Built without sockets handed over (the tiny daemon): `--listen` it is.
+#[cfg(not(feature = "sockets"))]
+fn take_systemd_sockets(_: &mut Config) -> Result<bool, String> {
+    Ok(false)
 }
 
 /// What the lines printed at start must say a request carries.

@@ -6,7 +6,6 @@
 //! topic) are counted apart. Topics whose last stream closed are forgotten, so the table holds
 //! only what is listened to now.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 
@@ -22,8 +21,15 @@ pub(crate) struct Presence {
 struct Counts {
     /// Open streams that asked for no topic.
     every_topic: u64,
-    /// Open streams per topic they asked for.
-    topics: HashMap<Box<str>, u64>,
+    /// Open streams per topic they asked for, sorted by topic (a sorted vector rather than a
+    /// map: little code, in the tiny daemon too, and lookups by binary search).
+    topics: Vec<(Box<str>, u64)>,
+}
+
+impl Counts {
+    fn find(&self, topic: &str) -> Result<usize, usize> {
+        self.topics.binary_search_by(|(t, _)| (**t).cmp(topic))
+    }
 }
 
 impl Presence {
@@ -44,11 +50,9 @@ impl Presence {
             if topics[..i].contains(topic) {
                 continue; // asked for twice, counted once
             }
-            match counts.topics.get_mut(*topic) {
-                Some(n) => *n += 1,
-                None => {
-                    counts.topics.insert((*topic).into(), 1);
-                }
+            match counts.find(topic) {
+                Ok(at) => counts.topics[at].1 += 1,
+                Err(at) => counts.topics.insert(at, ((*topic).into(), 1)),
             }
         }
     }
@@ -63,10 +67,10 @@ impl Presence {
             if topics[..i].contains(topic) {
                 continue;
             }
-            if let Some(n) = counts.topics.get_mut(*topic) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.topics.remove(*topic);
+            if let Ok(at) = counts.find(topic) {
+                counts.topics[at].1 -= 1;
+                if counts.topics[at].1 == 0 {
+                    counts.topics.remove(at);
                 }
             }
         }
@@ -80,20 +84,17 @@ impl Presence {
         let counts = self.lock();
         match topic {
             None => counts.every_topic,
-            Some(topic) => counts.topics.get(topic).copied().unwrap_or(0),
+            Some(topic) => counts.find(topic).map_or(0, |at| counts.topics[at].1),
         }
     }
 
     /// Every topic listened to now, with its count, sorted by topic.
     pub fn topics(&self) -> Vec<(String, u64)> {
-        let mut all: Vec<(String, u64)> = self
-            .lock()
+        self.lock()
             .topics
             .iter()
             .map(|(topic, n)| (topic.to_string(), *n))
-            .collect();
-        all.sort_unstable();
-        all
+            .collect()
     }
 
     /// Appends the per-topic gauges to a `/metrics` body.

@@ -19,9 +19,9 @@ use crate::event::Event;
 use crate::event_loop::{EventLoop, LISTENER, WAKER};
 use crate::host::Host;
 use crate::log::Logger;
+#[cfg(feature = "host")]
 use crate::presence::Presence;
 use crate::publish_socket::PublishSocket;
-use crate::sockets;
 use crate::stats::{Counters, Stats};
 #[cfg(feature = "history-file")]
 use crate::store::file;
@@ -42,6 +42,7 @@ pub struct Server {
 pub struct Handle {
     intake: Arc<Intake>,
     counters: Arc<Counters>,
+    #[cfg(feature = "host")]
     presence: Arc<Presence>,
     local_addr: SocketAddr,
     /// In a cluster, where publishes go instead of the intake.
@@ -72,12 +73,16 @@ impl Server {
         }
         let intake = Arc::new(intake);
         // Before the history file is loaded, so that the host hears what loading it says.
+        #[cfg(feature = "host")]
         let logger = Logger::new(config.log, config.hooks.log.clone())?;
+        #[cfg(not(feature = "host"))]
+        let logger = Logger::new(config.log, None)?;
         let store = open_store(&config, intake.clone(), &logger)?;
         #[cfg(feature = "redis")]
         let cluster = store.cluster_publisher();
-        let presence = Arc::new(Presence::default());
-        let host = Host::new(config.hooks.clone(), logger, presence.clone());
+        let host = Host::new(&config, logger);
+        #[cfg(feature = "host")]
+        let presence = host.presence.clone();
         let mut event_loop = EventLoop::new(poll, listener, store, counters.clone(), config, host);
         event_loop.publish_socket = publish_socket;
         Ok(Server {
@@ -85,6 +90,7 @@ impl Server {
             handle: Handle {
                 intake,
                 counters,
+                #[cfg(feature = "host")]
                 presence,
                 local_addr,
                 #[cfg(feature = "redis")]
@@ -149,8 +155,9 @@ impl Server {
 
 /// The listening TCP socket: the one handed over (`listen_fd`), or a new one on `listen`.
 fn listening_socket(config: &Config) -> io::Result<std::net::TcpListener> {
+    #[cfg(feature = "sockets")]
     if let Some(fd) = config.listen_fd {
-        return sockets::inherited_tcp(fd)
+        return crate::sockets::inherited_tcp(fd)
             .map_err(|e| io::Error::new(e.kind(), format!("listen_fd {fd}: {e}")));
     }
     let listen = config.listen;
@@ -248,11 +255,15 @@ impl Handle {
     /// Open streams that asked for `topic` (as written: an exact topic, or a selector); with
     /// `None`, open streams that asked for no topic, which receive every topic. A stream that
     /// asked for several topics is counted under each. Consistent with `/metrics`.
+    /// (Cargo feature `host`.)
+    #[cfg(feature = "host")]
     pub fn topic_subscribers(&self, topic: Option<&str>) -> u64 {
         self.presence.of(topic)
     }
 
     /// Every topic (or selector) open streams asked for now, with how many did, sorted.
+    /// (Cargo feature `host`.)
+    #[cfg(feature = "host")]
     pub fn topics(&self) -> Vec<(String, u64)> {
         self.presence.topics()
     }

@@ -78,6 +78,7 @@ impl Subscription {
     }
 
     /// The topics (or selectors) the stream asked for, as written; none: every topic.
+    #[cfg(feature = "host")]
     pub fn asked(&self) -> Vec<&str> {
         match &self.0 {
             Inner::Topics(topics) => topics.iter().map(AsRef::as_ref).collect(),

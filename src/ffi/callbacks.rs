@@ -2,12 +2,18 @@
 //! `sse_stream_callback`), what the stream callback is told (`sse_stream_event`), and the
 //! hooks (src/hooks.rs) made of them.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+#[cfg(feature = "host")]
+use std::ffi::CString;
+use std::ffi::{c_char, c_int, c_void};
+#[cfg(feature = "host")]
 use std::sync::Arc;
 
 use super::request::sse_request;
+#[cfg(feature = "host")]
 use crate::config::LogLevel;
-use crate::hooks::{Access, AccessHook, AccessRequest, Hooks, LogHook, StreamEvent, StreamHook};
+use crate::hooks::Hooks;
+#[cfg(feature = "host")]
+use crate::hooks::{Access, AccessHook, AccessRequest, LogHook, StreamEvent, StreamHook};
 
 /// Receives one log line: its level (an `sse_log_level`: 1 for an error, 2 for information, 3
 /// for every connection), the line (NUL-terminated UTF-8, without a trailing newline or a
@@ -64,15 +70,19 @@ pub type sse_topic_callback =
 
 /// The host's `callback_data`, handed back to every callback. The host promises, by setting
 /// callbacks, that they may run on the threads their documentation names.
+#[cfg(feature = "host")]
 #[derive(Clone, Copy)]
 struct Data(*mut c_void);
 
 // SAFETY: the pointer is only ever passed back to the host's callbacks, which the host has
 // declared callable from the library's threads (see each callback's documentation).
+#[cfg(feature = "host")]
 unsafe impl Send for Data {}
 // SAFETY: as above; the library never dereferences it.
+#[cfg(feature = "host")]
 unsafe impl Sync for Data {}
 
+#[cfg(feature = "host")]
 impl Data {
     /// The pointer (a method, so that closures capture the whole `Data`, which is `Send`).
     fn get(self) -> *mut c_void {
@@ -81,25 +91,42 @@ impl Data {
 }
 
 /// The hooks the callbacks of a C config make.
+#[cfg(feature = "host")]
 pub(super) fn hooks(
     log: sse_log_callback,
     access: sse_access_callback,
     streams: sse_stream_callback,
     data: *mut c_void,
-) -> Hooks {
+) -> Result<Hooks, &'static str> {
     let data = Data(data);
-    Hooks {
+    Ok(Hooks {
         log: log.map(|callback| log_hook(callback, data)),
         access: access.map(|callback| access_hook(callback, data)),
         streams: streams.map(|callback| stream_hook(callback, data)),
-    }
+    })
 }
 
+/// Without the cargo feature `host`, a library that calls no callback.
+#[cfg(not(feature = "host"))]
+pub(super) fn hooks(
+    log: sse_log_callback,
+    access: sse_access_callback,
+    streams: sse_stream_callback,
+    _: *mut c_void,
+) -> Result<Hooks, &'static str> {
+    if log.is_some() || access.is_some() || streams.is_some() {
+        return Err("this libssed was built without callbacks (cargo feature host)");
+    }
+    Ok(Hooks::default())
+}
+
+#[cfg(feature = "host")]
 /// A NUL-terminated copy of `text`, its NULs dropped.
 fn c_text(text: &str) -> CString {
     CString::new(text.replace('\0', "")).unwrap_or_default()
 }
 
+#[cfg(feature = "host")]
 fn log_hook(
     callback: unsafe extern "C" fn(c_int, *const c_char, usize, *mut c_void),
     data: Data,
@@ -116,6 +143,7 @@ fn log_hook(
     })
 }
 
+#[cfg(feature = "host")]
 fn access_hook(
     callback: unsafe extern "C" fn(*mut sse_request, *mut c_void) -> c_int,
     data: Data,
@@ -134,6 +162,7 @@ fn access_hook(
     })
 }
 
+#[cfg(feature = "host")]
 fn stream_hook(
     callback: unsafe extern "C" fn(*const sse_stream_event, *mut c_void),
     data: Data,

@@ -359,7 +359,8 @@ unsafe fn host_settings(c: &sse_config, config: &mut Config) -> Result<(), sse_r
         c.access_callback,
         c.stream_callback,
         c.callback_data,
-    );
+    )
+    .map_err(|why| fail(sse_result::InvalidArgument, why))?;
     config.metrics_topics = c.metrics_topics != 0;
     let descriptor = |name: &str, fd: i64| match fd {
         0 => Ok(None),

@@ -40,6 +40,7 @@ mod publish;
 
 mod event;
 
+#[cfg(feature = "host")]
 mod topics;
 
 use std::ffi::{CStr, c_char};
@@ -52,6 +53,7 @@ pub use request::*;
 pub use result::*;
 pub use server::*;
 pub use stats::*;
+#[cfg(feature = "host")]
 pub use topics::*;
 
 use panic::guard;

@@ -20,6 +20,7 @@ pub struct sse_request {
 
 impl sse_request {
     /// A view of `request` for one callback; it must not outlive `request`.
+    #[cfg(feature = "host")]
     pub(super) fn new(request: &AccessRequest<'_>) -> sse_request {
         sse_request {
             view: (request as *const AccessRequest<'_>).cast(),
@@ -168,15 +169,18 @@ pub unsafe extern "C" fn sse_request_header(
     request: *const sse_request,
     name: *const c_char,
 ) -> *const c_char {
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
     read(request, |r| {
         // SAFETY: NULL or NUL-terminated (the caller's promise).
         let Ok(name) = (unsafe { super::optional_str(name, "name") }) else {
             return std::ptr::null();
         };
-        match r.view().header(name) {
-            Some(value) if !name.is_empty() => r.hand_out(value),
-            _ => std::ptr::null(),
+        #[cfg(feature = "host")]
+        if let Some(value) = r.view().header(name).filter(|_| !name.is_empty()) {
+            return r.hand_out(value);
         }
+        let _ = name;
+        std::ptr::null()
     })
 }
 
@@ -194,15 +198,18 @@ pub unsafe extern "C" fn sse_request_cookie(
     request: *const sse_request,
     name: *const c_char,
 ) -> *const c_char {
+    #[cfg_attr(not(feature = "host"), allow(unused_variables))]
     read(request, |r| {
         // SAFETY: NULL or NUL-terminated (the caller's promise).
         let Ok(name) = (unsafe { super::optional_str(name, "name") }) else {
             return std::ptr::null();
         };
-        match r.view().cookie(name) {
-            Some(value) if !name.is_empty() => r.hand_out(value),
-            _ => std::ptr::null(),
+        #[cfg(feature = "host")]
+        if let Some(value) = r.view().cookie(name).filter(|_| !name.is_empty()) {
+            return r.hand_out(value);
         }
+        let _ = name;
+        std::ptr::null()
     })
 }
 

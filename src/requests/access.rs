@@ -57,7 +57,10 @@ impl EventLoop {
         slot: u32,
         request: &Request,
     ) -> bool {
-        if !conn.local || served_locally(request.method(), &request.path) {
+        if !cfg!(feature = "sockets")
+            || !conn.local
+            || served_locally(request.method(), &request.path)
+        {
             return false;
         }
         let status = Status::NOT_FOUND;

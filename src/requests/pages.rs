@@ -41,6 +41,7 @@ impl EventLoop {
         if let Some(status) = self.store.redis_status() {
             stats::render_redis(&mut text, &status);
         }
+        #[cfg(feature = "host")]
         if self.config.metrics_topics {
             self.host.presence.render(&mut text);
         }
