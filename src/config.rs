@@ -127,6 +127,13 @@ pub struct Config {
     /// Entries the stream keeps for replay (`XADD ... MAXLEN ~ N`); `None` keeps `history`,
     /// and at least [`MIN_REDIS_HISTORY`].
     pub redis_history: Option<usize>,
+    /// With `tls_key`: the listener speaks HTTPS, presenting this PEM certificate chain (the
+    /// server's certificate first). Reread by [`Handle::reload_tls`](crate::Handle::reload_tls).
+    /// Needs the cargo feature `tls`.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519) of
+    /// `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The fewest entries a cluster's stream keeps: a node that falls that far behind would miss
@@ -157,6 +164,8 @@ impl Default for Config {
             redis: None,
             redis_stream: "ssed".into(),
             redis_history: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -214,6 +223,7 @@ impl Config {
                 );
             }
         }
+        validate_tls(&self.tls_cert, &self.tls_key)?;
         for token in [&self.publish_token, &self.subscribe_token]
             .into_iter()
             .flatten()
@@ -246,6 +256,23 @@ impl Config {
             let _ = key;
             Err("this ssed was built without JWT support (cargo feature jwt)".into())
         }
+    }
+}
+
+/// Refuses half a certificate pair, and a pair in a build without TLS.
+fn validate_tls(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Result<(), String> {
+    match (cert, key) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => {
+            Err("tls_cert and tls_key go together: a certificate needs its key".into())
+        }
+        (Some(_), Some(_)) if !cfg!(feature = "tls") => {
+            Err("this ssed was built without TLS (cargo feature tls)".into())
+        }
+        (Some(cert), Some(key)) if cert.as_os_str().is_empty() || key.as_os_str().is_empty() => {
+            Err("tls_cert and tls_key must be paths".into())
+        }
+        (Some(_), Some(_)) => Ok(()),
     }
 }
 

@@ -120,6 +120,10 @@ pub(crate) struct EventLoop {
     heartbeat: Arc<[u8]>,
     pub(crate) gap: Arc<[u8]>,
     pub(crate) retry: Option<Arc<[u8]>>,
+    /// On an HTTPS listener: the certificate new connections get, and the loop's buffers for
+    /// encrypting.
+    #[cfg(feature = "tls")]
+    tls: Option<(Arc<crate::tls::Certificates>, Box<crate::tls::Buffers>)>,
 }
 
 impl EventLoop {
@@ -157,7 +161,15 @@ impl EventLoop {
             stream_head: Arc::from(http::stream_head("")),
             heartbeat: Arc::from(frame::HEARTBEAT),
             gap: Arc::from(frame::GAP),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Makes the listener speak HTTPS with `certificates`.
+    #[cfg(feature = "tls")]
+    pub fn use_tls(&mut self, certificates: Arc<crate::tls::Certificates>) {
+        self.tls = Some((certificates, Box::new(crate::tls::Buffers::new())));
     }
 
     /// Runs until stopped, then flushes for up to a second and closes everything.
@@ -354,6 +366,21 @@ impl EventLoop {
         self.timers.push(Reverse((deadline, token.0)));
         let mut conn = Conn::new(stream, is_loopback(peer.ip()), deadline);
         conn.armed = Some(deadline);
+        #[cfg(feature = "tls")]
+        if let Some((certificates, _)) = &self.tls {
+            match crate::tls::Session::new(certificates.current()) {
+                Ok(session) => conn.tls = Some(Box::new(session)),
+                Err(e) => {
+                    self.log(
+                        LogLevel::Quiet,
+                        format_args!("cannot start TLS with {peer}: {e}"),
+                    );
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    self.free.push(slot);
+                    return;
+                }
+            }
+        }
         self.slots[slot as usize].conn = Some(conn);
         self.open += 1;
         Counters::set(&self.counters.connections, self.open as u64);
@@ -369,6 +396,10 @@ impl EventLoop {
         };
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.close_notify(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
+        }
         if conn.phase == Phase::Streaming {
             self.remove_subscriber(conn.sub_index);
         }
@@ -417,7 +448,7 @@ impl EventLoop {
         };
         if writable && let Some(conn) = self.slots[slot as usize].conn.as_mut() {
             conn.write_blocked = false;
-            if conn.out_bytes > 0 {
+            if conn.has_output() {
                 self.due.mark(conn, slot);
             }
         }
@@ -472,6 +503,11 @@ impl EventLoop {
             }
         }
         self.scratch = scratch;
+        #[cfg(feature = "tls")]
+        if conn.tls.as_ref().is_some_and(|tls| tls.pending() > 0) {
+            // The handshake's answer, or an alert.
+            self.due.mark(conn, slot);
+        }
         match (end, conn.phase) {
             (ReadEnd::Open, _) => true,
             // Input is left in the socket and no edge will announce it: ask for a fresh one.
@@ -485,13 +521,51 @@ impl EventLoop {
             }
             // A client that closes its side after a request still gets the answer.
             (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
-            (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.out_bytes > 0 => {
+            (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.has_output() => {
                 conn.keep_alive = false;
                 self.start_closing(conn, slot);
                 true
             }
             (ReadEnd::Closed, _) | (ReadEnd::Failed, _) => false,
+            #[cfg(feature = "tls")]
+            (ReadEnd::TlsFailed, _) => {
+                self.tls_failed(conn);
+                false
+            }
+            #[cfg(feature = "tls")]
+            (ReadEnd::NotTls { http }, _) => self.not_tls(conn, slot, http),
         }
+    }
+
+    /// Logs and counts a TLS handshake (or record) that failed.
+    #[cfg(feature = "tls")]
+    fn tls_failed(&self, conn: &Conn) {
+        self.counters.refused(Refusal::Tls);
+        let why = conn
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.failure())
+            .unwrap_or("");
+        let peer = display_peer(conn.stream.peer_addr().ok());
+        self.log(
+            LogLevel::Verbose,
+            format_args!("closed {peer}: TLS failed: {why}"),
+        );
+    }
+
+    /// Answers plain HTTP sent to the HTTPS port with a `400` in plain HTTP, as nginx does, and
+    /// closes; anything else that is not TLS is closed at once. Returns false to close now.
+    #[cfg(feature = "tls")]
+    fn not_tls(&mut self, conn: &mut Conn, slot: u32, http: bool) -> bool {
+        conn.tls = None;
+        if !http {
+            self.counters.refused(Refusal::Tls);
+            return false;
+        }
+        let why = "This port speaks HTTPS: the plain HTTP request was sent to an HTTPS port. \
+                   Use an https:// URL.";
+        self.reject(conn, slot, Status::BAD_REQUEST, "", why, Refusal::Tls);
+        true
     }
 
     /// Handles every complete request in the input. Returns false when the connection must be
@@ -731,7 +805,14 @@ impl EventLoop {
         if conn.write_blocked {
             return 0;
         }
-        match conn.flush() {
+        #[cfg(feature = "tls")]
+        let flushed = match self.tls.as_mut() {
+            Some((_, buffers)) => conn.flush_tls(buffers),
+            None => conn.flush(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let flushed = conn.flush();
+        match flushed {
             Ok((state, written)) => {
                 match state {
                     Flushed::All => self.after_flushed(slot, now),
@@ -756,6 +837,10 @@ impl EventLoop {
             Phase::Closing => {
                 // Half-close, then read until the client closes, so that its unread input does
                 // not make the kernel reset the connection and destroy the answer.
+                #[cfg(feature = "tls")]
+                if let Some(tls) = conn.tls.as_mut() {
+                    tls.close_notify(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
+                }
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.phase = Phase::Lingering;
                 let when = now + CLOSE_GRACE;
@@ -831,6 +916,21 @@ impl EventLoop {
     }
 
     fn time_out(&mut self, slot: u32) {
+        #[cfg(feature = "tls")]
+        if self
+            .conn(slot)
+            .and_then(|conn| conn.tls.as_ref())
+            .is_some_and(|tls| !tls.is_established())
+        {
+            // A handshake not done in time has no HTTP to answer in: cut it.
+            self.counters.refused(Refusal::Timeout);
+            self.log(
+                LogLevel::Verbose,
+                format_args!("closed a connection: its TLS handshake was not done in time"),
+            );
+            self.close(slot);
+            return;
+        }
         let Some(mut conn) = self.slots[slot as usize].conn.take() else {
             return;
         };
@@ -898,7 +998,7 @@ impl EventLoop {
         self.slots
             .iter()
             .filter_map(|s| s.conn.as_ref())
-            .all(|c| c.out_bytes == 0)
+            .all(|c| !c.has_output())
     }
 
     fn close_all(&mut self) {

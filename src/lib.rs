@@ -37,8 +37,13 @@ mod store;
 mod subscription;
 #[doc(hidden)]
 pub mod sys;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
+
+/// True when this build speaks HTTPS (the cargo feature `tls`).
+pub const TLS: bool = cfg!(feature = "tls");
 pub use event::Event;
 pub use frame::FieldError;
 pub use server::{Handle, Server};

@@ -42,6 +42,9 @@ Options:
                          with other nodes; excludes --history-file (needs the feature redis)
   --redis-stream KEY     the cluster's stream key [default: ssed]
   --redis-history N      entries the stream keeps for replay [default: --history, at least 1024]
+  --tls-cert FILE        speak HTTPS on --listen with this PEM certificate chain
+                         (env SSED_TLS_CERT; needs --tls-key; SIGHUP rereads both)
+  --tls-key FILE         the PEM private key of --tls-cert (env SSED_TLS_KEY)
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -116,11 +119,13 @@ fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let scheme = if server.is_tls() { "https" } else { "http" };
     if log > LogLevel::Off {
-        eprintln!("ssed: listening on http://{}", server.local_addr());
+        eprintln!("ssed: listening on {scheme}://{}", server.local_addr());
     }
     if log >= LogLevel::Info {
         let hints = where_to_look(server.local_addr(), &tokens, options.demo);
+        let hints = hints.replace("http://", &format!("{scheme}://"));
         let _ = io::stderr().write_all(hints.as_bytes());
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
@@ -134,7 +139,17 @@ fn run(options: Options) -> ExitCode {
     let handle = server.handle();
     let stopper = handle.clone();
     std::thread::spawn(move || {
-        let signal = ssed::sys::wait_for_termination();
+        let mut signal = ssed::sys::wait_for_termination();
+        while signal == ssed::sys::RELOAD_SIGNAL {
+            // The handle logs what it loaded, or why it keeps the pair in use.
+            if let Err(e) = stopper.reload_tls()
+                && e.kind() == io::ErrorKind::InvalidInput
+                && log >= LogLevel::Info
+            {
+                let _ = writeln!(io::stderr(), "ssed: SIGHUP: nothing to reload: {e}");
+            }
+            signal = ssed::sys::wait_for_termination();
+        }
         if log >= LogLevel::Info {
             // Not eprintln!, which panics when stderr is gone (a closed pipe): this thread
             // must live on to stop the loop.
@@ -142,7 +157,7 @@ fn run(options: Options) -> ExitCode {
         }
         stopper.stop();
         // A second signal means: do not wait for the flush.
-        ssed::sys::wait_for_termination();
+        while ssed::sys::wait_for_termination() == ssed::sys::RELOAD_SIGNAL {}
         std::process::exit(1);
     });
     if options.stdin {
@@ -224,6 +239,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     options.config.subscribe_token = std::env::var("SSED_SUBSCRIBE_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    for (variable, path) in [
+        ("SSED_TLS_CERT", &mut options.config.tls_cert),
+        ("SSED_TLS_KEY", &mut options.config.tls_key),
+    ] {
+        *path = std::env::var_os(variable)
+            .filter(|p| !p.is_empty())
+            .map(Into::into);
+    }
     for (variable, key) in [
         (
             "SSED_PUBLISHER_JWT_KEY",
@@ -292,6 +315,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
             "--redis-stream" => config.redis_stream = non_empty(&flag, value()?)?,
             "--redis-history" => config.redis_history = Some(positive(&flag, &value()?)?),
+            "--tls-cert" => config.tls_cert = Some(tls_file(&flag, value()?)?),
+            "--tls-key" => config.tls_key = Some(tls_file(&flag, value()?)?),
             "--stdin" => options.stdin = true,
             "--topic" => {
                 options.stdin_topic = value()?;
@@ -326,6 +351,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 .into(),
         );
     }
+    if options.config.tls_cert.is_some() != options.config.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together: a certificate needs its key".into());
+    }
     if topic_or_event_given && !options.stdin {
         return Err("--topic and --event go with --stdin".into());
     }
@@ -359,6 +387,19 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
 }
 
 fn history_file(flag: &str, value: String) -> Result<std::path::PathBuf, String> {
+    if value.is_empty() {
+        return Err(format!("{flag}: expected a path"));
+    }
+    Ok(value.into())
+}
+
+/// A certificate or key file; refused at once in a build without TLS.
+fn tls_file(flag: &str, value: String) -> Result<std::path::PathBuf, String> {
+    if !ssed::TLS {
+        return Err(format!(
+            "{flag}: this ssed was built without TLS (cargo feature tls)"
+        ));
+    }
     if value.is_empty() {
         return Err(format!("{flag}: expected a path"));
     }

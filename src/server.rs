@@ -39,6 +39,9 @@ pub struct Handle {
     /// In a cluster, where publishes go instead of the intake.
     #[cfg(feature = "redis")]
     cluster: Option<Arc<crate::store::Publisher>>,
+    /// Over HTTPS: the certificate and key, reloaded by `reload_tls`.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Server {
@@ -60,10 +63,17 @@ impl Server {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let intake = Arc::new(Intake::new(waker, config.publish_queue));
         let counters = Arc::new(Counters::default());
+        #[cfg(feature = "tls")]
+        let tls = open_tls(&config)?;
         let store = open_store(&config, intake.clone())?;
         #[cfg(feature = "redis")]
         let cluster = store.cluster_publisher();
-        let event_loop = EventLoop::new(poll, listener, store, counters.clone(), config);
+        #[allow(unused_mut)]
+        let mut event_loop = EventLoop::new(poll, listener, store, counters.clone(), config);
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = &tls {
+            event_loop.use_tls(certificates.clone());
+        }
         Ok(Server {
             event_loop,
             handle: Handle {
@@ -72,8 +82,15 @@ impl Server {
                 local_addr,
                 #[cfg(feature = "redis")]
                 cluster,
+                #[cfg(feature = "tls")]
+                tls,
             },
         })
+    }
+
+    /// True when the listener speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.handle.is_tls()
     }
 
     /// The address the server is bound to.
@@ -106,6 +123,21 @@ impl Server {
             .name("ssed".into())
             .spawn(move || self.run())
     }
+}
+
+/// The certificate and key, when the listener speaks HTTPS: loaded now, so that a pair that
+/// cannot serve stops the server from starting, with the file and the reason.
+#[cfg(feature = "tls")]
+fn open_tls(config: &Config) -> io::Result<Option<Arc<crate::tls::Certificates>>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let files = crate::tls::Files {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let certificates = crate::tls::Certificates::open(files, config.log)?;
+    Ok(Some(Arc::new(certificates)))
 }
 
 /// The store the loop takes events from: memory only, through the history file, or from a
@@ -191,5 +223,30 @@ impl Handle {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// True when the listener speaks HTTPS (`Config::tls_cert`).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Rereads the certificate and key files (`Config::tls_cert`, `tls_key`) on the calling
+    /// thread. When they load, connections accepted from now on get them and open ones go on
+    /// with what they had; when they do not (a file missing or unreadable, a key that is not
+    /// the certificate's, a certificate expired or not valid yet), the pair in use stays and
+    /// the error names the file and the reason. Both are logged at the server's log level.
+    /// An error of kind `InvalidInput` when the server does not speak HTTPS.
+    pub fn reload_tls(&self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = &self.tls {
+            return certificates.reload();
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "this server does not speak HTTPS (no TLS certificate is set)",
+        ))
     }
 }
