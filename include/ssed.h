@@ -250,6 +250,19 @@ typedef struct sse_config {
    * least 1024 in any case.
    */
   size_t redis_history;
+  /**
+   * When not NULL, with `tls_key`: the listener speaks HTTPS (TLS 1.3 and 1.2, ALPN
+   * http/1.1), presenting the PEM certificate chain in this file (the server's certificate
+   * first). `sse_server_new` reads it and fails, naming the file and the reason, when the
+   * pair cannot serve (a file missing or unreadable, a key that is not the certificate's, a
+   * certificate expired or not valid yet); `sse_server_reload_tls` rereads both. Needs a
+   * libssed built with the cargo feature `tls`. Default NULL.
+   */
+  const char *tls_cert;
+  /**
+   * The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
+   */
+  const char *tls_key;
 } sse_config;
 
 /**
@@ -550,6 +563,21 @@ enum sse_result sse_event_init(struct sse_event *event, size_t size);
  * to a struct filled by `sse_event_init` whose pointers are NULL or valid as documented above.
  */
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+/**
+ * Rereads the certificate and key files named by `tls_cert` and `tls_key` in the server's
+ * config, on the calling thread. When they load, connections accepted from now on get them,
+ * and open streams go on untouched; when they do not, the pair in use stays. Returns
+ * `SSE_RESULT_OK`; `SSE_RESULT_IO` when a file cannot be read (missing, no permission);
+ * `SSE_RESULT_INVALID_ARGUMENT` when the files hold no usable pair (no certificate or key, a
+ * key that is not the certificate's, a certificate expired or not valid yet) or the server
+ * has no certificate. `sse_last_error` then names the file and the reason.
+ * Thread-safety: any thread, at any time until `sse_server_free`, concurrently with any call.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+enum sse_result sse_server_reload_tls(const struct sse_server *server);
 
 #ifdef __cplusplus
 }  // extern "C"

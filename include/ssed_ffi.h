@@ -49,6 +49,8 @@ typedef struct sse_config {
   const char *redis_url;
   const char *redis_stream;
   size_t redis_history;
+  const char *tls_cert;
+  const char *tls_key;
 } sse_config;
 
 typedef struct sse_stats {
@@ -109,3 +111,5 @@ int64_t sse_publish(const struct sse_server *server,
 enum sse_result sse_event_init(struct sse_event *event, size_t size);
 
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+enum sse_result sse_server_reload_tls(const struct sse_server *server);

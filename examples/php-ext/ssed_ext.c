@@ -1,7 +1,9 @@
 /* The ssed PHP extension: a Server-Sent Events server inside the PHP process, fed by
  * ssed_publish(). Built with phpize against include/ssed.h and linked to libssed.so.
  *
- *   ssed_start(string $listen = "127.0.0.1:8080"): int    port, or a negative sse_result
+ *   ssed_start(string $listen = "127.0.0.1:8080", ?string $tls_cert = null,
+ *              ?string $tls_key = null): int               port, or a negative sse_result
+ *   ssed_reload_tls(): int                                 0, or a negative sse_result
  *   ssed_publish(string $data, array|string|null $topic = null, ?string $event = null,
  *                ?string $id = null, ?int $retry = null): int
  *                                                          id (0 if $id given), or < 0
@@ -49,15 +51,20 @@ static int has_nul(const char *text, size_t len)
 
 PHP_FUNCTION(ssed_start)
 {
-    char *listen = "127.0.0.1:8080";
-    size_t listen_len = strlen(listen);
-    ZEND_PARSE_PARAMETERS_START(0, 1)
+    char *listen = "127.0.0.1:8080", *tls_cert = NULL, *tls_key = NULL;
+    size_t listen_len = strlen(listen), cert_len = 0, key_len = 0;
+    ZEND_PARSE_PARAMETERS_START(0, 3)
         Z_PARAM_OPTIONAL
         Z_PARAM_STRING(listen, listen_len)
+        Z_PARAM_STRING_OR_NULL(tls_cert, cert_len)
+        Z_PARAM_STRING_OR_NULL(tls_key, key_len)
     ZEND_PARSE_PARAMETERS_END();
     own_error = NULL;
     if (has_nul(listen, listen_len)) {
         RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "the address must not contain NUL"));
+    }
+    if (has_nul(tls_cert, cert_len) || has_nul(tls_key, key_len)) {
+        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "a TLS file name must not contain NUL"));
     }
     if (server != NULL) {
         /* SSE_RESULT_BUSY while it runs; once stopped, a new server replaces it. */
@@ -70,6 +77,9 @@ PHP_FUNCTION(ssed_start)
     sse_config config;
     sse_config_init(&config, sizeof config);
     config.listen = listen;
+    /* HTTPS with both files; the library refuses one without the other. */
+    config.tls_cert = tls_cert;
+    config.tls_key = tls_key;
     server = sse_server_new(&config);
     if (server == NULL) {
         RETURN_LONG(SSE_RESULT_IO);
@@ -197,6 +207,16 @@ PHP_FUNCTION(ssed_stop)
     RETURN_LONG(sse_server_stop(server));
 }
 
+PHP_FUNCTION(ssed_reload_tls)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    own_error = NULL;
+    if (server == NULL) {
+        RETURN_LONG(fail(SSE_RESULT_STOPPED, "no server: call ssed_start() first"));
+    }
+    RETURN_LONG(sse_server_reload_tls(server));
+}
+
 PHP_FUNCTION(ssed_last_error)
 {
     ZEND_PARSE_PARAMETERS_NONE();
@@ -222,6 +242,8 @@ PHP_MINFO_FUNCTION(ssed)
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_start, 0, 0, IS_LONG, 0)
     ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, listen, IS_STRING, 0, "\"127.0.0.1:8080\"")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, tls_cert, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, tls_key, IS_STRING, 1, "null")
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_publish, 0, 1, IS_LONG, 0)
@@ -247,6 +269,7 @@ static const zend_function_entry ssed_functions[] = {
     PHP_FE(ssed_port, arginfo_ssed_long)
     PHP_FE(ssed_stats, arginfo_ssed_stats)
     PHP_FE(ssed_stop, arginfo_ssed_long)
+    PHP_FE(ssed_reload_tls, arginfo_ssed_long)
     PHP_FE(ssed_last_error, arginfo_ssed_last_error)
     PHP_FE_END
 };

@@ -49,7 +49,8 @@ final class Ssed
     /**
      * Binds `$listen` ("HOST:PORT"; port 0 picks a free one) and starts serving.
      * `$settings` sets other fields of sse_config by name: integers (history, heartbeat_ms,
-     * publish_queue, ...) or strings (cors_origin, publish_token, subscribe_token).
+     * publish_queue, ...) or strings (cors_origin, publish_token, subscribe_token; tls_cert and
+     * tls_key, the PEM files of a certificate and its key, for HTTPS).
      */
     public function __construct(string $listen = '127.0.0.1:8080', array $settings = [])
     {
@@ -145,6 +146,16 @@ final class Ssed
         $c->retry_ms = $retry ?? -1;
         $c->is_private = $private ? 1 : 0;
         return self::check($ffi->sse_publish_event($this->server, FFI::addr($c)));
+    }
+
+    /**
+     * Rereads the certificate and key files (tls_cert, tls_key): new connections get the new
+     * pair, open streams go on. Throws SsedException when the files do not load (the pair in
+     * use stays), with the file and the reason.
+     */
+    public function reloadTls(): void
+    {
+        self::check(self::ffi()->sse_server_reload_tls($this->server));
     }
 
     /** How many event streams are open now. */

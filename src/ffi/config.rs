@@ -104,6 +104,15 @@ pub struct sse_config {
     /// Entries the cluster's stream keeps for replay; 0 (the default) keeps `history`, and at
     /// least 1024 in any case.
     pub redis_history: usize,
+    /// When not NULL, with `tls_key`: the listener speaks HTTPS (TLS 1.3 and 1.2, ALPN
+    /// http/1.1), presenting the PEM certificate chain in this file (the server's certificate
+    /// first). `sse_server_new` reads it and fails, naming the file and the reason, when the
+    /// pair cannot serve (a file missing or unreadable, a key that is not the certificate's, a
+    /// certificate expired or not valid yet); `sse_server_reload_tls` rereads both. Needs a
+    /// libssed built with the cargo feature `tls`. Default NULL.
+    pub tls_cert: *const c_char,
+    /// The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
+    pub tls_key: *const c_char,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -176,6 +185,8 @@ fn config_defaults() -> sse_config {
         redis_url: std::ptr::null(),
         redis_stream: std::ptr::null(),
         redis_history: 0,
+        tls_cert: std::ptr::null(),
+        tls_key: std::ptr::null(),
     }
 }
 
@@ -276,6 +287,15 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
         config.redis_stream = redis_stream.to_owned();
     }
     config.redis_history = (c.redis_history != 0).then_some(c.redis_history);
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (tls_cert, tls_key) = unsafe {
+        (
+            optional_str(c.tls_cert, "tls_cert")?,
+            optional_str(c.tls_key, "tls_key")?,
+        )
+    };
+    config.tls_cert = (!c.tls_cert.is_null()).then(|| tls_cert.into());
+    config.tls_key = (!c.tls_key.is_null()).then(|| tls_key.into());
     config.fsync = match c.fsync_ms {
         0 => FsyncPolicy::Always,
         -1 => FsyncPolicy::Never,
@@ -322,7 +342,7 @@ mod tests {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
         assert_eq!(
-            offset_of!(sse_config, redis_history) + size_of::<usize>(),
+            offset_of!(sse_config, tls_key) + size_of::<*const c_char>(),
             size_of::<sse_config>()
         );
         assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));

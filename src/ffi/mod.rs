@@ -2,7 +2,7 @@
 //! rustls-ffi does: `result.rs` (result codes and the last error), `panic.rs` (the panic
 //! boundary), `config.rs` (`sse_config`), `server.rs` (`sse_server` and its lifecycle),
 //! `stats.rs` (`sse_stats`), `publish.rs` (`sse_publish`), `event.rs` (`sse_event` and
-//! `sse_publish_event`).
+//! `sse_publish_event`), `tls.rs` (`sse_server_reload_tls`).
 //!
 //! build.rs runs cbindgen on this folder alone to write `include/ssed.h`, so every type a C
 //! caller sees is declared here, and the `///` docs are the C manual. The conventions, stated once
@@ -34,6 +34,8 @@ mod publish;
 
 mod event;
 
+mod tls;
+
 use std::ffi::{CStr, c_char};
 
 pub use config::*;
@@ -42,6 +44,7 @@ pub use publish::*;
 pub use result::*;
 pub use server::*;
 pub use stats::*;
+pub use tls::*;
 
 use panic::guard;
 

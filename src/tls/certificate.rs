@@ -151,6 +151,11 @@ fn check_validity(files: &Files, end_entity: &CertificateDer<'_>) -> io::Result<
                 "the certificate in {path} has expired ({ago} days ago)"
             )));
         }
+        Err(webpki::Error::InvalidCertValidity) => {
+            return Err(invalid(format!(
+                "the certificate in {path} has a validity period that ends before it begins"
+            )));
+        }
         Err(webpki::Error::CertNotValidYet { not_before, .. }) => {
             let days = not_before
                 .as_secs()

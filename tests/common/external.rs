@@ -244,9 +244,9 @@ impl Ssed {
                 .stderr(Stdio::piped()),
         );
         let mut log = Lines::new(process.child.stderr.take().expect("piped stderr"));
-        let line = log.wait_for("listening line", |l| l.contains("listening on http://"));
+        let line = log.wait_for("listening line", |l| l.contains("listening on http"));
         let addr = line
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));

@@ -4,6 +4,8 @@
 
 pub mod external;
 pub mod jwt;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
