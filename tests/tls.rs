@@ -479,9 +479,13 @@ fn php_serves_https_through_the_c_api_and_reloads() {
     let live = TempDir::new("tls-php-live");
     let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
     install(&pki, "first", &cert, &key);
-    let lib = Path::new(ROOT).join("target/release");
-    run(Command::new("cargo")
-        .args(["build", "--release", "--lib"])
+    // libssed as `make -C c-tests lib` builds it.
+    let lib = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join("target"))
+        .join("release");
+    run(Command::new("make")
+        .args(["-C", "c-tests", "--no-print-directory", "lib"])
         .current_dir(ROOT));
     let ext = TempDir::new("tls-php-ext");
     run(Command::new("make")
@@ -543,4 +547,115 @@ fn php_serves_https_through_the_c_api_and_reloads() {
             "{binding}"
         );
     }
+}
+
+/// The SHA-256 of the certificate's public key, base64, as Chromium's pin flag takes it.
+fn spki_pin(cert: &Path) -> String {
+    let pipeline = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der \
+         | openssl dgst -sha256 -binary | base64",
+        cert.display()
+    );
+    let output = run(Command::new("sh").args(["-c", &pipeline]));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn chromium_eventsource_and_the_secure_mercure_cookie_over_https() {
+    use common::external::{browser_available, run_browser_script};
+    use common::jwt::{KEY, token};
+    if !tools() || !browser_available("the HTTPS browser test") {
+        return;
+    }
+    let pki = Pki::new("tls-browser");
+    let (cert, key) = pki.issue("server", 0x77, 30, "ec");
+    let ssed = start(&cert, &key, &["--subscriber-jwt-key", KEY, "--anonymous"]);
+    let reader = token(r#"{"mercure":{"subscribe":["https://example.com/books/{id}"]}}"#);
+    let png = Path::new(ROOT).join("target/viewer-https.png");
+    let _ = std::fs::remove_file(&png);
+    let stdout = run_browser_script(
+        "https_eventsource.mjs",
+        &[
+            https(ssed.addr, ""),
+            spki_pin(&cert),
+            reader,
+            png.display().to_string(),
+        ],
+        60,
+    );
+    assert!(stdout.contains("ok: over HTTPS"), "{stdout}");
+    assert!(png.exists(), "no screenshot at {}", png.display());
+}
+
+/// Symfony's Mercure component publishes to the hub over HTTPS unchanged, trusting the test CA
+/// through PHP's settings.
+#[cfg(feature = "jwt")]
+#[test]
+fn symfony_publishes_over_https() {
+    use common::jwt::{KEY, token};
+    const SYMFONY_MERCURE: &str = "/usr/share/php/Symfony/Component/Mercure/autoload.php";
+    if !tools() || !available(&["php"], "the Symfony HTTPS test") {
+        return;
+    }
+    if !Path::new(SYMFONY_MERCURE).exists() {
+        common::external::skip("the Symfony HTTPS test: php-symfony-mercure is missing");
+        return;
+    }
+    let pki = Pki::new("tls-symfony");
+    let (cert, key) = pki.issue("server", 0x55, 30, "rsa");
+    let ssed = start(
+        &cert,
+        &key,
+        &["--publisher-jwt-key", KEY, "--subscriber-jwt-key", KEY],
+    );
+    let hub = https(ssed.addr, "/.well-known/mercure");
+    let reader = token(r#"{"mercure":{"subscribe":["*"]}}"#);
+    let (_sub, mut events) = curl_stream(
+        &pki.ca,
+        &format!("{hub}?topic=*"),
+        &[&format!("Authorization: Bearer {reader}")],
+    );
+    wait_until(
+        || {
+            let metrics = Command::new("curl")
+                .args(["-sS", "--cacert"])
+                .arg(&pki.ca)
+                .arg(https(ssed.addr, "/metrics"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&metrics.stdout).contains("ssed_subscribers 1")
+        },
+        "the hub subscriber",
+    );
+    let ca = format!("{}", pki.ca.display());
+    let output = Command::new("timeout")
+        .args(["60", "php", "-d", &format!("openssl.cafile={ca}"), "-d"])
+        .arg(format!("curl.cainfo={ca}"))
+        .arg(Path::new(ROOT).join("tests/mercure/symfony_publish.php"))
+        .args([
+            &hub,
+            &token(r#"{"mercure":{"publish":["*"]}}"#),
+            &token(r#"{"mercure":{"publish":["https://example.com/books/{id}"]}}"#),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<&str> = stdout.lines().collect();
+    assert_eq!(answers.len(), 7, "{stdout}");
+    assert_eq!(answers[3], "book-3-v2");
+    assert_eq!(answers[4], "refused 403");
+    assert!(answers[6].starts_with("urn:uuid:"), "{stdout}");
+    events.wait_for("Symfony's last update", |l| l == "data: end");
+    assert!(
+        events
+            .seen
+            .iter()
+            .any(|l| l == "data: {\"title\":\"private\"}")
+    );
 }
