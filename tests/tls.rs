@@ -659,3 +659,102 @@ fn symfony_publishes_over_https() {
             .any(|l| l == "data: {\"title\":\"private\"}")
     );
 }
+
+/// Counts the TLS records in a byte stream as it passes: the 5-byte header of each gives its
+/// type and length.
+#[derive(Default)]
+struct RecordCounter {
+    header: Vec<u8>,
+    left: usize,
+    application_data: usize,
+}
+
+impl RecordCounter {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.left > 0 {
+                let skip = self.left.min(bytes.len());
+                self.left -= skip;
+                bytes = &bytes[skip..];
+                continue;
+            }
+            let take = (5 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.header.len() == 5 {
+                if self.header[0] == 0x17 {
+                    self.application_data += 1;
+                }
+                self.left = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+                self.header.clear();
+            }
+        }
+    }
+}
+
+/// A replay of 200 events is queued at once: it goes out in as few records as its bytes fill
+/// (one), not one record per event. TLS 1.2, where the session ticket travels in the
+/// handshake, so that every application-data record on the wire is the stream's.
+#[test]
+fn queued_frames_go_out_in_as_few_records_as_they_fill() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("tls-records");
+    let (cert, key) = pki.issue("server", 9, 30, "ec");
+    let ssed = start(&cert, &key, &["--heartbeat", "0"]);
+    let publish = |data: &str| {
+        curl(
+            &pki.ca,
+            &[
+                "-d",
+                "topic=r",
+                "-d",
+                &format!("data={data}"),
+                &https(ssed.addr, "/publish"),
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let first = publish("event 0");
+    for n in 1..200 {
+        publish(&format!("event {n}"));
+    }
+    // A relay that counts the records ssed sends.
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let upstream = ssed.addr;
+    let counter = std::sync::Arc::new(std::sync::Mutex::new(RecordCounter::default()));
+    let seen = counter.clone();
+    std::thread::spawn(move || {
+        let (mut client, _) = relay.accept().unwrap();
+        let mut server = std::net::TcpStream::connect(upstream).unwrap();
+        let (mut client_in, mut server_out) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = server.read(&mut buf) {
+            if n == 0 || client.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            seen.lock().unwrap().feed(&buf[..n]);
+        }
+    });
+    let tls12 = pki.client_config_for(&[&rustls::version::TLS12]);
+    let mut stream = TlsSse::open(
+        relay_addr,
+        &tls12,
+        &format!("/events?topic=r&lastEventId={first}"),
+    );
+    for n in 1..200 {
+        assert_eq!(stream.next_data(), format!("event {n}"));
+    }
+    let records = counter.lock().unwrap().application_data;
+    // The head and 199 events of about 40 bytes: some 8 KB, one record (two, if the head went
+    // out in a turn of its own).
+    assert!(
+        (1..=2).contains(&records),
+        "{records} records for 199 events"
+    );
+}

@@ -29,8 +29,6 @@ const CIPHER_SLACK: usize = 4 * 256 + 1024;
 /// Most ciphertext kept for a connection: past it nothing more is encrypted until the socket
 /// takes some. With `PLAIN_BATCH` this bounds what a connection holds beyond its frames.
 const PENDING_ROOM: usize = PLAIN_BATCH;
-/// A drained `pending` keeps its room up to this size.
-const KEPT_PENDING: usize = 16 * 1024;
 /// Most received ciphertext waiting for the rest of its record: a whole record with its
 /// overhead. rustls refuses longer records, so more means a broken peer.
 const MAX_INCOMING: usize = 5 + RECORD + 2048;
@@ -268,7 +266,9 @@ impl Session {
                 self.pending.extend_from_slice(made);
             }
         }
-        if self.pending.is_empty() && self.pending.capacity() > KEPT_PENDING {
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // A subscriber that keeps up holds nothing between turns: the handshake's flight,
+            // or what a full socket left, is given back once sent.
             self.pending = Vec::new();
         }
         Ok((written, written == offered))
@@ -309,12 +309,15 @@ impl Session {
         let _ = sys::send_vectored(fd, &[IoSlice::new(waiting), IoSlice::new(&alert[..made])]);
     }
 
-    /// Sends what is pending (an alert after a failure), best effort, never waiting.
+    /// Sends what is pending (an alert after a failure), best effort, never waiting, and
+    /// forgets it.
     pub fn send_pending_now(&mut self, fd: RawFd) {
         let waiting = &self.pending[self.sent..];
         if !waiting.is_empty() {
             let _ = sys::send_vectored(fd, &[IoSlice::new(waiting)]);
         }
+        self.pending = Vec::new();
+        self.sent = 0;
     }
 }
 

@@ -92,15 +92,30 @@ impl Pki {
     }
 
     /// A rustls client configuration trusting this CA only (with *ring*, as the server).
-    #[allow(deprecated)]
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client_config_for(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only these TLS versions.
+    #[allow(deprecated)]
+    pub fn client_config_for(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            // As browsers and curl: X25519 first.
+            kx_groups: vec![
+                rustls::crypto::ring::kx_group::X25519,
+                rustls::crypto::ring::kx_group::SECP256R1,
+            ],
+            ..rustls::crypto::ring::default_provider()
+        });
         let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
