@@ -203,7 +203,7 @@ def part_handshakes(pki, log_file):
         for kind, extra in [("full", []), ("resumed", ["--resume"])]:
             figures = loadgen([run.LOADGEN, "handshakes", "--target", f"127.0.0.1:{server.port}", "--tls-ca",
                                pki["ca.pem"], "--server-pid", str(server.process.pid), "--duration", "10",
-                               "--concurrency", "200", "--scenario", f"handshakes-{kind}", "--label", "ssed"] + extra,
+                               "--concurrency", "8", "--scenario", f"handshakes-{kind}", "--label", "ssed"] + extra,
                               log_file)
             out.append((kind, figures))
         return out
@@ -253,7 +253,10 @@ def main():
     parser = argparse.ArgumentParser(description="ssed over HTTPS: costs and comparisons (loopback only)")
     parser.add_argument("--part", action="append", choices=PARTS, help="part to run (repeatable; default: all)")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
+    parser.add_argument("--ssed", help="the ssed binary to run (default target/release/ssed)")
     args = parser.parse_args()
+    if args.ssed:
+        run.SSED = os.path.abspath(args.ssed)
     parts = args.part or PARTS
     run.build(["ssed"], args.skip_build)
     directory = tempfile.mkdtemp(prefix="ssed-bench-pki-")
