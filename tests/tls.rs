@@ -271,6 +271,12 @@ fn a_trickled_client_hello_is_cut_at_the_head_timeout() {
     assert_eq!(server.handle.stats().requests_refused, 1);
 }
 
+/// Waits out the one second of validity of a certificate issued with `-days 0` at `issued`.
+fn wait_until_expired(issued: Instant) {
+    let over = issued + Duration::from_millis(1100);
+    std::thread::sleep(over.saturating_duration_since(Instant::now()));
+}
+
 /// Writes `name`.pem and .key over the served pair's paths, as a renewal (certbot, say) does.
 fn install(pki: &Pki, name: &str, cert: &Path, key: &Path) {
     std::fs::copy(pki.dir.join(&format!("{name}.pem")), cert).unwrap();
@@ -287,6 +293,7 @@ fn a_renewal_under_100_streams_drops_none_and_new_connections_see_it() {
     pki.issue("renewed", 0x1002, 60, "rsa");
     pki.issue("other", 0x1003, 30, "ec");
     pki.issue("expired", 0x1004, 0, "ec");
+    let expired_at = Instant::now();
     let live = TempDir::new("tls-live");
     let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
     install(&pki, "first", &cert, &key);
@@ -363,7 +370,10 @@ fn a_renewal_under_100_streams_drops_none_and_new_connections_see_it() {
         ),
         (
             "an expired certificate",
-            Box::new(|| install(&pki, "expired", &cert, &key)),
+            Box::new(|| {
+                wait_until_expired(expired_at);
+                install(&pki, "expired", &cert, &key)
+            }),
             format!("the certificate in {} has expired", cert.display()),
         ),
     ];
@@ -389,13 +399,13 @@ fn a_pair_that_cannot_serve_stops_the_daemon_naming_the_file_and_why() {
     let (cert, key) = pki.issue("good", 1, 30, "ed25519");
     let (_, other_key) = pki.issue("other", 2, 30, "ec");
     let (expired, expired_key) = pki.issue("expired", 3, 0, "ec");
+    let expired_at = Instant::now();
     let directory = pki.dir.join("a-directory");
     std::fs::create_dir(&directory).unwrap();
     let missing = pki.dir.join("missing.pem");
     let not_pem = pki.dir.join("not.pem");
     std::fs::write(&not_pem, "hello\n").unwrap();
-    // The expired certificate's one second of validity must be over.
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_until_expired(expired_at);
     let cases: [(&PathBuf, &PathBuf, String); 6] = [
         (
             &missing,

@@ -189,9 +189,9 @@ fn invalid(message: String) -> io::Error {
 /// P-384) ECDHE, which every client offers.
 ///
 /// The key exchange prefers X25519: it is the share every browser and curl send first, and
-/// *ring* computes it many times faster than P-384 (no assembly there), which its defaults put first (a
-/// client that sent no P-384 share would then be asked for one, a HelloRetryRequest: one more
-/// round trip and the slow curve).
+/// *ring* computes it many times faster than P-384 (which has no assembly there). *ring*'s
+/// defaults put P-384 first: a client that sent no P-384 share would be asked for one, a
+/// HelloRetryRequest, one more round trip and the slow curve.
 #[allow(deprecated)]
 fn provider() -> rustls::crypto::CryptoProvider {
     use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
