@@ -120,6 +120,9 @@ pub(crate) struct EventLoop {
     heartbeat: Arc<[u8]>,
     pub(crate) gap: Arc<[u8]>,
     pub(crate) retry: Option<Arc<[u8]>>,
+    /// The CORS headers and `Last-Event-ID` of hub streams whose head waits for a replay from
+    /// Redis, by connection token (see `requests/subscribe.rs`).
+    pub(crate) waiting_heads: std::collections::HashMap<usize, (Box<str>, Box<str>)>,
 }
 
 impl EventLoop {
@@ -157,6 +160,7 @@ impl EventLoop {
             stream_head: Arc::from(http::stream_head("")),
             heartbeat: Arc::from(frame::HEARTBEAT),
             gap: Arc::from(frame::GAP),
+            waiting_heads: std::collections::HashMap::new(),
         }
     }
 
@@ -361,6 +365,10 @@ impl EventLoop {
     }
 
     fn close(&mut self, slot: u32) {
+        if !self.waiting_heads.is_empty() && (slot as usize) < self.slots.len() {
+            let token = self.token(slot).0;
+            self.waiting_heads.remove(&token);
+        }
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };

@@ -29,6 +29,7 @@ pub mod fuzzing;
 mod http;
 mod input;
 mod log;
+mod mercure;
 mod params;
 mod requests;
 mod server;
@@ -38,7 +39,7 @@ mod subscription;
 #[doc(hidden)]
 pub mod sys;
 
-pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
+pub use config::{Config, Cors, FsyncPolicy, Issuer, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
 pub use event::Event;
 pub use frame::FieldError;
 pub use server::{Handle, Server};

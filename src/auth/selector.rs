@@ -1,8 +1,13 @@
-//! Topic selectors, as the Mercure protocol defines them: `*` (every topic), an exact topic, or
-//! an RFC 6570 URI template such as `https://example.com/books/{id}` that matches every topic it
-//! could expand to.
+//! Topic selectors: what a subscriber asked for, or what a token allows. Two protocols' worth:
 //!
-//! Matching follows what the Mercure hub does, which is what its clients expect: a selector
+//! - Mercure 0.x selectors ([`Selector::compile`]): `*` (every topic), an exact topic, or an
+//!   RFC 6570 URI template such as `https://example.com/books/{id}` that matches every topic it
+//!   could expand to;
+//! - Mercure 1.0 matchers: `exact` ([`Selector::exact`], byte for byte, braces and all),
+//!   `urlpattern` ([`Selector::url_pattern`], the WHATWG URL Pattern standard, feature
+//!   `urlpattern`, see `urlpattern.rs`), and the wildcard `*` whatever the type.
+//!
+//! 0.x matching follows what the Mercure hub does, which is what its clients expect: a selector
 //! matches a topic when it is `*` or equal to the topic; otherwise, when it contains `{` and
 //! parses as a URI template, when the topic is in the language of the regular expression that
 //! Mercure's Go library (`yosida95/uritemplate`, `Template.Regexp`) builds from the template. A
@@ -27,10 +32,17 @@
 //! expression, the fewest separators used to reach each position, which dominates every other
 //! way): time O(topic length x selector length), no backtracking, whatever the input.
 
+#[cfg(feature = "urlpattern")]
+use std::sync::Arc;
+
+#[cfg(feature = "urlpattern")]
+use super::urlpattern::{Pattern, TopicUrl};
+use crate::store::Entry;
+
 /// A list of topic selectors: what a subscriber asked for, or what a token allows.
 ///
 /// Compile it once (at subscribe time, or when a token is verified) and match every event
-/// against it: templates are never parsed again.
+/// against it: templates and patterns are never parsed again.
 #[derive(Debug, Clone, Default)]
 pub struct Selectors {
     list: Vec<Selector>,
@@ -39,24 +51,41 @@ pub struct Selectors {
 }
 
 impl Selectors {
-    /// Compiles each selector of `sources`. Never fails: a selector that is not a valid URI
-    /// template matches the topic equal to it.
+    /// Compiles each 0.x selector of `sources`. Never fails: a selector that is not a valid
+    /// URI template matches the topic equal to it.
     pub fn compile<I>(sources: I) -> Selectors
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let list: Vec<Selector> = sources
-            .into_iter()
-            .map(|s| Selector::compile(s.as_ref()))
-            .collect();
+        Selectors::of(sources.into_iter().map(|s| Selector::compile(s.as_ref())))
+    }
+
+    /// A list of selectors compiled already.
+    pub fn of(selectors: impl IntoIterator<Item = Selector>) -> Selectors {
+        let list: Vec<Selector> = selectors.into_iter().collect();
         let any = list.iter().any(|s| matches!(s.kind, Kind::Any));
         Selectors { list, any }
     }
 
-    /// Whether one of the selectors matches `topic`.
+    /// Whether one of the selectors matches `topic`. A URL pattern parses the topic for the
+    /// occasion: the fan-out asks [`Selectors::matches_entry`], which parses it once per event.
     pub fn matches(&self, topic: &str) -> bool {
         self.any || self.list.iter().any(|s| s.matches(topic))
+    }
+
+    /// Whether one of the selectors matches one of the topics of `entry`.
+    #[inline]
+    pub fn matches_entry(&self, entry: &Entry) -> bool {
+        if self.any {
+            return true;
+        }
+        let mut index = 0;
+        entry.topics().any(|topic| {
+            let at = index;
+            index += 1;
+            self.list.iter().any(|s| s.matches_in(topic, entry, at))
+        })
     }
 
     /// Whether one of the selectors matches one of `topics` (an event has one or more).
@@ -88,6 +117,11 @@ impl Selectors {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(Selector::as_str)
     }
+
+    /// The compiled selectors.
+    pub fn selectors(&self) -> &[Selector] {
+        &self.list
+    }
 }
 
 /// One compiled topic selector.
@@ -105,11 +139,48 @@ enum Kind {
     Exact,
     /// The source is a URI template; the topic equal to the source matches too.
     Template(Template),
+    /// A 1.0 `urlpattern` matcher.
+    #[cfg(feature = "urlpattern")]
+    UrlPattern(Arc<UrlMatcher>),
+}
+
+/// A URL pattern and the base its topics are resolved against.
+#[cfg(feature = "urlpattern")]
+#[derive(Debug)]
+struct UrlMatcher {
+    pattern: Pattern,
+    base: url::Url,
+}
+
+/// A Mercure 1.0 matcher type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchType {
+    Exact,
+    UrlPattern,
+}
+
+impl MatchType {
+    /// The type's name, as the draft spells it (`match_<name>`, `match_type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchType::Exact => "exact",
+            MatchType::UrlPattern => "urlpattern",
+        }
+    }
+
+    /// The type of a name; `None` for a type this hub does not know.
+    pub fn named(name: &str) -> Option<MatchType> {
+        match name {
+            "exact" => Some(MatchType::Exact),
+            "urlpattern" => Some(MatchType::UrlPattern),
+            _ => None,
+        }
+    }
 }
 
 impl Selector {
-    /// Compiles `source`: `*`, a URI template (when it contains `{` and parses as one), or an
-    /// exact topic.
+    /// Compiles a 0.x `source`: `*`, a URI template (when it contains `{` and parses as one),
+    /// or an exact topic.
     pub fn compile(source: &str) -> Selector {
         let kind = if source == "*" {
             Kind::Any
@@ -124,11 +195,75 @@ impl Selector {
         }
     }
 
+    /// A 1.0 matcher of type `match_type` (`*` is every topic whatever the type). `base` is the
+    /// hub's URL, which relative URL patterns and topics are resolved against. The error says
+    /// why the value is no matcher of that type.
+    pub fn matcher(
+        match_type: MatchType,
+        source: &str,
+        hub: &crate::mercure::Hub,
+    ) -> Result<Selector, String> {
+        let kind = match match_type {
+            _ if source == "*" => Kind::Any,
+            MatchType::Exact => Kind::Exact,
+            #[cfg(feature = "urlpattern")]
+            MatchType::UrlPattern => {
+                let pattern = Pattern::compile(source, hub.base())?;
+                let base = hub.base().clone();
+                Kind::UrlPattern(Arc::new(UrlMatcher { pattern, base }))
+            }
+            #[cfg(not(feature = "urlpattern"))]
+            MatchType::UrlPattern => {
+                let _ = hub;
+                return Err(
+                    "this ssed was built without URL Pattern support (cargo feature urlpattern)"
+                        .into(),
+                );
+            }
+        };
+        Ok(Selector {
+            source: source.into(),
+            kind,
+        })
+    }
+
+    /// A 1.0 `exact` matcher: the topic equal to `source`, braces and all (`*`: every topic).
+    pub fn exact(source: &str) -> Selector {
+        let kind = if source == "*" {
+            Kind::Any
+        } else {
+            Kind::Exact
+        };
+        Selector {
+            source: source.into(),
+            kind,
+        }
+    }
+
     pub fn matches(&self, topic: &str) -> bool {
         match &self.kind {
             Kind::Any => true,
             Kind::Exact => *self.source == *topic,
             Kind::Template(template) => *self.source == *topic || template.matches(topic),
+            #[cfg(feature = "urlpattern")]
+            Kind::UrlPattern(matcher) => TopicUrl::parse(topic, &matcher.base)
+                .is_some_and(|url| matcher.pattern.matches(&url)),
+        }
+    }
+
+    /// Whether the selector matches `topic`, the topic at `index` of `entry`, whose parsed
+    /// URL the entry keeps for every pattern that asks.
+    #[inline]
+    fn matches_in(&self, topic: &str, entry: &Entry, index: usize) -> bool {
+        match &self.kind {
+            #[cfg(feature = "urlpattern")]
+            Kind::UrlPattern(matcher) => entry
+                .topic_url(index, &matcher.base)
+                .is_some_and(|url| matcher.pattern.matches(url)),
+            _ => {
+                let _ = (entry, index);
+                self.matches(topic)
+            }
         }
     }
 
@@ -140,6 +275,11 @@ impl Selector {
     /// Whether the selector compiled to a URI template.
     pub fn is_template(&self) -> bool {
         matches!(self.kind, Kind::Template(_))
+    }
+
+    /// Whether the selector is an exact topic: compared as a string, nothing to compile.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.kind, Kind::Exact)
     }
 
     /// The regular expression Mercure's Go library builds for this template, in the syntax of

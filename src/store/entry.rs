@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "history-file")]
 use super::file::Record;
+#[cfg(feature = "urlpattern")]
+use crate::auth::TopicUrl;
 use crate::event::Topics;
 use crate::frame::Encoded;
 
@@ -20,6 +22,10 @@ pub struct Entry {
     private: bool,
     /// Where the event sits in a cluster's Redis stream (see `cluster/`); 0 outside a cluster.
     pub position: u64,
+    /// Its topics parsed as URLs, once, when a URL pattern first asks (see
+    /// `auth/urlpattern.rs`): every pattern subscriber shares them.
+    #[cfg(feature = "urlpattern")]
+    urls: std::cell::OnceCell<Box<[Option<TopicUrl>]>>,
 }
 
 impl Entry {
@@ -31,7 +37,24 @@ impl Entry {
             topics,
             private,
             position: 0,
+            #[cfg(feature = "urlpattern")]
+            urls: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The topic at `index` parsed as a URL against `base` (the hub's URL, the same for every
+    /// pattern of a server); `None` when it is no URL.
+    #[cfg(feature = "urlpattern")]
+    pub fn topic_url(&self, index: usize, base: &url::Url) -> Option<&TopicUrl> {
+        let urls = self.urls.get_or_init(|| {
+            let mut urls = Vec::new();
+            self.topics.any(|topic| {
+                urls.push(TopicUrl::parse(topic, base));
+                false
+            });
+            urls.into_boxed_slice()
+        });
+        urls.get(index)?.as_ref()
     }
 
     /// True when one of the topics is in `wanted`, or `wanted` is empty (every topic). Whether
