@@ -234,6 +234,11 @@ impl Config {
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
         self.hub()?;
+        if self.subscriptions && !cfg!(feature = "jwt") {
+            return Err(
+                "this ssed was built without active subscriptions (cargo feature jwt)".into(),
+            );
+        }
         if !self.issuers.is_empty() && !cfg!(feature = "jwt") {
             return Err("this ssed was built without JWT support (cargo feature jwt)".into());
         }

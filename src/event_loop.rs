@@ -123,6 +123,9 @@ pub(crate) struct EventLoop {
     /// The CORS headers and `Last-Event-ID` of hub streams whose head waits for a replay from
     /// Redis, by connection token (see `requests/subscribe.rs`).
     pub(crate) waiting_heads: std::collections::HashMap<usize, (Box<str>, Box<str>)>,
+    /// Mercure 1.0's active subscriptions (`--subscriptions`).
+    #[cfg(feature = "jwt")]
+    pub(crate) active: crate::requests::subscriptions::Active,
 }
 
 impl EventLoop {
@@ -161,6 +164,8 @@ impl EventLoop {
             heartbeat: Arc::from(frame::HEARTBEAT),
             gap: Arc::from(frame::GAP),
             waiting_heads: std::collections::HashMap::new(),
+            #[cfg(feature = "jwt")]
+            active: Default::default(),
         }
     }
 
@@ -365,9 +370,15 @@ impl EventLoop {
     }
 
     fn close(&mut self, slot: u32) {
-        if !self.waiting_heads.is_empty() && (slot as usize) < self.slots.len() {
+        if (slot as usize) < self.slots.len() {
             let token = self.token(slot).0;
-            self.waiting_heads.remove(&token);
+            if !self.waiting_heads.is_empty() {
+                self.waiting_heads.remove(&token);
+            }
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.retire_subscriptions(token);
+            }
         }
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
@@ -624,6 +635,10 @@ impl EventLoop {
         let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.note_subscription_events(&batch);
+            }
             Counters::add(&self.counters.events_published, batch.len() as u64);
             self.store.keep(&mut batch);
             Counters::set(&self.counters.history_events, self.store.retained() as u64);

@@ -8,11 +8,12 @@
 
 mod hub;
 pub mod publication;
-// pub mod subscriptions;
+#[cfg(feature = "jwt")]
+pub mod subscriptions;
 mod text;
 
-pub use hub::{Hub, HubError};
-pub use text::{check_text, is_forbidden_char};
+pub use hub::Hub;
+pub use text::check_text;
 
 /// The path of ssed's hub, where every Mercure request is answered.
 pub const HUB_PATH: &str = "/.well-known/mercure";

@@ -88,6 +88,8 @@ impl EventLoop {
         conn.input.release();
         conn.deadline = None;
         conn.subscription = Subscription::of(selectors, reading.private);
+        #[cfg(feature = "jwt")]
+        self.announce_subscriptions(slot, &query.matchers, reading.grants.as_ref());
         if let Some(expires) = reading.expires {
             // The stream closes when its token expires (see `token_expired` in the loop).
             let left = expires.duration_since(now).unwrap_or_default();
