@@ -29,7 +29,8 @@ pub mod fuzzing;
 mod http;
 mod input;
 mod log;
-mod mercure;
+#[doc(hidden)]
+pub mod mercure;
 mod params;
 mod requests;
 mod server;

@@ -208,7 +208,7 @@ impl Selector {
             MatchType::Exact => Kind::Exact,
             #[cfg(feature = "urlpattern")]
             MatchType::UrlPattern => {
-                let pattern = Pattern::compile(source, hub.base())?;
+                let pattern = Pattern::compile(source, Some(hub.base()))?;
                 let base = hub.base().clone();
                 Kind::UrlPattern(Arc::new(UrlMatcher { pattern, base }))
             }
@@ -246,7 +246,7 @@ impl Selector {
             Kind::Exact => *self.source == *topic,
             Kind::Template(template) => *self.source == *topic || template.matches(topic),
             #[cfg(feature = "urlpattern")]
-            Kind::UrlPattern(matcher) => TopicUrl::parse(topic, &matcher.base)
+            Kind::UrlPattern(matcher) => TopicUrl::parse(topic, Some(&matcher.base))
                 .is_some_and(|url| matcher.pattern.matches(&url)),
         }
     }

@@ -25,10 +25,9 @@ impl std::fmt::Debug for Pattern {
 impl Pattern {
     /// Compiles `source` (absolute, or relative to `base`) as `new URLPattern(source, base)`
     /// would, case-sensitively; the error says why it is not a well-formed pattern.
-    pub fn compile(source: &str, base: &Url) -> Result<Pattern, String> {
-        let init =
-            UrlPatternInit::parse_constructor_string::<regex::Regex>(source, Some(base.clone()))
-                .map_err(|e| format!("not a URL pattern: {e}"))?;
+    pub fn compile(source: &str, base: Option<&Url>) -> Result<Pattern, String> {
+        let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(source, base.cloned())
+            .map_err(|e| format!("not a URL pattern: {e}"))?;
         let compiled = UrlPattern::<regex::Regex>::parse(init, UrlPatternOptions::default())
             .map_err(|e| format!("not a URL pattern: {e}"))?;
         // A component whose regular expression failed to build would never match: refuse it
@@ -80,9 +79,12 @@ pub struct TopicUrl {
 }
 
 impl TopicUrl {
-    /// `None` when `topic` is no URL reference against `base`.
-    pub fn parse(topic: &str, base: &Url) -> Option<TopicUrl> {
-        let url = base.join(topic).ok()?;
+    /// `None` when `topic` is no URL reference against `base` (no URL, without one).
+    pub fn parse(topic: &str, base: Option<&Url>) -> Option<TopicUrl> {
+        let url = match base {
+            Some(base) => base.join(topic).ok()?,
+            None => Url::parse(topic).ok()?,
+        };
         Some(TopicUrl {
             parts: [
                 url.scheme().into(),
@@ -108,8 +110,8 @@ mod tests {
 
     fn matches(pattern: &str, topic: &str) -> bool {
         let base = base();
-        let pattern = Pattern::compile(pattern, &base).unwrap();
-        TopicUrl::parse(topic, &base).is_some_and(|url| pattern.matches(&url))
+        let pattern = Pattern::compile(pattern, Some(&base)).unwrap();
+        TopicUrl::parse(topic, Some(&base)).is_some_and(|url| pattern.matches(&url))
     }
 
     #[test]
@@ -171,7 +173,121 @@ mod tests {
             "https://example.com/(a",
             "{",
         ] {
-            assert!(Pattern::compile(bad, &base()).is_err(), "{bad}");
+            assert!(Pattern::compile(bad, Some(&base())).is_err(), "{bad}");
+        }
+    }
+
+    /// The URL Pattern standard's own cases (the web-platform-tests' `urlpatterntestdata.json`,
+    /// which the `urlpattern` crate ships in its source), read where cargo unpacked the crate:
+    /// every case that gives a pattern string (with or without a base URL) and tests string
+    /// inputs, the form a hub meets, must agree on whether the pattern compiles and matches.
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn the_standards_cases_agree() {
+        use serde_json::Value;
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let metadata = std::process::Command::new(cargo)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--features",
+                "urlpattern",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo metadata");
+        let metadata: Value = serde_json::from_slice(&metadata.stdout).expect("metadata JSON");
+        let manifest = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "urlpattern")
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("the urlpattern crate's source")
+            .to_owned();
+        let data =
+            std::path::Path::new(&manifest).with_file_name("src/testdata/urlpatterntestdata.json");
+        let cases: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&data).expect("the test data")).unwrap();
+        let (mut run, mut compiled) = (0, 0);
+        for case in &cases {
+            let Some(pattern) = case["pattern"].as_array() else {
+                continue;
+            };
+            let (source, base) = match pattern.as_slice() {
+                [Value::String(source)] => (source, None),
+                [Value::String(source), Value::String(base)] => (source, Some(base)),
+                _ => continue, // Init dictionaries and options: not what a hub receives.
+            };
+            let base = match base.map(|b| Url::parse(b)) {
+                Some(Ok(base)) => Some(base),
+                Some(Err(_)) => continue,
+                None => None,
+            };
+            let pattern = Pattern::compile(source, base.as_ref());
+            if case["expected_obj"] == "error" {
+                assert!(pattern.is_err(), "{source:?} must be refused");
+                run += 1;
+                continue;
+            }
+            let Ok(pattern) = pattern else {
+                panic!(
+                    "{source:?} must compile: {}",
+                    pattern.err().unwrap_or_default()
+                );
+            };
+            compiled += 1;
+            let Some(inputs) = case["inputs"].as_array() else {
+                continue;
+            };
+            let (input, input_base) = match inputs.as_slice() {
+                [Value::String(input)] => (input, None),
+                [Value::String(input), Value::String(base)] => (input, Some(base)),
+                _ => continue,
+            };
+            if case["expected_match"] == "error" {
+                continue;
+            }
+            let input_base = match input_base.map(|b| Url::parse(b)) {
+                Some(Ok(base)) => Some(base),
+                Some(Err(_)) => None,
+                None => None,
+            };
+            let url = TopicUrl::parse(input, input_base.as_ref());
+            let matched = url.is_some_and(|url| pattern.matches(&url));
+            assert_eq!(
+                matched,
+                !case["expected_match"].is_null(),
+                "{source:?} against {input:?}"
+            );
+            run += 1;
+        }
+        eprintln!("{run} of the standard's cases run, {compiled} patterns compiled");
+        assert!(
+            run >= 50 && compiled >= 40,
+            "{run} cases run, {compiled} patterns"
+        );
+    }
+
+    /// A pattern that sends a backtracking engine into exponential time (nested repetition,
+    /// no match) on a 64 KiB topic: the linear engine answers at once. A backtracking one would
+    /// not finish before the universe ends; the test bounds it at the usual patience.
+    #[test]
+    fn a_crafted_pattern_stays_linear() {
+        let base = base();
+        let pattern = Pattern::compile("https://example.com/:x((?:a*)*b)", Some(&base)).unwrap();
+        for n in [1 << 12, 1 << 14, 1 << 16] {
+            let topic = format!("https://example.com/{}", "a".repeat(n));
+            let url = TopicUrl::parse(&topic, Some(&base)).unwrap();
+            let start = std::time::Instant::now();
+            assert!(!pattern.matches(&url));
+            let took = start.elapsed();
+            eprintln!("{n} bytes: {took:?}");
+            assert!(
+                took < std::time::Duration::from_secs(10),
+                "{n} bytes took {took:?}"
+            );
         }
     }
 }

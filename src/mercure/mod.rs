@@ -7,6 +7,7 @@
 //! `auth/urlpattern.rs`; the requests that speak 1.0 are in `requests/`.
 
 mod hub;
+#[doc(hidden)]
 pub mod publication;
 #[cfg(feature = "jwt")]
 pub mod subscriptions;

@@ -49,7 +49,7 @@ impl Entry {
         let urls = self.urls.get_or_init(|| {
             let mut urls = Vec::new();
             self.topics.any(|topic| {
-                urls.push(TopicUrl::parse(topic, base));
+                urls.push(TopicUrl::parse(topic, Some(base)));
                 false
             });
             urls.into_boxed_slice()
