@@ -115,8 +115,9 @@ impl EventLoop {
             return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
         }
         if let Err(denied) = pending.publishing.check(&event) {
+            let extra = format!("{cors}{}", denied.challenge(&self.keys.hub));
             let (status, refusal) = (denied.status, denied.refusal);
-            return self.reject(conn, slot, status, &cors, &denied.why, refusal);
+            return self.reject(conn, slot, status, &extra, &denied.why, refusal);
         }
         let token = self.token(slot).0;
         // A Mercure hub's ids are IRIs.
