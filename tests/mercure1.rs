@@ -681,3 +681,123 @@ fn active_subscriptions_events_and_api() {
     assert_eq!(own(&format!("topic={topic}")).status, 400);
     assert_eq!(own("topic=a&event=other").status, 200);
 }
+
+/// The draft's publication example, byte for byte but for the token and the length, answered as
+/// the draft shows: `200`, `text/plain; charset=utf-8`, a `urn:uuid:` id.
+#[test]
+fn the_drafts_publication_example() {
+    let server = TestServer::start(Config {
+        hub_url: Some("https://example.com/.well-known/mercure".into()),
+        ..config()
+    });
+    let token = sign_with(
+        KEY,
+        AT_JWT,
+        &format!(
+            r#"{{"iss":"{ISS}","aud":"https://example.com/.well-known/mercure","sub":"s","client_id":"c","iat":0,"exp":{},"jti":"j","authorization_details":[{}]}}"#,
+            epoch_in(60),
+            detail(r#"["publish"]"#, r#"[{"match":"https://example.com/foo"}]"#)
+        ),
+    );
+    let mut subscriber = server.subscribe("/.well-known/mercure?match=https://example.com/foo", "");
+    server.wait_subscribers(1);
+    let body = "topic=https://example.com/foo&data=the%20content";
+    let answer = server.request(format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: example.com\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.header("Content-Type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    let id = answer.text();
+    assert!(id.starts_with("urn:uuid:") && id.len() == 45, "{id}");
+    let event = subscriber.next_event();
+    assert_eq!(
+        (event.id.as_deref(), event.data.as_deref()),
+        (Some(&*id), Some("the content"))
+    );
+}
+
+/// Symfony's Mercure component (Debian's php-symfony-mercure, which predates the component's
+/// 1.0 mode) publishing unchanged to a hub that speaks 1.0 only, with the access tokens its
+/// 1.0 mode mints (`typ` `at+jwt`, `iss`, `aud` the hub's URL, `sub`, `client_id`, `exp`, and
+/// `authorization_details`): the wire of a publication is the same in both protocols.
+#[test]
+fn symfony_publishes_with_access_tokens() {
+    use common::external::{ROOT, Ssed, available, skip};
+    use std::path::Path;
+    use std::process::Command;
+
+    const SYMFONY_MERCURE: &str = "/usr/share/php/Symfony/Component/Mercure/autoload.php";
+    if !available(&["php"], "the Symfony Mercure 1.0 test") {
+        return;
+    }
+    if !Path::new(SYMFONY_MERCURE).exists() {
+        skip("the Symfony Mercure 1.0 test: php-symfony-mercure is missing");
+        return;
+    }
+    let ssed = Ssed::start(&["--issuer", ISS, "--issuer-key", KEY, "--anonymous"]);
+    let hub = format!("http://{}/.well-known/mercure", ssed.addr);
+    let minted = |details: String| {
+        let claims = format!(
+            r#"{{"iss":"{ISS}","aud":"{hub}","sub":"{ISS}","client_id":"{ISS}","iat":{},"exp":{},"jti":"j","authorization_details":[{details}]}}"#,
+            epoch_in(0),
+            epoch_in(3600)
+        );
+        sign_with(KEY, AT_JWT, &claims)
+    };
+    let books = r#"[{"match":"https://example.com/books/:id","match_type":"urlpattern"}]"#;
+    let all = minted(detail(r#"["publish"]"#, r#"[{"match":"*"}]"#));
+    let books_only = minted(detail(r#"["publish"]"#, books));
+    let reader = minted(detail(r#"["subscribe"]"#, books));
+    let target = "/.well-known/mercure?match_urlpattern=https://example.com/books/:id\
+                  &match_urlpattern=https://example.com/reviews/:id";
+    let mut anonymous = Sse::open(ssed.addr, target, "");
+    let mut allowed = Sse::open(ssed.addr, target, &bearer(&reader));
+    let script = Path::new(ROOT).join("tests/mercure/symfony_publish.php");
+    let output = Command::new("timeout")
+        .args(["60", "php"])
+        .arg(&script)
+        .args([&hub, &all, &books_only])
+        .output()
+        .expect("run php");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "php failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ids: Vec<&str> = stdout.lines().collect();
+    assert_eq!(ids.len(), 7, "{stdout}");
+    assert_eq!(ids[3], "book-3-v2");
+    assert_eq!(ids[4], "refused 403", "a topic outside the token's details");
+    let until_end = |sse: &mut Sse| {
+        let mut seen = Vec::new();
+        loop {
+            let event = sse.next_event();
+            let data = event.data.unwrap();
+            if data == "end" {
+                return seen;
+            }
+            seen.push(data);
+        }
+    };
+    assert_eq!(
+        until_end(&mut anonymous),
+        ["{\"title\":\"public\"}", "several", "custom\nlines"]
+    );
+    assert_eq!(
+        until_end(&mut allowed),
+        [
+            "{\"title\":\"public\"}",
+            "{\"title\":\"private\"}",
+            "several",
+            "custom\nlines",
+            "allowed"
+        ]
+    );
+}
