@@ -33,11 +33,14 @@ mod stats;
 mod publish;
 
 mod event;
+// One trusted issuer of Mercure 1.0 access tokens.
+mod issuer;
 
 use std::ffi::{CStr, c_char};
 
 pub use config::*;
 pub use event::*;
+pub use issuer::*;
 pub use publish::*;
 pub use result::*;
 pub use server::*;
