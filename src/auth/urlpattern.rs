@@ -26,10 +26,20 @@ impl Pattern {
     /// Compiles `source` (absolute, or relative to `base`) as `new URLPattern(source, base)`
     /// would, case-sensitively; the error says why it is not a well-formed pattern.
     pub fn compile(source: &str, base: Option<&Url>) -> Result<Pattern, String> {
-        let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(source, base.cloned())
-            .map_err(|e| format!("not a URL pattern: {e}"))?;
-        let compiled = UrlPattern::<regex::Regex>::parse(init, UrlPatternOptions::default())
-            .map_err(|e| format!("not a URL pattern: {e}"))?;
+        if unbalanced_host_brackets(source) {
+            // No valid host has one; the crate's parser would count the brackets below zero.
+            return Err("not a URL pattern: a ] without its [ in the host".into());
+        }
+        // The parser is a dependency's: whatever it does with a crafted pattern, the loop that
+        // compiles it must go on.
+        let compiled = std::panic::catch_unwind(|| {
+            let init =
+                UrlPatternInit::parse_constructor_string::<regex::Regex>(source, base.cloned())
+                    .map_err(|e| format!("not a URL pattern: {e}"))?;
+            UrlPattern::<regex::Regex>::parse(init, UrlPatternOptions::default())
+                .map_err(|e| format!("not a URL pattern: {e}"))
+        })
+        .unwrap_or_else(|_| Err("not a URL pattern: the parser gave up".into()))?;
         // A component whose regular expression failed to build would never match: refuse it
         // now rather than subscribe to nothing.
         for component in components(&compiled) {
@@ -54,6 +64,24 @@ impl Pattern {
                     .is_ok_and(|regexp| regexp.is_match(part))
             })
     }
+}
+
+/// Whether the host of an absolute pattern closes a bracket it never opened.
+fn unbalanced_host_brackets(source: &str) -> bool {
+    let Some((_, rest)) = source.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let mut depth = 0i32;
+    for c in host.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 0 => return true,
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn components(

@@ -47,7 +47,10 @@ pub(super) unsafe fn read_issuers(
     list.iter()
         .map(|c| {
             if c.issuer.is_null() {
-                return Err(fail(sse_result::NullArgument, "an sse_issuer's issuer is NULL"));
+                return Err(fail(
+                    sse_result::NullArgument,
+                    "an sse_issuer's issuer is NULL",
+                ));
             }
             let text = |p: *const c_char, name: &str| -> Result<Option<String>, sse_result> {
                 // SAFETY: NULL or NUL-terminated (the caller's promise).
