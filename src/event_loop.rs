@@ -122,7 +122,7 @@ pub(crate) struct EventLoop {
     pub(crate) retry: Option<Arc<[u8]>>,
     /// The CORS headers and `Last-Event-ID` of hub streams whose head waits for a replay from
     /// Redis, by connection token (see `requests/subscribe.rs`).
-    pub(crate) waiting_heads: std::collections::HashMap<usize, (Box<str>, Box<str>)>,
+    pub(crate) waiting_heads: Vec<(usize, Box<str>, Box<str>)>,
     /// Mercure 1.0's active subscriptions (`--subscriptions`).
     #[cfg(feature = "jwt")]
     pub(crate) active: crate::requests::subscriptions::Active,
@@ -163,7 +163,7 @@ impl EventLoop {
             stream_head: Arc::from(http::stream_head("")),
             heartbeat: Arc::from(frame::HEARTBEAT),
             gap: Arc::from(frame::GAP),
-            waiting_heads: std::collections::HashMap::new(),
+            waiting_heads: Vec::new(),
             #[cfg(feature = "jwt")]
             active: Default::default(),
         }
@@ -372,9 +372,7 @@ impl EventLoop {
     fn close(&mut self, slot: u32) {
         if (slot as usize) < self.slots.len() {
             let token = self.token(slot).0;
-            if !self.waiting_heads.is_empty() {
-                self.waiting_heads.remove(&token);
-            }
+            self.waiting_heads.retain(|(waiter, _, _)| *waiter != token);
             #[cfg(feature = "jwt")]
             if self.config.subscriptions {
                 self.retire_subscriptions(token);

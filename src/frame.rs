@@ -89,6 +89,7 @@ pub fn encode(id: &str, event_type: &str, retry: Option<u32>, data: &str) -> Enc
 }
 
 /// The data of an encoded event: its `data:` lines joined with LF, as a browser reads them.
+#[cfg(feature = "jwt")]
 pub fn data_of(frame: &[u8]) -> String {
     let text = String::from_utf8_lossy(frame);
     let mut lines = text
@@ -290,6 +291,7 @@ fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "jwt")]
     #[test]
     fn data_is_read_back_from_a_frame() {
         let frame = encode("1", "t", Some(5), "a\nb\r\n data: c");

@@ -15,6 +15,7 @@ pub use crate::auth::{MatchType, Selector, Selectors};
 pub use crate::frame::{Encoded, GAP, HEARTBEAT, encode, is_single_line, parse_retry, retry_block};
 pub use crate::http::{Head, MAX_HEAD, Method, Request, Status, parse};
 pub use crate::input::{Input, Next};
+#[cfg(feature = "jwt")]
 pub use crate::mercure::Hub;
 pub use crate::params::subscribe;
 pub use crate::params::{Body, pairs, publish};

@@ -296,14 +296,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--publisher-jwt-key" => config.publisher_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--subscriber-jwt-key" => config.subscriber_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--anonymous" => config.anonymous = true,
+            #[cfg(feature = "jwt")]
             "--hub-url" => config.hub_url = Some(non_empty(&flag, value()?)?),
+            #[cfg(feature = "jwt")]
             "--resource-identifier" => {
                 config.resource_identifier = Some(non_empty(&flag, value()?)?)
             }
+            #[cfg(feature = "jwt")]
             "--issuer" => config.issuers.push(ssed::Issuer {
                 issuer: non_empty(&flag, value()?)?,
                 ..ssed::Issuer::default()
             }),
+            #[cfg(feature = "jwt")]
             "--issuer-key" | "--issuer-publisher-key" | "--issuer-subscriber-key" => {
                 let key = issuer_key(&flag, value()?)?;
                 let Some(issuer) = config.issuers.last_mut() else {
@@ -316,7 +320,20 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     issuer.subscriber_key = Some(key);
                 }
             }
+            #[cfg(feature = "jwt")]
             "--subscriptions" => config.subscriptions = true,
+            #[cfg(not(feature = "jwt"))]
+            "--hub-url"
+            | "--resource-identifier"
+            | "--issuer"
+            | "--issuer-key"
+            | "--issuer-publisher-key"
+            | "--issuer-subscriber-key"
+            | "--subscriptions" => {
+                return Err(format!(
+                    "{flag}: this ssed was built without Mercure 1.0 (cargo feature jwt)"
+                ));
+            }
             "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
             "--fsync" => config.fsync = fsync(&flag, &value()?)?,
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
@@ -427,6 +444,7 @@ fn token(flag: &str, value: String) -> Result<String, String> {
 
 /// A JWT key from `name` (a flag or an environment variable), refused with a message naming it
 /// and never the key.
+#[cfg(feature = "jwt")]
 /// An issuer's key, `[ALG:]TEXT`; `[ALG:]@PATH` reads the text from a file (a PEM public
 /// key, or a secret kept out of the command line).
 fn issuer_key(name: &str, value: String) -> Result<String, String> {

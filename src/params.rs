@@ -4,6 +4,7 @@
 use crate::auth::MatchType;
 use crate::event::Event;
 use crate::frame;
+#[cfg(feature = "jwt")]
 use crate::mercure::{MAX_MATCHER_LEN, MAX_MATCHERS, check_text};
 
 /// Splits `a=1&b=2` into decoded pairs. `+` is a space; bad escapes are kept as written; a
@@ -68,36 +69,17 @@ pub fn subscribe(query: &str) -> Result<Subscribe, String> {
     let mut out = Subscribe::default();
     for (name, value) in pairs(query.as_bytes())? {
         if name.len() >= 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"match") {
-            let (match_type, parameter) = match name.as_str() {
-                "match" => (MatchType::Exact, "match"),
-                "match_exact" => (MatchType::Exact, "match_exact"),
-                "match_urlpattern" => (MatchType::UrlPattern, "match_urlpattern"),
-                _ => {
-                    return Err(format!(
-                        "unknown parameter '{}' in the reserved match namespace: the matchers are match (or match_exact) and match_urlpattern",
-                        shown(&name)
-                    ));
-                }
-            };
-            check_text(parameter, &value)?;
-            if value.len() > MAX_MATCHER_LEN {
-                return Err(format!(
-                    "{parameter}: a matcher is at most {MAX_MATCHER_LEN} bytes"
-                ));
-            }
-            if !out
-                .matchers
-                .iter()
-                .any(|(t, v, _)| *t == match_type && *v == value)
+            // Mercure 1.0 comes with JSON Web Tokens (feature jwt): the tiny build speaks 0.x.
+            #[cfg(not(feature = "jwt"))]
+            return Err(
+                "this ssed speaks Mercure 0.x only (built without the cargo feature jwt): subscribe with topic="
+                    .into(),
+            );
+            #[cfg(feature = "jwt")]
             {
-                out.matchers.push((match_type, value, parameter));
+                read_matcher(&mut out, &name, value)?;
+                continue;
             }
-            if out.matchers.len() > MAX_MATCHERS {
-                return Err(format!(
-                    "{parameter}: at most {MAX_MATCHERS} matchers in one subscription"
-                ));
-            }
-            continue;
         }
         match name.as_str() {
             "topic" if !out.topics.contains(&value) => out.topics.push(value),
@@ -108,6 +90,41 @@ pub fn subscribe(query: &str) -> Result<Subscribe, String> {
         }
     }
     Ok(out)
+}
+
+/// Takes in one parameter of the reserved `match` namespace.
+#[cfg(feature = "jwt")]
+fn read_matcher(out: &mut Subscribe, name: &str, value: String) -> Result<(), String> {
+    let (match_type, parameter) = match name {
+        "match" => (MatchType::Exact, "match"),
+        "match_exact" => (MatchType::Exact, "match_exact"),
+        "match_urlpattern" => (MatchType::UrlPattern, "match_urlpattern"),
+        _ => {
+            return Err(format!(
+                "unknown parameter '{}' in the reserved match namespace: the matchers are match (or match_exact) and match_urlpattern",
+                shown(name)
+            ));
+        }
+    };
+    check_text(parameter, &value)?;
+    if value.len() > MAX_MATCHER_LEN {
+        return Err(format!(
+            "{parameter}: a matcher is at most {MAX_MATCHER_LEN} bytes"
+        ));
+    }
+    if !out
+        .matchers
+        .iter()
+        .any(|(t, v, _)| *t == match_type && *v == value)
+    {
+        out.matchers.push((match_type, value, parameter));
+    }
+    if out.matchers.len() > MAX_MATCHERS {
+        return Err(format!(
+            "{parameter}: at most {MAX_MATCHERS} matchers in one subscription"
+        ));
+    }
+    Ok(())
 }
 
 /// How the body of a publish request is read.

@@ -19,7 +19,9 @@ mod token;
 #[cfg(feature = "urlpattern")]
 pub mod urlpattern;
 
-pub use policy::{Challenge, Denied, Keys, Publishing, QueryTokens, may_publish, may_subscribe};
+#[cfg(feature = "jwt")]
+pub use policy::{Challenge, Denied};
+pub use policy::{Keys, Publishing, QueryTokens, may_publish, may_subscribe};
 
 #[cfg(feature = "jwt")]
 #[allow(unused_imports)]

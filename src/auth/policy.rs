@@ -23,6 +23,7 @@ use super::access_token::{self, Grants, Role, TrustedIssuer};
 use super::credentials::{self, Source};
 #[cfg(feature = "jwt")]
 use super::jwt::{self, Key};
+#[cfg(feature = "jwt")]
 use crate::mercure::Hub;
 
 /// Why a request is refused, and how to say so.
@@ -45,17 +46,21 @@ pub enum Challenge {
     Bearer,
     /// Mercure 1.0 (RFC 6750 and RFC 9728): `Bearer`, the error code if any (`invalid_token`,
     /// `insufficient_scope`, `invalid_request`), and where the hub's metadata is.
+    #[cfg(feature = "jwt")]
     Mercure(Option<&'static str>),
 }
 
 impl Denied {
     /// Extra header lines of the refusal: a `401` names the scheme it wants; a 1.0 refusal
-    /// also the error and the metadata of `hub`.
-    pub fn challenge(&self, hub: &Hub) -> String {
+    /// also the error and the metadata of the hub of `keys`.
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
+    pub fn challenge(&self, keys: &Keys) -> String {
         match self.challenge {
             Challenge::None => String::new(),
             Challenge::Bearer => "WWW-Authenticate: Bearer\r\n".into(),
+            #[cfg(feature = "jwt")]
             Challenge::Mercure(error) => {
+                let hub = &keys.hub;
                 let error = error.map_or(String::new(), |e| format!("error=\"{e}\", "));
                 format!(
                     "WWW-Authenticate: Bearer {error}resource_metadata=\"{}\"\r\n",
@@ -66,6 +71,7 @@ impl Denied {
     }
 
     /// The refusal as Mercure 1.0 words it, for a request that spoke 1.0.
+    #[cfg(feature = "jwt")]
     fn mercure(mut self, error: Option<&'static str>) -> Denied {
         self.challenge = Challenge::Mercure(error);
         self
@@ -92,17 +98,20 @@ pub struct Keys {
     /// Mercure 1.0's trusted issuers and their keys.
     #[cfg(feature = "jwt")]
     issuers: Vec<TrustedIssuer>,
+    /// The hub 1.0 tokens name.
+    #[cfg(feature = "jwt")]
     pub hub: Hub,
 }
 
 impl Keys {
     /// The keys of `config`, which `Config::validate` has checked: a key it refused is absent.
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
     pub fn new(config: &Config) -> Keys {
-        let hub = config
-            .hub()
-            .unwrap_or_else(|_| Config::default().hub().expect("default hub"));
         #[cfg(feature = "jwt")]
         {
+            let hub = config
+                .hub()
+                .unwrap_or_else(|_| Config::default().hub().expect("default hub"));
             let key = |text: &Option<String>| {
                 text.as_deref()
                     .and_then(|text| Key::new("HS256", text).ok())
@@ -127,7 +136,7 @@ impl Keys {
             }
         }
         #[cfg(not(feature = "jwt"))]
-        Keys { hub }
+        Keys {}
     }
 
     /// Whether some key verifies tokens of `role`'s endpoint: then such a token is needed.
@@ -141,6 +150,7 @@ impl Keys {
     }
 
     /// Whether 1.0 access tokens are accepted: refusals then speak 1.0.
+    #[cfg(feature = "jwt")]
     pub fn speaks_v1(&self) -> bool {
         #[cfg(feature = "jwt")]
         return !self.issuers.is_empty();
@@ -202,11 +212,11 @@ impl Publishing {
                     refusal: Refusal::Forbidden,
                     challenge: Challenge::None,
                 };
-                Err(if v1 {
-                    denied.mercure(Some("insufficient_scope"))
-                } else {
-                    denied
-                })
+                #[cfg(feature = "jwt")]
+                if v1 {
+                    return Err(denied.mercure(Some("insufficient_scope")));
+                }
+                Err(denied)
             }
         }
     }
@@ -370,6 +380,7 @@ pub fn may_subscribe(
     Ok(Reading::default())
 }
 
+#[cfg(feature = "jwt")]
 impl Keys {
     /// A refusal as the hub words it: 1.0's challenge once 1.0 tokens are accepted.
     fn word(&self, denied: Denied, error: Option<&'static str>) -> Denied {
@@ -483,7 +494,7 @@ mod tests {
         let denied = publish(&config, &with("Bearer nope"), true).unwrap_err();
         assert_eq!(denied.status, Status::UNAUTHORIZED);
         assert_eq!(
-            denied.challenge(&config.hub().unwrap()),
+            denied.challenge(&Keys::new(&config)),
             "WWW-Authenticate: Bearer\r\n"
         );
         assert_eq!(subscribe(&config, &with("Bearer r3ad"), None), Ok(()));

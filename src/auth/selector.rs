@@ -195,6 +195,7 @@ impl Selector {
         }
     }
 
+    #[cfg(feature = "jwt")]
     /// A 1.0 matcher of type `match_type` (`*` is every topic whatever the type). `base` is the
     /// hub's URL, which relative URL patterns and topics are resolved against. The error says
     /// why the value is no matcher of that type.

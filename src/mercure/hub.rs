@@ -98,6 +98,7 @@ impl Hub {
 }
 
 /// `path` is `root` or below it.
+#[cfg(feature = "urlpattern")]
 fn under(path: &str, root: &str) -> bool {
     path == root
         || path

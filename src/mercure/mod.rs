@@ -6,14 +6,19 @@
 //! Token verification is in `auth/access_token.rs`, matchers in `auth/selector.rs` and
 //! `auth/urlpattern.rs`; the requests that speak 1.0 are in `requests/`.
 
+#[cfg(feature = "jwt")]
 mod hub;
 #[doc(hidden)]
+#[cfg(feature = "jwt")]
 pub mod publication;
 #[cfg(feature = "jwt")]
 pub mod subscriptions;
+#[cfg(feature = "jwt")]
 mod text;
 
+#[cfg(feature = "jwt")]
 pub use hub::Hub;
+#[cfg(feature = "jwt")]
 pub use text::check_text;
 
 /// The path of ssed's hub, where every Mercure request is answered.

@@ -8,6 +8,7 @@
 //! same subscribe and publish, speaking that protocol.
 
 mod cors;
+#[cfg(feature = "jwt")]
 mod discovery;
 mod pages;
 mod publish;
@@ -58,6 +59,7 @@ impl EventLoop {
             (Method::Get, "/") => self.viewer(conn, slot, &request, &cors),
             (Method::Get, "/health") => self.health(conn, slot, &cors),
             (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
+            #[cfg(feature = "jwt")]
             (Method::Get, path) if self.is_metadata_path(path) => self.metadata(conn, slot, &cors),
             #[cfg(feature = "jwt")]
             (Method::Get, path)

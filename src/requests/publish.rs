@@ -10,6 +10,7 @@ use crate::conn::{Conn, PendingBody, Phase};
 use crate::event_loop::EventLoop;
 use crate::frame::{self, IdForm};
 use crate::http::{self, Request, Status};
+#[cfg(feature = "jwt")]
 use crate::mercure::publication;
 use crate::params::{self, Body, Unknown};
 use crate::stats::Refusal;
@@ -38,7 +39,7 @@ impl EventLoop {
         let publishing = match publishing {
             Ok(publishing) => publishing,
             Err(denied) => {
-                let extra = format!("{cors}{}", denied.challenge(&self.keys.hub));
+                let extra = format!("{cors}{}", denied.challenge(&self.keys));
                 let (status, refusal) = (denied.status, denied.refusal);
                 return self.reject(conn, slot, status, &extra, &denied.why, refusal);
             }
@@ -94,7 +95,9 @@ impl EventLoop {
         };
         let checked = params::publish_as(&request.query, body, unknown).and_then(|event| {
             // The hub's reserved values are refused on the hub whichever protocol its publisher
-            // speaks, and everywhere once the hub generates subscription events.
+            // speaks, and everywhere once the hub generates subscription events. Mercure 1.0
+            // comes with JSON Web Tokens (feature jwt): the tiny build speaks 0.x.
+            #[cfg(feature = "jwt")]
             if pending.hub {
                 publication::check(&event, &self.keys.hub)?;
             } else if self.config.subscriptions {
@@ -115,7 +118,7 @@ impl EventLoop {
             return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
         }
         if let Err(denied) = pending.publishing.check(&event) {
-            let extra = format!("{cors}{}", denied.challenge(&self.keys.hub));
+            let extra = format!("{cors}{}", denied.challenge(&self.keys));
             let (status, refusal) = (denied.status, denied.refusal);
             return self.reject(conn, slot, status, &extra, &denied.why, refusal);
         }

@@ -41,8 +41,10 @@ impl EventLoop {
                 return self.reject(conn, slot, status, cors, &why, Refusal::BadRequest);
             }
         };
+        #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
         let mut selectors: Vec<Selector> =
             query.topics.iter().map(|t| Selector::compile(t)).collect();
+        #[cfg(feature = "jwt")]
         for (match_type, value, parameter) in &query.matchers {
             match Selector::matcher(*match_type, value, &self.keys.hub) {
                 Ok(selector) => selectors.push(selector),
@@ -61,7 +63,7 @@ impl EventLoop {
         let reading = match auth::may_subscribe(&self.config, &self.keys, request, tokens, now) {
             Ok(reading) => reading,
             Err(denied) => {
-                let extra = format!("{cors}{}", denied.challenge(&self.keys.hub));
+                let extra = format!("{cors}{}", denied.challenge(&self.keys));
                 let (status, refusal) = (denied.status, denied.refusal);
                 return self.reject(conn, slot, status, &extra, &denied.why, refusal);
             }
@@ -104,7 +106,7 @@ impl EventLoop {
             .or(query.last_event_id.as_deref());
         // A hub's answer to a replay names where it starts (`Mercure-Last-Event-ID`), which
         // only the replay knows: the head's place is held until then.
-        let cursor_head = hub && last_id.is_some();
+        let cursor_head = cfg!(feature = "jwt") && hub && last_id.is_some();
         if cursor_head {
             conn.hold_answer();
         } else if cors.is_empty() {
@@ -128,7 +130,7 @@ impl EventLoop {
                     if cursor_head {
                         let token = self.token(slot).0;
                         self.waiting_heads
-                            .insert(token, (Box::from(cors), Box::from(last_id)));
+                            .push((token, Box::from(cors), Box::from(last_id)));
                     }
                     self.due.mark(conn, slot);
                     return;
@@ -177,7 +179,13 @@ impl EventLoop {
             if conn.phase == Phase::Streaming && conn.sub_index == u32::MAX {
                 match late.events {
                     Some(events) => {
-                        if let Some((cors, last_id)) = self.waiting_heads.remove(&late.waiter) {
+                        let waiting = self
+                            .waiting_heads
+                            .iter()
+                            .position(|(w, _, _)| *w == late.waiter);
+                        if let Some((_, cors, last_id)) =
+                            waiting.map(|i| self.waiting_heads.swap_remove(i))
+                        {
                             let cursor = if events.gap {
                                 EARLIEST.to_owned()
                             } else {

@@ -202,7 +202,7 @@ impl EventLoop {
 
     /// Answers a refusal with its challenge.
     pub(super) fn deny(&mut self, conn: &mut Conn, slot: u32, cors: &str, denied: auth::Denied) {
-        let extra = format!("{cors}{}", denied.challenge(&self.keys.hub));
+        let extra = format!("{cors}{}", denied.challenge(&self.keys));
         let (status, refusal) = (denied.status, denied.refusal);
         self.reject(conn, slot, status, &extra, &denied.why, refusal);
     }

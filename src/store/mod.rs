@@ -292,6 +292,7 @@ impl Store {
     }
 
     /// The id of the newest retained event, if it has one.
+    #[cfg(feature = "jwt")]
     pub fn last_id(&self) -> Option<String> {
         let entry = self.ring.all().last()?;
         let id = std::str::from_utf8(entry.id()).ok()?;
