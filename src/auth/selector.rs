@@ -77,15 +77,7 @@ impl Selectors {
     /// Whether one of the selectors matches one of the topics of `entry`.
     #[inline]
     pub fn matches_entry(&self, entry: &Entry) -> bool {
-        if self.any {
-            return true;
-        }
-        let mut index = 0;
-        entry.topics().any(|topic| {
-            let at = index;
-            index += 1;
-            self.list.iter().any(|s| s.matches_in(topic, entry, at))
-        })
+        self.any || self.list.iter().any(|s| s.matches_entry(entry))
     }
 
     /// Whether one of the selectors matches one of `topics` (an event has one or more).
@@ -144,12 +136,50 @@ enum Kind {
     UrlPattern(Arc<UrlMatcher>),
 }
 
-/// A URL pattern and the base its topics are resolved against.
+/// A URL pattern and the base its topics are resolved against. Shared by every selector of the
+/// same pattern (see [`shared_pattern`]): a compiled pattern holds a regular expression per URL
+/// component, tens of kilobytes, and an event needs matching against each distinct pattern once.
 #[cfg(feature = "urlpattern")]
 #[derive(Debug)]
 struct UrlMatcher {
     pattern: Pattern,
     base: url::Url,
+    /// Unique to this compilation: what an event remembers its match by.
+    id: u64,
+}
+
+/// The compiled pattern of `source` against `base`: the one a live selector already holds, or
+/// a new one. Patterns are compiled on the loop's thread (a subscription, a token), so the lock
+/// is never contended; dead entries are swept as the table grows.
+#[cfg(feature = "urlpattern")]
+fn shared_pattern(source: &str, base: &url::Url) -> Result<Arc<UrlMatcher>, String> {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, Weak};
+
+    static PATTERNS: Mutex<Option<HashMap<(Box<str>, Box<str>), Weak<UrlMatcher>>>> =
+        Mutex::new(None);
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+    let key: (Box<str>, Box<str>) = (base.as_str().into(), source.into());
+    let mut table = PATTERNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let table = table.get_or_insert_with(HashMap::new);
+    if let Some(live) = table.get(&key).and_then(Weak::upgrade) {
+        return Ok(live);
+    }
+    let pattern = Pattern::compile(source, Some(base))?;
+    let matcher = Arc::new(UrlMatcher {
+        pattern,
+        base: base.clone(),
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    });
+    if table.len() >= 64 && table.len().is_power_of_two() {
+        table.retain(|_, weak| weak.strong_count() > 0);
+    }
+    table.insert(key, Arc::downgrade(&matcher));
+    Ok(matcher)
 }
 
 /// A Mercure 1.0 matcher type.
@@ -208,11 +238,7 @@ impl Selector {
             _ if source == "*" => Kind::Any,
             MatchType::Exact => Kind::Exact,
             #[cfg(feature = "urlpattern")]
-            MatchType::UrlPattern => {
-                let pattern = Pattern::compile(source, Some(hub.base()))?;
-                let base = hub.base().clone();
-                Kind::UrlPattern(Arc::new(UrlMatcher { pattern, base }))
-            }
+            MatchType::UrlPattern => Kind::UrlPattern(shared_pattern(source, hub.base())?),
             #[cfg(not(feature = "urlpattern"))]
             MatchType::UrlPattern => {
                 let _ = hub;
@@ -252,19 +278,23 @@ impl Selector {
         }
     }
 
-    /// Whether the selector matches `topic`, the topic at `index` of `entry`, whose parsed
-    /// URL the entry keeps for every pattern that asks.
+    /// Whether the selector matches one of the topics of `entry`. A URL pattern's answer is
+    /// kept by the entry, so that the pattern's other subscribers get it without matching.
     #[inline]
-    fn matches_in(&self, topic: &str, entry: &Entry, index: usize) -> bool {
+    fn matches_entry(&self, entry: &Entry) -> bool {
         match &self.kind {
             #[cfg(feature = "urlpattern")]
-            Kind::UrlPattern(matcher) => entry
-                .topic_url(index, &matcher.base)
-                .is_some_and(|url| matcher.pattern.matches(url)),
-            _ => {
-                let _ = (entry, index);
-                self.matches(topic)
-            }
+            Kind::UrlPattern(matcher) => entry.remembered(matcher.id, || {
+                let mut index = 0;
+                entry.topics().any(|_| {
+                    let at = index;
+                    index += 1;
+                    entry
+                        .topic_url(at, &matcher.base)
+                        .is_some_and(|url| matcher.pattern.matches(url))
+                })
+            }),
+            _ => entry.topics().any(|topic| self.matches(topic)),
         }
     }
 
@@ -1371,6 +1401,46 @@ mod tests {
         assert!(
             matched > 1_000 && matched < templates - 1_000,
             "{matched}/{templates} matched"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "urlpattern"))]
+mod shared_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn selectors_of_one_pattern_share_its_compilation_and_an_event_matches_it_once() {
+        let hub = crate::mercure::Hub::new("https://hub.test/.well-known/mercure", None).unwrap();
+        let pattern = "https://x.test/shared/:id";
+        let a = Selector::matcher(MatchType::UrlPattern, pattern, &hub).unwrap();
+        let b = Selector::matcher(MatchType::UrlPattern, pattern, &hub).unwrap();
+        let (Kind::UrlPattern(a_matcher), Kind::UrlPattern(b_matcher)) = (&a.kind, &b.kind) else {
+            panic!("not patterns");
+        };
+        assert!(Arc::ptr_eq(a_matcher, b_matcher));
+        let other = Selector::matcher(MatchType::UrlPattern, "https://x.test/other/:id", &hub);
+        let Kind::UrlPattern(other) = other.unwrap().kind else {
+            panic!("not a pattern");
+        };
+        assert_ne!(other.id, a_matcher.id);
+        let event = crate::event::Event::new("x").topic("https://x.test/shared/1");
+        let entry = Entry::new(
+            crate::frame::encode("1", "", None, "x"),
+            crate::event::Topics::of(&event),
+            false,
+        );
+        let mut asked = 0;
+        for _ in 0..3 {
+            assert!(entry.remembered(a_matcher.id, || {
+                asked += 1;
+                true
+            }));
+        }
+        assert_eq!(asked, 1, "matched once, remembered after");
+        assert!(Selectors::of([a.clone(), b]).matches_entry(&entry));
+        assert!(
+            !Selectors::of([Selector::exact("https://x.test/shared/1x")]).matches_entry(&entry)
         );
     }
 }

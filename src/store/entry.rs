@@ -26,7 +26,15 @@ pub struct Entry {
     /// `auth/urlpattern.rs`): every pattern subscriber shares them.
     #[cfg(feature = "urlpattern")]
     urls: std::cell::OnceCell<Box<[Option<TopicUrl>]>>,
+    /// Whether the URL patterns asked so far match it, by pattern id: the first subscriber of a
+    /// pattern matches, the others read the answer (at most [`REMEMBERED`] patterns).
+    #[cfg(feature = "urlpattern")]
+    remembered: std::cell::RefCell<Vec<(u64, bool)>>,
 }
+
+/// Most URL patterns an entry remembers its answer for; beyond, patterns match each time.
+#[cfg(feature = "urlpattern")]
+const REMEMBERED: usize = 32;
 
 impl Entry {
     pub fn new(encoded: Encoded, topics: Topics, private: bool) -> Entry {
@@ -39,7 +47,28 @@ impl Entry {
             position: 0,
             #[cfg(feature = "urlpattern")]
             urls: std::cell::OnceCell::new(),
+            #[cfg(feature = "urlpattern")]
+            remembered: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// The answer of the pattern `id` for this entry: remembered, or `matches` asked once.
+    #[cfg(feature = "urlpattern")]
+    pub fn remembered(&self, id: u64, matches: impl FnOnce() -> bool) -> bool {
+        if let Some(&(_, answer)) = self
+            .remembered
+            .borrow()
+            .iter()
+            .find(|(seen, _)| *seen == id)
+        {
+            return answer;
+        }
+        let answer = matches();
+        let mut remembered = self.remembered.borrow_mut();
+        if remembered.len() < REMEMBERED {
+            remembered.push((id, answer));
+        }
+        answer
     }
 
     /// The topic at `index` parsed as a URL against `base` (the hub's URL, the same for every
