@@ -2,7 +2,7 @@
 //! `urlpattern` crate (cargo feature `urlpattern`).
 //!
 //! A pattern is compiled once, relative to the hub's URL, into one anchored regular expression
-//! per URL component, on the `regex` crate's engine, whose matching time is linear in the
+//! per URL component, on the `regex-lite` crate's engine, whose matching time is linear in the
 //! input whatever the pattern (the draft requires that, or a cost limit, against crafted
 //! patterns). A topic is parsed once per event into its components ([`TopicUrl`], relative
 //! topics resolved against the hub's URL) and every pattern subscriber tests those: matching
@@ -11,9 +11,39 @@
 use url::Url;
 use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternOptions};
 
+/// A component's regular expression, on `regex-lite`: linear-time matching (a PikeVM and a
+/// bounded backtracker, never exponential) in a few kilobytes, where the `regex` crate's
+/// faster engines held about 75 KB per pattern, too much for a subscription per user.
+pub struct Lean(regex_lite::Regex);
+
+impl urlpattern::regexp::RegExp for Lean {
+    fn syntax() -> urlpattern::RegexSyntax {
+        urlpattern::RegexSyntax::Rust
+    }
+
+    fn parse(pattern: &str, _flags: &str, _force_eval: bool) -> Result<Lean, ()> {
+        regex_lite::Regex::new(pattern).map(Lean).map_err(|_| ())
+    }
+
+    fn matches<'a>(&self, text: &'a str) -> Option<Vec<Option<&'a str>>> {
+        let captures = self.0.captures(text)?;
+        Some(
+            captures
+                .iter()
+                .skip(1)
+                .map(|c| c.map(|m| m.as_str()))
+                .collect(),
+        )
+    }
+
+    fn pattern_string(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// A compiled URL pattern.
 pub struct Pattern {
-    compiled: UrlPattern<regex::Regex>,
+    compiled: UrlPattern<Lean>,
 }
 
 impl std::fmt::Debug for Pattern {
@@ -33,10 +63,9 @@ impl Pattern {
         // The parser is a dependency's: whatever it does with a crafted pattern, the loop that
         // compiles it must go on.
         let compiled = std::panic::catch_unwind(|| {
-            let init =
-                UrlPatternInit::parse_constructor_string::<regex::Regex>(source, base.cloned())
-                    .map_err(|e| format!("not a URL pattern: {e}"))?;
-            UrlPattern::<regex::Regex>::parse(init, UrlPatternOptions::default())
+            let init = UrlPatternInit::parse_constructor_string::<Lean>(source, base.cloned())
+                .map_err(|e| format!("not a URL pattern: {e}"))?;
+            UrlPattern::<Lean>::parse(init, UrlPatternOptions::default())
                 .map_err(|e| format!("not a URL pattern: {e}"))
         })
         .unwrap_or_else(|_| Err("not a URL pattern: the parser gave up".into()))?;
@@ -61,7 +90,7 @@ impl Pattern {
                 component
                     .regexp
                     .as_ref()
-                    .is_ok_and(|regexp| regexp.is_match(part))
+                    .is_ok_and(|regexp| regexp.0.is_match(part))
             })
     }
 }
@@ -84,9 +113,7 @@ fn unbalanced_host_brackets(source: &str) -> bool {
     false
 }
 
-fn components(
-    pattern: &UrlPattern<regex::Regex>,
-) -> [&urlpattern::component::Component<regex::Regex>; 8] {
+fn components(pattern: &UrlPattern<Lean>) -> [&urlpattern::component::Component<Lean>; 8] {
     [
         &pattern.protocol,
         &pattern.username,
