@@ -95,12 +95,12 @@ impl Pattern {
     }
 }
 
-/// Whether the host of an absolute pattern closes a bracket it never opened.
+/// Whether a pattern closes a bracket it never opened, which a host never does and the crate's
+/// parser would count below zero (`]` without `[` elsewhere is refused too, a rare pattern).
 fn unbalanced_host_brackets(source: &str) -> bool {
-    let Some((_, rest)) = source.split_once("://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Where the crate's parser sees a host is its own business (a scheme of any bytes, with or
+    // without `//`): a `]` it could count is refused wherever it is.
+    let host = source;
     let mut depth = 0i32;
     for c in host.chars() {
         match c {
