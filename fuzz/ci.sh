@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-60}
 # Each target with its dictionary.
-targets=(request_head:http publish_params:params frame_roundtrip:sse c_publish:sse history_record:none conn_input:http jwt:none)
+targets=(request_head:http publish_params:params frame_roundtrip:sse c_publish:sse history_record:none conn_input:http jwt:none access_token:none matchers:params)
 # The flags of every run, so that a short run finds what a long one would.
 build_flags=(--sanitizer none --debug-assertions)
 max_len=16384 # above the 8 KiB head limit

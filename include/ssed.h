@@ -126,6 +126,30 @@ typedef enum sse_log_level {
 typedef struct sse_server sse_server;
 
 /**
+ * A trusted issuer of Mercure 1.0 access tokens (`typ` `at+jwt`): the `iss` its tokens carry,
+ * and the keys its publishers' and subscribers' tokens are signed with. A key is written
+ * "HS256:SECRET" (or the bare secret, 32 bytes or more), "RS256:PEM" or "ES256:PEM" (in a
+ * libssed built with those algorithms); NULL: that role's tokens are not accepted from this
+ * issuer. Only the issuer's own keys ever verify its tokens.
+ *
+ * The caller owns the struct and its strings; `sse_server_new` copies what it needs.
+ */
+typedef struct sse_issuer {
+  /**
+   * The issuer identifier, exactly as tokens' `iss` (e.g. "https://example.com"). Not NULL.
+   */
+  const char *issuer;
+  /**
+   * The key of its publishers' tokens, or NULL.
+   */
+  const char *publisher_key;
+  /**
+   * The key of its subscribers' tokens, or NULL.
+   */
+  const char *subscriber_key;
+} sse_issuer;
+
+/**
  * Server settings. Declare one, fill it with `sse_config_init(&config, sizeof config)`, change
  * the fields you care about, and pass it to `sse_server_new`, which copies what it needs: the
  * struct and its strings may be freed as soon as `sse_server_new` returns.
@@ -263,6 +287,29 @@ typedef struct sse_config {
    * The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
    */
   const char *tls_key;
+  /**
+   * Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+   * the proxy's): the base of relative topics and URL patterns, and the root of the
+   * namespace reserved to the hub. NULL (the default): "http://", the bound address and
+   * "/.well-known/mercure".
+   */
+  const char *hub_url;
+  /**
+   * Mercure 1.0: the resource identifier access tokens' `aud` must contain. NULL (the
+   * default): the hub URL.
+   */
+  const char *resource_identifier;
+  /**
+   * Mercure 1.0: the trusted issuers of access tokens, `issuer_count` of them (see
+   * `sse_issuer`). Default NULL and 0: no 1.0 token is accepted.
+   */
+  const struct sse_issuer *issuers;
+  size_t issuer_count;
+  /**
+   * Non-zero: Mercure 1.0's active subscriptions (subscription events and the subscription
+   * API). Default 0.
+   */
+  int64_t subscriptions;
 } sse_config;
 
 /**

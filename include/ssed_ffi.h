@@ -26,6 +26,12 @@ typedef enum sse_log_level {
 
 typedef struct sse_server sse_server;
 
+typedef struct sse_issuer {
+  const char *issuer;
+  const char *publisher_key;
+  const char *subscriber_key;
+} sse_issuer;
+
 typedef struct sse_config {
   size_t size;
   const char *listen;
@@ -51,6 +57,11 @@ typedef struct sse_config {
   size_t redis_history;
   const char *tls_cert;
   const char *tls_key;
+  const char *hub_url;
+  const char *resource_identifier;
+  const struct sse_issuer *issuers;
+  size_t issuer_count;
+  int64_t subscriptions;
 } sse_config;
 
 typedef struct sse_stats {

@@ -134,6 +134,42 @@ pub struct Config {
     /// The PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519) of
     /// `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+    /// the proxy's). Relative topics and URL patterns are resolved against it, its path roots
+    /// the namespace reserved to the hub, and discovery names it. `None`: `http://` and the
+    /// bound address, then `/.well-known/mercure`.
+    pub hub_url: Option<String>,
+    /// Mercure 1.0: the hub's resource identifier, which access tokens' `aud` must contain;
+    /// `None`: the hub URL.
+    pub resource_identifier: Option<String>,
+    /// Mercure 1.0: the issuers whose access tokens (`typ` `at+jwt`) the hub trusts, each with
+    /// its own keys. Needs the cargo feature `jwt`.
+    pub issuers: Vec<Issuer>,
+    /// Mercure 1.0's active subscriptions: subscription events and the subscription API.
+    pub subscriptions: bool,
+}
+
+/// A trusted issuer of Mercure 1.0 access tokens: the `iss` its tokens carry, and the keys its
+/// publishers' and subscribers' tokens are signed with (either may be absent). A key is
+/// written `HS256:SECRET` (or the bare secret, 32 bytes or more), `RS256:PEM` or `ES256:PEM`
+/// (with the features `jwt-rs256`, `jwt-es256`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issuer {
+    pub issuer: String,
+    pub publisher_key: Option<String>,
+    pub subscriber_key: Option<String>,
+}
+
+impl Issuer {
+    /// An issuer whose publishers and subscribers sign with the same key.
+    pub fn new(issuer: impl Into<String>, key: impl Into<String>) -> Issuer {
+        let key = key.into();
+        Issuer {
+            issuer: issuer.into(),
+            publisher_key: Some(key.clone()),
+            subscriber_key: Some(key),
+        }
+    }
 }
 
 /// The fewest entries a cluster's stream keeps: a node that falls that far behind would miss
@@ -166,6 +202,10 @@ impl Default for Config {
             redis_history: None,
             tls_cert: None,
             tls_key: None,
+            hub_url: None,
+            resource_identifier: None,
+            issuers: Vec::new(),
+            subscriptions: false,
         }
     }
 }
@@ -186,8 +226,45 @@ impl Config {
             .max(MIN_REDIS_HISTORY)
     }
 
+    /// The hub's public URL: `hub_url`, else `http://`, the listening address and the hub's
+    /// path.
+    pub fn hub_url(&self) -> String {
+        self.hub_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}{}", self.listen, crate::mercure::HUB_PATH))
+    }
+
+    /// The hub's identity as Mercure 1.0 sees it.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn hub(&self) -> Result<crate::mercure::Hub, String> {
+        crate::mercure::Hub::new(&self.hub_url(), self.resource_identifier.as_deref())
+            .map_err(|e| e.to_string())
+    }
+
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        #[cfg(feature = "jwt")]
+        self.hub()?;
+        if self.subscriptions && !cfg!(feature = "jwt") {
+            return Err(
+                "this ssed was built without active subscriptions (cargo feature jwt)".into(),
+            );
+        }
+        if !self.issuers.is_empty() && !cfg!(feature = "jwt") {
+            return Err("this ssed was built without JWT support (cargo feature jwt)".into());
+        }
+        #[cfg(feature = "jwt")]
+        for issuer in &self.issuers {
+            if issuer.publisher_key.is_none() && issuer.subscriber_key.is_none() {
+                return Err(format!("issuer '{}' has no key", issuer.issuer));
+            }
+            crate::auth::access_token::TrustedIssuer::new(
+                &issuer.issuer,
+                issuer.publisher_key.as_deref(),
+                issuer.subscriber_key.as_deref(),
+            )
+            .map_err(|why| format!("issuer '{}': {why}", issuer.issuer))?;
+        }
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
         }

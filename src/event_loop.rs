@@ -124,6 +124,12 @@ pub(crate) struct EventLoop {
     /// encrypting.
     #[cfg(feature = "tls")]
     tls: Option<(Arc<crate::tls::Certificates>, Box<crate::tls::Buffers>)>,
+    /// The CORS headers and `Last-Event-ID` of hub streams whose head waits for a replay from
+    /// Redis, by connection token (see `requests/subscribe.rs`).
+    pub(crate) waiting_heads: Vec<(usize, Box<str>, Box<str>)>,
+    /// Mercure 1.0's active subscriptions (`--subscriptions`).
+    #[cfg(feature = "jwt")]
+    pub(crate) active: crate::requests::subscriptions::Active,
 }
 
 impl EventLoop {
@@ -163,6 +169,9 @@ impl EventLoop {
             gap: Arc::from(frame::GAP),
             #[cfg(feature = "tls")]
             tls: None,
+            waiting_heads: Vec::new(),
+            #[cfg(feature = "jwt")]
+            active: Default::default(),
         }
     }
 
@@ -388,6 +397,14 @@ impl EventLoop {
     }
 
     fn close(&mut self, slot: u32) {
+        if (slot as usize) < self.slots.len() {
+            let token = self.token(slot).0;
+            self.waiting_heads.retain(|(waiter, _, _)| *waiter != token);
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.retire_subscriptions(token);
+            }
+        }
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };
@@ -690,6 +707,10 @@ impl EventLoop {
         let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.note_subscription_events(&batch);
+            }
             Counters::add(&self.counters.events_published, batch.len() as u64);
             self.store.keep(&mut batch);
             Counters::set(&self.counters.history_events, self.store.retained() as u64);

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::mercure::ACCESS_COOKIE;
+
 /// Longest request head accepted, request line included.
 pub const MAX_HEAD: usize = 8 * 1024;
 
@@ -44,6 +46,8 @@ pub struct Request {
     pub referer: Option<String>,
     /// The value of the `mercureAuthorization` cookie: a token, as a browser sends it.
     pub token_cookie: Option<String>,
+    /// The value of Mercure 1.0's `__Secure-mercure_access_token` cookie.
+    pub access_cookie: Option<String>,
     /// The request names a proxy hop (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`).
     pub proxied: bool,
 }
@@ -151,8 +155,13 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
             out.origin = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("referer") {
             out.referer = Some(value()?.to_owned());
-        } else if name.eq_ignore_ascii_case("cookie") && out.token_cookie.is_none() {
-            out.token_cookie = cookie(header.value, TOKEN_COOKIE).map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("cookie") {
+            if out.token_cookie.is_none() {
+                out.token_cookie = cookie(header.value, TOKEN_COOKIE).map(str::to_owned);
+            }
+            if out.access_cookie.is_none() {
+                out.access_cookie = cookie(header.value, ACCESS_COOKIE).map(str::to_owned);
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             out.keep_alive = connection_keeps_alive(value()?, out.keep_alive);
         } else if name.eq_ignore_ascii_case("forwarded")
@@ -168,7 +177,7 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
     Ok(out)
 }
 
-/// The cookie that carries a token, as Mercure names it.
+/// The cookie that carries a token, as Mercure 0.x names it.
 pub const TOKEN_COOKIE: &str = "mercureAuthorization";
 
 /// The value of the cookie `name` in a `Cookie` header (`a=1; b=2`), without the double quotes

@@ -29,6 +29,8 @@ pub mod fuzzing;
 mod http;
 mod input;
 mod log;
+#[doc(hidden)]
+pub mod mercure;
 mod params;
 mod requests;
 mod server;
@@ -40,12 +42,12 @@ pub mod sys;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use config::{Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
-
-/// True when this build speaks HTTPS (the cargo feature `tls`).
-pub const TLS: bool = cfg!(feature = "tls");
+pub use config::{Config, Cors, FsyncPolicy, Issuer, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY};
 pub use event::Event;
 pub use frame::FieldError;
 pub use server::{Handle, Server};
+
+/// True when this build speaks HTTPS (the cargo feature `tls`).
+pub const TLS: bool = cfg!(feature = "tls");
 pub use stats::Stats;
 pub use store::PublishError;

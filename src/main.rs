@@ -35,6 +35,15 @@ Options:
                          mercure.subscribe says which private events it reads
                          (env SSED_SUBSCRIBER_JWT_KEY)
   --anonymous            with --subscriber-jwt-key, let subscribers without a token read public events
+  --hub-url URL          Mercure 1.0: the hub's public URL (base of relative topics and URL
+                         patterns) [default: http://ADDR/.well-known/mercure]
+  --resource-identifier ID  Mercure 1.0: what access tokens' aud must name [default: --hub-url]
+  --issuer ISS           Mercure 1.0: trust access tokens whose iss is ISS, with the keys of
+                         the --issuer-*key flags after it (repeatable)
+  --issuer-key K         the issuer's key for publishers and subscribers alike: HS256:SECRET
+                         (or the bare secret), RS256:PEM or ES256:PEM; @PATH reads it from a file
+  --issuer-publisher-key K, --issuer-subscriber-key K  one role's key only
+  --subscriptions        Mercure 1.0 active subscriptions: subscription events and the API
   --history-file PATH    keep the history in this file, so that it survives a restart
   --fsync WHEN           when the history file is synced: always, never, or every MS milliseconds
                          [default: always]
@@ -310,6 +319,44 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--publisher-jwt-key" => config.publisher_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--subscriber-jwt-key" => config.subscriber_jwt_key = Some(jwt_key(&flag, value()?)?),
             "--anonymous" => config.anonymous = true,
+            #[cfg(feature = "jwt")]
+            "--hub-url" => config.hub_url = Some(non_empty(&flag, value()?)?),
+            #[cfg(feature = "jwt")]
+            "--resource-identifier" => {
+                config.resource_identifier = Some(non_empty(&flag, value()?)?)
+            }
+            #[cfg(feature = "jwt")]
+            "--issuer" => config.issuers.push(ssed::Issuer {
+                issuer: non_empty(&flag, value()?)?,
+                ..ssed::Issuer::default()
+            }),
+            #[cfg(feature = "jwt")]
+            "--issuer-key" | "--issuer-publisher-key" | "--issuer-subscriber-key" => {
+                let key = issuer_key(&flag, value()?)?;
+                let Some(issuer) = config.issuers.last_mut() else {
+                    return Err(format!("{flag}: name its issuer first with --issuer"));
+                };
+                if flag != "--issuer-subscriber-key" {
+                    issuer.publisher_key = Some(key.clone());
+                }
+                if flag != "--issuer-publisher-key" {
+                    issuer.subscriber_key = Some(key);
+                }
+            }
+            #[cfg(feature = "jwt")]
+            "--subscriptions" => config.subscriptions = true,
+            #[cfg(not(feature = "jwt"))]
+            "--hub-url"
+            | "--resource-identifier"
+            | "--issuer"
+            | "--issuer-key"
+            | "--issuer-publisher-key"
+            | "--issuer-subscriber-key"
+            | "--subscriptions" => {
+                return Err(format!(
+                    "{flag}: this ssed was built without Mercure 1.0 (cargo feature jwt)"
+                ));
+            }
             "--history-file" => config.history_file = Some(history_file(&flag, value()?)?),
             "--fsync" => config.fsync = fsync(&flag, &value()?)?,
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
@@ -438,6 +485,29 @@ fn token(flag: &str, value: String) -> Result<String, String> {
 
 /// A JWT key from `name` (a flag or an environment variable), refused with a message naming it
 /// and never the key.
+#[cfg(feature = "jwt")]
+/// An issuer's key, `[ALG:]TEXT`; `[ALG:]@PATH` reads the text from a file (a PEM public
+/// key, or a secret kept out of the command line).
+fn issuer_key(name: &str, value: String) -> Result<String, String> {
+    let (algorithm, text) = match value.split_once(':') {
+        Some((algorithm, text)) if ["HS256", "RS256", "ES256"].contains(&algorithm) => {
+            (Some(algorithm), text.to_owned())
+        }
+        _ => (None, value.clone()),
+    };
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}: cannot read {path}: {e}"))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        None => text,
+    };
+    Ok(match algorithm {
+        Some(algorithm) => format!("{algorithm}:{text}"),
+        None => text,
+    })
+}
+
 fn jwt_key(name: &str, value: String) -> Result<String, String> {
     Config::check_jwt_key(&value).map_err(|why| format!("{name}: {why}"))?;
     Ok(value)

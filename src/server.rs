@@ -48,7 +48,7 @@ impl Server {
     /// Binds `config.listen` at once (port 0 picks a free port), opens the history file when
     /// there is one (loading what it retains), and prepares the loop. An error says what
     /// failed: the address, or the history file's path.
-    pub fn bind(config: Config) -> io::Result<Server> {
+    pub fn bind(mut config: Config) -> io::Result<Server> {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
@@ -56,6 +56,8 @@ impl Server {
         let listener = sys::listen(listen, BACKLOG)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
         let local_addr = listener.local_addr()?;
+        // The hub's URL names the port bound, not 0.
+        config.listen = local_addr;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()

@@ -1,8 +1,8 @@
 /* The ssed PHP extension: a Server-Sent Events server inside the PHP process, fed by
  * ssed_publish(). Built with phpize against include/ssed.h and linked to libssed.so.
  *
- *   ssed_start(string $listen = "127.0.0.1:8080", ?string $tls_cert = null,
- *              ?string $tls_key = null): int               port, or a negative sse_result
+ *   ssed_start(string $listen = "127.0.0.1:8080", array $options = []): int
+ *                                                          port, or a negative sse_result
  *   ssed_reload_tls(): int                                 0, or a negative sse_result
  *   ssed_publish(string $data, array|string|null $topic = null, ?string $event = null,
  *                ?string $id = null, ?int $retry = null): int
@@ -12,6 +12,10 @@
  *   ssed_stop(): int                                       0, or a negative sse_result
  *   ssed_last_error(): string                              why the last call failed
  *
+ * ssed_start's $options set Mercure 1.0: "hub_url" and "resource_identifier" (strings),
+ * "issuers" (a list of ["issuer" => ..., "key" => ...], or "publisher_key" and
+ * "subscriber_key" apart; see sse_issuer), "subscriptions" and "anonymous" (booleans), and
+ * HTTPS: "tls_cert" and "tls_key" (the PEM files of a certificate chain and its key).
  * ssed_publish's $topic is one topic or an array of them (the event reaches the subscribers
  * of any, once each); $retry sends `retry:` with the event, the milliseconds a browser waits
  * before reconnecting.
@@ -49,15 +53,81 @@ static int has_nul(const char *text, size_t len)
     return text != NULL && memchr(text, '\0', len) != NULL;
 }
 
+/* The string at `key` of `options`, borrowed for the call; NULL when absent. A value that is
+ * not a string, or holds a NUL, fails the call. */
+static int option_string(HashTable *options, const char *key, const char **out)
+{
+    zval *value = options ? zend_hash_str_find(options, key, strlen(key)) : NULL;
+    *out = NULL;
+    if (value == NULL || Z_TYPE_P(value) == IS_NULL) {
+        return 1;
+    }
+    if (Z_TYPE_P(value) != IS_STRING || has_nul(Z_STRVAL_P(value), Z_STRLEN_P(value))) {
+        return 0;
+    }
+    *out = Z_STRVAL_P(value);
+    return 1;
+}
+
+/* Fills `config` with the Mercure 1.0 options; the issuers go to *issuers (emalloc'd, the
+ * caller efrees it). Returns 0 and sets own_error on a bad option. */
+static int mercure_options(HashTable *options, sse_config *config, sse_issuer **issuers)
+{
+    *issuers = NULL;
+    if (options == NULL) {
+        return 1;
+    }
+    if (!option_string(options, "hub_url", &config->hub_url)
+        || !option_string(options, "resource_identifier", &config->resource_identifier)) {
+        own_error = "hub_url and resource_identifier must be strings without NUL";
+        return 0;
+    }
+    zval *flag = zend_hash_str_find(options, "subscriptions", strlen("subscriptions"));
+    config->subscriptions = flag != NULL && zend_is_true(flag);
+    flag = zend_hash_str_find(options, "anonymous", strlen("anonymous"));
+    config->anonymous = flag != NULL && zend_is_true(flag);
+    zval *list = zend_hash_str_find(options, "issuers", strlen("issuers"));
+    if (list == NULL) {
+        return 1;
+    }
+    if (Z_TYPE_P(list) != IS_ARRAY) {
+        own_error = "issuers must be an array of arrays";
+        return 0;
+    }
+    uint32_t count = zend_hash_num_elements(Z_ARRVAL_P(list));
+    *issuers = ecalloc(count ? count : 1, sizeof **issuers);
+    uint32_t i = 0;
+    zval *entry;
+    ZEND_HASH_FOREACH_VAL(Z_ARRVAL_P(list), entry) {
+        sse_issuer *issuer = &(*issuers)[i++];
+        const char *both = NULL;
+        HashTable *fields = Z_TYPE_P(entry) == IS_ARRAY ? Z_ARRVAL_P(entry) : NULL;
+        if (fields == NULL || !option_string(fields, "issuer", &issuer->issuer)
+            || !option_string(fields, "key", &both)
+            || !option_string(fields, "publisher_key", &issuer->publisher_key)
+            || !option_string(fields, "subscriber_key", &issuer->subscriber_key)) {
+            own_error = "an issuer must be an array of strings without NUL";
+            return 0;
+        }
+        if (both != NULL) {
+            issuer->publisher_key = issuer->publisher_key ? issuer->publisher_key : both;
+            issuer->subscriber_key = issuer->subscriber_key ? issuer->subscriber_key : both;
+        }
+    } ZEND_HASH_FOREACH_END();
+    config->issuers = *issuers;
+    config->issuer_count = count;
+    return 1;
+}
+
 PHP_FUNCTION(ssed_start)
 {
-    char *listen = "127.0.0.1:8080", *tls_cert = NULL, *tls_key = NULL;
-    size_t listen_len = strlen(listen), cert_len = 0, key_len = 0;
-    ZEND_PARSE_PARAMETERS_START(0, 3)
+    char *listen = "127.0.0.1:8080";
+    size_t listen_len = strlen(listen);
+    HashTable *options = NULL;
+    ZEND_PARSE_PARAMETERS_START(0, 2)
         Z_PARAM_OPTIONAL
         Z_PARAM_STRING(listen, listen_len)
-        Z_PARAM_STRING_OR_NULL(tls_cert, cert_len)
-        Z_PARAM_STRING_OR_NULL(tls_key, key_len)
+        Z_PARAM_ARRAY_HT(options)
     ZEND_PARSE_PARAMETERS_END();
     own_error = NULL;
     if (has_nul(listen, listen_len)) {
@@ -78,9 +148,22 @@ PHP_FUNCTION(ssed_start)
     sse_config_init(&config, sizeof config);
     config.listen = listen;
     /* HTTPS with both files; the library refuses one without the other. */
-    config.tls_cert = tls_cert;
-    config.tls_key = tls_key;
+    if (!option_string(options, "tls_cert", &config.tls_cert)
+        || !option_string(options, "tls_key", &config.tls_key)) {
+        own_error = "tls_cert and tls_key must be strings without NUL";
+        RETURN_LONG(SSE_RESULT_INVALID_ARGUMENT);
+    }
+    sse_issuer *issuers;
+    if (!mercure_options(options, &config, &issuers)) {
+        if (issuers != NULL) {
+            efree(issuers);
+        }
+        RETURN_LONG(SSE_RESULT_INVALID_ARGUMENT);
+    }
     server = sse_server_new(&config);
+    if (issuers != NULL) {
+        efree(issuers); /* sse_server_new copied what it needs */
+    }
     if (server == NULL) {
         RETURN_LONG(SSE_RESULT_IO);
     }
@@ -242,8 +325,7 @@ PHP_MINFO_FUNCTION(ssed)
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_start, 0, 0, IS_LONG, 0)
     ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, listen, IS_STRING, 0, "\"127.0.0.1:8080\"")
-    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, tls_cert, IS_STRING, 1, "null")
-    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, tls_key, IS_STRING, 1, "null")
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, options, IS_ARRAY, 0, "[]")
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_ssed_publish, 0, 1, IS_LONG, 0)

@@ -5,6 +5,7 @@ use std::mem::{offset_of, size_of};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::issuer::{read_issuers, sse_issuer};
 use super::result::{fail, sse_result};
 use super::{check_struct_size, guard, optional_str};
 use crate::{Config, Cors, FsyncPolicy, LogLevel};
@@ -113,6 +114,21 @@ pub struct sse_config {
     pub tls_cert: *const c_char,
     /// The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
     pub tls_key: *const c_char,
+    /// Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+    /// the proxy's): the base of relative topics and URL patterns, and the root of the
+    /// namespace reserved to the hub. NULL (the default): "http://", the bound address and
+    /// "/.well-known/mercure".
+    pub hub_url: *const c_char,
+    /// Mercure 1.0: the resource identifier access tokens' `aud` must contain. NULL (the
+    /// default): the hub URL.
+    pub resource_identifier: *const c_char,
+    /// Mercure 1.0: the trusted issuers of access tokens, `issuer_count` of them (see
+    /// `sse_issuer`). Default NULL and 0: no 1.0 token is accepted.
+    pub issuers: *const sse_issuer,
+    pub issuer_count: usize,
+    /// Non-zero: Mercure 1.0's active subscriptions (subscription events and the subscription
+    /// API). Default 0.
+    pub subscriptions: i64,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -187,6 +203,11 @@ fn config_defaults() -> sse_config {
         redis_history: 0,
         tls_cert: std::ptr::null(),
         tls_key: std::ptr::null(),
+        hub_url: std::ptr::null(),
+        resource_identifier: std::ptr::null(),
+        issuers: std::ptr::null(),
+        issuer_count: 0,
+        subscriptions: 0,
     }
 }
 
@@ -318,6 +339,19 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     config.subscriber_jwt_key =
         (!c.subscriber_jwt_key.is_null()).then(|| subscriber_jwt_key.to_owned());
     config.anonymous = c.anonymous != 0;
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (hub_url, resource_identifier) = unsafe {
+        (
+            optional_str(c.hub_url, "hub_url")?,
+            optional_str(c.resource_identifier, "resource_identifier")?,
+        )
+    };
+    config.hub_url = (!c.hub_url.is_null()).then(|| hub_url.to_owned());
+    config.resource_identifier =
+        (!c.resource_identifier.is_null()).then(|| resource_identifier.to_owned());
+    // SAFETY: the caller's promise on `issuers` and `issuer_count`.
+    config.issuers = unsafe { read_issuers(c.issuers, c.issuer_count) }?;
+    config.subscriptions = c.subscriptions != 0;
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,
@@ -342,7 +376,7 @@ mod tests {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
         assert_eq!(
-            offset_of!(sse_config, tls_key) + size_of::<*const c_char>(),
+            offset_of!(sse_config, subscriptions) + size_of::<i64>(),
             size_of::<sse_config>()
         );
         assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));

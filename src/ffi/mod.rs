@@ -33,6 +33,8 @@ mod stats;
 mod publish;
 
 mod event;
+// One trusted issuer of Mercure 1.0 access tokens.
+mod issuer;
 
 mod tls;
 
@@ -40,6 +42,7 @@ use std::ffi::{CStr, c_char};
 
 pub use config::*;
 pub use event::*;
+pub use issuer::*;
 pub use publish::*;
 pub use result::*;
 pub use server::*;

@@ -8,9 +8,13 @@
 //! same subscribe and publish, speaking that protocol.
 
 mod cors;
+#[cfg(feature = "jwt")]
+mod discovery;
 mod pages;
 mod publish;
 mod subscribe;
+#[cfg(feature = "jwt")]
+pub(crate) mod subscriptions;
 mod viewer;
 
 use crate::config::Cors;
@@ -21,6 +25,10 @@ use crate::stats::Refusal;
 
 /// Where a Mercure hub answers, which Mercure clients (Symfony's, API Platform) expect.
 const HUB: &str = "/.well-known/mercure";
+
+/// The subscription API's root.
+#[cfg(feature = "jwt")]
+const SUBSCRIPTIONS: &str = "/.well-known/mercure/subscriptions";
 
 /// The paths ssed answers, with the methods each takes (`OPTIONS` aside).
 const ROUTES: [(&str, &[Method]); 6] = [
@@ -51,6 +59,17 @@ impl EventLoop {
             (Method::Get, "/") => self.viewer(conn, slot, &request, &cors),
             (Method::Get, "/health") => self.health(conn, slot, &cors),
             (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
+            #[cfg(feature = "jwt")]
+            (Method::Get, path) if self.is_metadata_path(path) => self.metadata(conn, slot, &cors),
+            #[cfg(feature = "jwt")]
+            (Method::Get, path)
+                if self.config.subscriptions
+                    && (path == SUBSCRIPTIONS
+                        || path.starts_with(SUBSCRIPTIONS)
+                            && path[SUBSCRIPTIONS.len()..].starts_with('/')) =>
+            {
+                self.subscription_api(conn, slot, &request, &cors)
+            }
             (method, path) => match ROUTES.iter().find(|(known, _)| *known == path) {
                 Some(&(_, allowed)) => {
                     self.method_not_allowed(conn, slot, (method, path), allowed, &cors)

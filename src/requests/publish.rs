@@ -10,7 +10,9 @@ use crate::conn::{Conn, PendingBody, Phase};
 use crate::event_loop::EventLoop;
 use crate::frame::{self, IdForm};
 use crate::http::{self, Request, Status};
-use crate::params::{self, Body};
+#[cfg(feature = "jwt")]
+use crate::mercure::publication;
+use crate::params::{self, Body, Unknown};
 use crate::stats::Refusal;
 use crate::store::{PublishError, Submitted};
 
@@ -37,7 +39,7 @@ impl EventLoop {
         let publishing = match publishing {
             Ok(publishing) => publishing,
             Err(denied) => {
-                let extra = format!("{cors}{}", denied.challenge());
+                let extra = format!("{cors}{}", denied.challenge(&self.keys));
                 let (status, refusal) = (denied.status, denied.refusal);
                 return self.reject(conn, slot, status, &extra, &denied.why, refusal);
             }
@@ -84,7 +86,26 @@ impl EventLoop {
         conn.deadline = None;
         let cors = self.cors_headers(request.origin.as_deref());
         let body = Body::new(request.content_type.as_deref(), body);
-        let event = match params::publish(&request.query, body) {
+        // A 1.0 publisher's unknown fields are ignored, as that protocol asks; ssed's own rule
+        // (refused, naming them) holds for everyone else.
+        let unknown = if pending.publishing.is_v1() {
+            Unknown::Ignored
+        } else {
+            Unknown::Refused
+        };
+        let checked = params::publish_as(&request.query, body, unknown).and_then(|event| {
+            // The hub's reserved values are refused on the hub whichever protocol its publisher
+            // speaks, and everywhere once the hub generates subscription events. Mercure 1.0
+            // comes with JSON Web Tokens (feature jwt): the tiny build speaks 0.x.
+            #[cfg(feature = "jwt")]
+            if pending.hub {
+                publication::check(&event, &self.keys.hub)?;
+            } else if self.config.subscriptions {
+                publication::check_reserved(&event, &self.keys.hub)?;
+            }
+            Ok(event)
+        });
+        let event = match checked {
             Ok(event) => event,
             Err(why) => {
                 let status = Status::BAD_REQUEST;
@@ -97,8 +118,9 @@ impl EventLoop {
             return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
         }
         if let Err(denied) = pending.publishing.check(&event) {
+            let extra = format!("{cors}{}", denied.challenge(&self.keys));
             let (status, refusal) = (denied.status, denied.refusal);
-            return self.reject(conn, slot, status, &cors, &denied.why, refusal);
+            return self.reject(conn, slot, status, &extra, &denied.why, refusal);
         }
         let token = self.token(slot).0;
         // A Mercure hub's ids are IRIs.

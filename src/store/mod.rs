@@ -291,6 +291,14 @@ impl Store {
         self.ring.all()
     }
 
+    /// The id of the newest retained event, if it has one.
+    #[cfg(feature = "jwt")]
+    pub fn last_id(&self) -> Option<String> {
+        let entry = self.ring.all().last()?;
+        let id = std::str::from_utf8(entry.id()).ok()?;
+        (!id.is_empty()).then(|| id.to_owned())
+    }
+
     /// Number of events retained.
     pub fn retained(&self) -> usize {
         self.ring.len()

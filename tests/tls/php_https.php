@@ -25,7 +25,7 @@ if ($binding === 'ffi') {
         }
     };
 } else {
-    $port = ssed_start('127.0.0.1:0', $cert, $key);
+    $port = ssed_start('127.0.0.1:0', ['tls_cert' => $cert, 'tls_key' => $key]);
     if ($port <= 0) {
         fwrite(STDERR, "ssed_start: $port " . ssed_last_error() . "\n");
         exit(1);
