@@ -170,6 +170,24 @@ mod tests {
     }
 
     #[test]
+    fn brackets_the_crate_cannot_count_are_refused_or_compiled_never_fatal() {
+        let base = base();
+        for pattern in [
+            "https://]/books",
+            "https://a]b[/books",
+            "https://(\\[)]/books",
+            "https://([a-z])]/x",
+            "https://[::1]/books/:id",
+        ] {
+            // Refused with a reason or compiled: either way the caller goes on.
+            if let Err(why) = Pattern::compile(pattern, Some(&base)) {
+                assert!(why.starts_with("not a URL pattern"), "{pattern}: {why}");
+            }
+        }
+        assert!(Pattern::compile("https://]/books", Some(&base)).is_err());
+    }
+
+    #[test]
     fn absolute_and_relative_patterns_and_topics() {
         assert!(matches(
             "https://example.com/books/:id",
