@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,12 +15,10 @@ use std::time::{Duration, Instant};
 use common::external::{Lines, Process, Ssed, TempDir, free_port};
 use common::{PATIENCE, Sse, connect, read_response, wait_until};
 
-const SSED: &str = env!("CARGO_BIN_EXE_ssed");
-
 /// The daemon on `addr` with `args`, its stderr lines in `log`.
 fn start_on(addr: SocketAddr, args: &[&str]) -> Ssed {
     let mut process = Process::start(
-        Command::new(SSED)
+        common::target::daemon()
             .args(args)
             .args(["--listen", &addr.to_string()])
             .stdin(Stdio::null())
@@ -357,7 +355,7 @@ fn try_subscribe(addr: SocketAddr, headers: &str) -> Option<Sse> {
 #[test]
 fn a_directory_or_an_unusable_file_refuses_to_start_naming_the_path() {
     let dir = TempDir::new("history-bad-path");
-    let output = Command::new(SSED)
+    let output = common::target::daemon()
         .args(["--listen", "127.0.0.1:0", "--history-file"])
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -372,7 +370,7 @@ fn a_directory_or_an_unusable_file_refuses_to_start_naming_the_path() {
     // A path under a regular file cannot be created.
     let plain = dir.join("plain");
     std::fs::write(&plain, b"x").unwrap();
-    let output = Command::new(SSED)
+    let output = common::target::daemon()
         .args(["--listen", "127.0.0.1:0", "--history-file"])
         .arg(plain.join("history.log"))
         .stdin(Stdio::null())
