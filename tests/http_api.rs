@@ -302,6 +302,16 @@ fn error_statuses_have_plain_text_reasons() {
 }
 
 #[test]
+fn a_body_announced_beyond_4_gib_is_too_large_on_every_target() {
+    // Such a length does not fit a 32-bit target's usize: it must still read as a number, and
+    // be refused as too large rather than as malformed.
+    let server = TestServer::default();
+    let response = server.request("POST /publish HTTP/1.1\r\nContent-Length: 5000000000\r\n\r\n");
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(response.text().contains("larger"), "{}", response.text());
+}
+
+#[test]
 fn max_clients_answers_503_with_retry_after() {
     let config = Config {
         max_clients: 2,
