@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::external::Process;
 use common::{PATIENCE, Sse, connect, read_response};
 
 /// A running daemon, killed on drop. Its stderr lines arrive on `log`.
@@ -157,6 +158,38 @@ fn a_bad_flag_exits_2_naming_it() {
             "{err}"
         );
         assert!(lines[1].contains("ssed --help"), "{err}");
+    }
+}
+
+#[test]
+fn more_clients_than_a_server_can_tell_apart_are_refused_naming_the_flag() {
+    // A poll token holds a connection's number beside its generation: 20 bits of it where
+    // usize has 32, so about a million connections; 32 bits on a 64-bit target.
+    let mut too_many = vec!["4000000000"];
+    if common::target::daemon_is_32_bit() {
+        too_many.push("2000000");
+    }
+    for n in too_many {
+        let mut daemon = Process::start(
+            common::target::daemon()
+                .args(["--listen", "127.0.0.1:0", "--max-clients", n])
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let exit = daemon.wait_exit(PATIENCE).expect("it exits at once");
+        let mut err = String::new();
+        daemon
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(exit.code(), Some(2), "--max-clients {n}: {err}");
+        assert!(
+            err.starts_with("ssed: --max-clients: at most "),
+            "--max-clients {n}: {err}"
+        );
     }
 }
 
