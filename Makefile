@@ -74,7 +74,8 @@ uninstall:
 # soname libssed.so.ABI (SSE_ABI_VERSION), with that name beside it as a link.
 #
 #   make deb-arm64      target/deb/ssed_VERSION_arm64.deb, libssed1_..., libssed-dev_...
-#   make deb-armhf, make deb-amd64 (and deb-i386): the same, from that cross build
+#   make deb-armhf, make deb-amd64 (and deb-i386): the same, from that cross build (release
+#                       daemon and library only: cross-release-ARCH)
 #
 # See README.md, "Devices", for the packages needed and the tests.
 
@@ -100,15 +101,20 @@ cross_env = RUSTC=$(CROSS_RUSTC) CARGO_TARGET_DIR=$(CROSS_DIR) SSED_SONAME=libss
 
 .PHONY: $(CROSS_ARCHES:%=cross-%) $(CROSS_ARCHES:%=deb-%)
 
-$(CROSS_ARCHES:%=cross-%): cross-%:
+.PHONY: $(CROSS_ARCHES:%=cross-release-%)
+
+$(CROSS_ARCHES:%=cross-%): cross-%: cross-release-%
+	cd $(ROOT) && $(call cross_env,$*) CARGO_BUILD_TARGET=$(triple_$*) $(CROSS_CARGO) tiny
+	@ls -l $(CROSS_DIR)/$(triple_$*)/release/ssed $(CROSS_DIR)/$(triple_$*)/tiny/ssed \
+	  $(CROSS_DIR)/$(triple_$*)/release/libssed.so $(CROSS_DIR)/$(triple_$*)/release/libssed.a
+
+# The release daemon and libssed alone (what the packages hold).
+$(CROSS_ARCHES:%=cross-release-%): cross-release-%:
 	@[ -x $(CROSS_RUSTC) ] && [ -x $(CROSS_CARGO) ] || { echo "$(CROSS_RUSTC) or $(CROSS_CARGO) missing: apt-get install rustc-web cargo-web libstd-rust-web-dev:$*"; exit 1; }
 	@[ -e $(cross_lld)/ld ] || { echo "$(cross_lld)/ld does not resolve: apt-get install $$(basename $$(readlink /usr/bin/rust-lld))"; exit 1; }
 	cd $(ROOT) && $(call cross_env,$*) $(CROSS_CARGO) build --release --target $(triple_$*) \
 	  --no-default-features --features $(CROSS_FEATURES)
-	cd $(ROOT) && $(call cross_env,$*) CARGO_BUILD_TARGET=$(triple_$*) $(CROSS_CARGO) tiny
 	ln -sf libssed.so $(CROSS_DIR)/$(triple_$*)/release/libssed.so.$(ABI)
-	@ls -l $(CROSS_DIR)/$(triple_$*)/release/ssed $(CROSS_DIR)/$(triple_$*)/tiny/ssed \
-	  $(CROSS_DIR)/$(triple_$*)/release/libssed.so $(CROSS_DIR)/$(triple_$*)/release/libssed.a
 
-$(CROSS_ARCHES:%=deb-%): deb-%: cross-%
+$(CROSS_ARCHES:%=deb-%): deb-%: cross-release-%
 	$(ROOT)/packaging/deb/build $* $(CROSS_DIR)/$(triple_$*)/release $(ROOT)/target/deb
