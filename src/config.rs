@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::event_loop::MAX_CONNECTIONS;
+
 /// Which cross-origin pages may read the stream and publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cors {
@@ -218,6 +220,21 @@ impl Config {
         (self.max_clients / 10).max(32)
     }
 
+    /// The largest `max_clients`: with its reserve, as many connections as a server can tell
+    /// apart in its poll tokens. That is about a million on a 32-bit target (where a token
+    /// has 20 bits for the connection), and billions on a 64-bit one.
+    pub fn max_clients_limit() -> usize {
+        let fits = |n: usize| n.saturating_add((n / 10).max(32)) <= MAX_CONNECTIONS;
+        let mut limit = MAX_CONNECTIONS / 11 * 10;
+        while fits(limit + 1) {
+            limit += 1;
+        }
+        while !fits(limit) {
+            limit -= 1;
+        }
+        limit
+    }
+
     /// Entries the cluster's stream keeps: `redis_history`, else `history`, at least
     /// [`MIN_REDIS_HISTORY`].
     pub fn redis_stream_length(&self) -> usize {
@@ -267,6 +284,12 @@ impl Config {
         }
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
+        }
+        if self.max_clients > Config::max_clients_limit() {
+            return Err(format!(
+                "max_clients must be at most {} on this target",
+                Config::max_clients_limit()
+            ));
         }
         if self.max_queue == 0 {
             return Err("max_queue must be at least 1 byte".into());
@@ -409,6 +432,23 @@ mod tests {
             ..with("redis://x")
         };
         assert_eq!(long.redis_stream_length(), 5000);
+    }
+
+    #[test]
+    fn max_clients_and_their_reserve_fit_the_poll_tokens() {
+        let limit = Config::max_clients_limit();
+        let at = |max_clients| Config {
+            max_clients,
+            ..Config::default()
+        };
+        assert_eq!(at(limit).validate(), Ok(()));
+        assert!(limit + at(limit).connection_reserve() <= MAX_CONNECTIONS);
+        assert!(at(limit + 1).validate().is_err());
+        assert!(at(usize::MAX).validate().is_err());
+        // Where usize has 32 bits, a token has 20 bits for the connection: about a million.
+        if usize::BITS == 32 {
+            assert_eq!(limit, 953_249);
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ const FIRST_CONN: usize = 2;
 /// Low bits of a token name the slot, high bits its generation, so an event for a closed
 /// connection can never reach the one that took its slot.
 const SLOT_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+/// The most connections one loop can tell apart: slot numbers that fit in `SLOT_BITS` beside
+/// the listener's and the waker's tokens (about a million where `usize` has 32 bits).
+pub(crate) const MAX_CONNECTIONS: usize = (1 << SLOT_BITS) - FIRST_CONN;
 
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_PAUSE_MS: u64 = 100;

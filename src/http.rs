@@ -37,7 +37,9 @@ pub struct Request {
     pub last_event_id: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
-    pub content_length: Option<usize>,
+    /// As sent: a u64, so that a length beyond a 32-bit `usize` is still a number, refused as
+    /// too large (`413`) rather than as malformed.
+    pub content_length: Option<u64>,
     pub chunked: bool,
     pub expect_continue: bool,
     pub origin: Option<String>,
@@ -198,7 +200,7 @@ fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
     })
 }
 
-fn parse_content_length(value: &str) -> Option<usize> {
+fn parse_content_length(value: &str) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -387,6 +389,17 @@ mod tests {
         assert_eq!(cookie(b"mercureauthorization=t", TOKEN_COOKIE), None);
         assert_eq!(cookie(b"mercureAuthorization=\xff", TOKEN_COOKIE), None);
         assert_eq!(cookie(b"", TOKEN_COOKIE), None);
+    }
+
+    #[test]
+    fn a_content_length_beyond_4_gib_is_a_number_on_every_target() {
+        let request = complete(b"POST /p HTTP/1.1\r\nContent-Length: 5000000000\r\n\r\n");
+        assert_eq!(request.content_length, Some(5_000_000_000));
+        let most = b"POST /p HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n";
+        assert_eq!(
+            complete(most).content_length,
+            Some(9_999_999_999_999_999_999)
+        );
     }
 
     #[test]

@@ -308,7 +308,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 config.heartbeat = Duration::from_secs(secs);
             }
             "--retry" => config.retry = Some(number(&flag, &value()?)?),
-            "--max-clients" => config.max_clients = positive(&flag, &value()?)?,
+            "--max-clients" => config.max_clients = max_clients(&flag, &value()?)?,
             "--max-queue" => config.max_queue = positive(&flag, &value()?)?,
             "--max-body" => config.max_body = number(&flag, &value()?)?,
             "--cors-origin" => {
@@ -431,6 +431,16 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
         0 => Err(format!("{flag}: must be at least 1")),
         n => Ok(n),
     }
+}
+
+/// At least 1, and no more connections than a server can tell apart on this target.
+fn max_clients(flag: &str, value: &str) -> Result<usize, String> {
+    let n = positive(flag, value)?;
+    let most = Config::max_clients_limit();
+    if n > most {
+        return Err(format!("{flag}: at most {most} on this machine"));
+    }
+    Ok(n)
 }
 
 fn history_file(flag: &str, value: String) -> Result<std::path::PathBuf, String> {

@@ -35,6 +35,7 @@ fn make_install_then_pkg_config_builds_the_c_example() {
         "include/ssed.h",
         "lib/pkgconfig/ssed.pc",
         "lib/systemd/system/ssed.service",
+        "share/man/man1/ssed.1",
     ] {
         let path = root.join(format!("usr/{file}"));
         assert!(

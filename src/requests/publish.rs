@@ -50,14 +50,17 @@ impl EventLoop {
             return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
         }
         let length = request.content_length.unwrap_or(0);
-        if length > self.config.max_body {
+        let Some(length) = usize::try_from(length)
+            .ok()
+            .filter(|&length| length <= self.config.max_body)
+        else {
             let why = format!(
                 "the body is larger than the limit of {} bytes",
                 self.config.max_body
             );
             let status = Status::BODY_TOO_LARGE;
             return self.reject(conn, slot, status, cors, &why, Refusal::TooLarge);
-        }
+        };
         if conn.input.len() < length {
             if request.expect_continue {
                 conn.push(Arc::from(http::CONTINUE));
