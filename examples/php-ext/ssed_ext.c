@@ -133,9 +133,6 @@ PHP_FUNCTION(ssed_start)
     if (has_nul(listen, listen_len)) {
         RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "the address must not contain NUL"));
     }
-    if (has_nul(tls_cert, cert_len) || has_nul(tls_key, key_len)) {
-        RETURN_LONG(fail(SSE_RESULT_INVALID_ARGUMENT, "a TLS file name must not contain NUL"));
-    }
     if (server != NULL) {
         /* SSE_RESULT_BUSY while it runs; once stopped, a new server replaces it. */
         sse_result result = sse_server_start(server);
