@@ -62,6 +62,19 @@ fn main() {
     generate(&source, php_config(), &out_dir, &root, "ssed_ffi.h");
     println!("cargo:rerun-if-changed=src/viewer.html");
     compact_viewer(&root.join("src/viewer.html"), &out_dir.join("viewer.html"));
+    set_soname();
+}
+
+/// With `SSED_SONAME` set (the devices' builds and the Debian packages: `make cross-ARCH`), the
+/// shared library records that name (`libssed.so.ABI`), so that programs linked against it
+/// load it by that name, as Debian's libraries are. Plain builds keep a library without one
+/// (README.md, "Install").
+fn set_soname() {
+    println!("cargo:rerun-if-env-changed=SSED_SONAME");
+    if let Some(soname) = env::var_os("SSED_SONAME").filter(|s| !s.is_empty()) {
+        let soname = soname.to_str().expect("SSED_SONAME is UTF-8");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    }
 }
 
 /// Writes the viewer page without what a browser does not need: indentation, blank lines,

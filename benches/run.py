@@ -57,7 +57,18 @@ SELECTOR_TOPICS = {
                                        "--publish-path", f"/publish?topic={BOOK}1"],
     "fanout-10k-uri-template-general": ["--subscribe-path", f"/events?topic={BOOK}%7Bid%7D.jsonld",
                                         "--publish-path", f"/publish?topic={BOOK}1.jsonld"],
+    # Mercure 1.0 on the hub: an exact matcher, a URL pattern (books/:id), and the exact matcher
+    # again with active subscriptions on (--subscriptions: each subscriber's arrival is a
+    # subscription event; none arrives or leaves while the events are timed).
+    "fanout-10k-exact-match": ["--subscribe-path", f"/.well-known/mercure?match={BOOK}1",
+                               "--publish-path", f"/publish?topic={BOOK}1"],
+    "fanout-10k-url-pattern": ["--subscribe-path", f"/.well-known/mercure?match_urlpattern={BOOK}%3Aid",
+                               "--publish-path", f"/publish?topic={BOOK}1"],
+    "fanout-10k-exact-match-subscriptions": ["--subscribe-path", f"/.well-known/mercure?match={BOOK}1",
+                                             "--publish-path", f"/publish?topic={BOOK}1"],
 }
+# ssed flags added for a run of the selectors scenario.
+SELECTOR_FLAGS = {"fanout-10k-exact-match-subscriptions": ["--subscriptions"]}
 
 # Each run: (name, scenario it belongs to, load generator arguments). Each takes under a
 # minute per server: connecting 19k subscribers takes a few seconds, publishing 10 s.
@@ -73,6 +84,10 @@ RUNS = [
     ("fanout-10k-uri-template-2-vars", "selectors",
      ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
     ("fanout-10k-uri-template-general", "selectors",
+     ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-exact-match", "selectors", ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-url-pattern", "selectors", ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
+    ("fanout-10k-exact-match-subscriptions", "selectors",
      ["--subscribers", "10000", "--rate", "max", "--duration", "10", "--size", "200"]),
 ]
 SERVERS = ["ssed", "nchan-1w", "nchan-auto"]
@@ -262,7 +277,8 @@ http {{
 class Server:
     """One server process on a free loopback port; stop() kills its whole process group."""
 
-    def __init__(self, name, nchan, ssed_flags=None):
+    def __init__(self, name, nchan, ssed_flags=None, extra_flags=()):
+        self.extra_flags = list(extra_flags)
         self.name = name
         self.nchan = nchan
         # None: the comparison runs' flags; a list: ssed's defaults plus these.
@@ -277,7 +293,7 @@ class Server:
         if self.name in ("ssed", "ssed-baseline"):
             binary = SSED if self.name == "ssed" else BASELINE
             return [binary, "--listen", f"127.0.0.1:{self.port}", "--max-clients", "60000",
-                    "--heartbeat", "0", "--history", "1024", "-q"]
+                    "--heartbeat", "0", "--history", "1024", "-q"] + self.extra_flags
         nginx, module = self.nchan
         workers = "1" if self.name == "nchan-1w" else "auto"
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -438,7 +454,7 @@ def run_all(runs, servers, repeat, nchan, out_path, log_path):
                 for name in servers:
                     if run_name in SELECTOR_TOPICS and name.startswith("nchan"):
                         continue
-                    server = Server(name, nchan)
+                    server = Server(name, nchan, extra_flags=SELECTOR_FLAGS.get(run_name, ()))
                     try:
                         server.start()
                         figures = run_loadgen(server, run_name, loadgen_args, log_file)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target from the committed seeds, as CI does it (tests/fuzz.rs):
 # fails on any crash or failed check, and prints each target's executions and coverage.
-# FUZZ_SECONDS sets the time per target (default 60). Needs `cargo install --locked cargo-fuzz`.
+# FUZZ_SECONDS sets the time per target (default 30). Needs `cargo install --locked cargo-fuzz`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-seconds=${FUZZ_SECONDS:-60}
+seconds=${FUZZ_SECONDS:-30}
 # Each target with its dictionary.
-targets=(request_head:http publish_params:params frame_roundtrip:sse c_publish:sse history_record:none conn_input:http jwt:none)
+targets=(request_head:http publish_params:params frame_roundtrip:sse c_publish:sse history_record:none conn_input:http jwt:none access_token:none matchers:params)
 # The flags of every run, so that a short run finds what a long one would.
 build_flags=(--sanitizer none --debug-assertions)
 max_len=16384 # above the 8 KiB head limit

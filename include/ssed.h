@@ -134,6 +134,30 @@ typedef struct sse_request sse_request;
 typedef struct sse_server sse_server;
 
 /**
+ * A trusted issuer of Mercure 1.0 access tokens (`typ` `at+jwt`): the `iss` its tokens carry,
+ * and the keys its publishers' and subscribers' tokens are signed with. A key is written
+ * "HS256:SECRET" (or the bare secret, 32 bytes or more), "RS256:PEM" or "ES256:PEM" (in a
+ * libssed built with those algorithms); NULL: that role's tokens are not accepted from this
+ * issuer. Only the issuer's own keys ever verify its tokens.
+ *
+ * The caller owns the struct and its strings; `sse_server_new` copies what it needs.
+ */
+typedef struct sse_issuer {
+  /**
+   * The issuer identifier, exactly as tokens' `iss` (e.g. "https://example.com"). Not NULL.
+   */
+  const char *issuer;
+  /**
+   * The key of its publishers' tokens, or NULL.
+   */
+  const char *publisher_key;
+  /**
+   * The key of its subscribers' tokens, or NULL.
+   */
+  const char *subscriber_key;
+} sse_issuer;
+
+/**
  * Receives one log line: its level (an `sse_log_level`: 1 for an error, 2 for information, 3
  * for every connection), the line (NUL-terminated UTF-8, without a trailing newline or a
  * "ssed: " prefix), its length in bytes, and the config's `callback_data`.
@@ -317,6 +341,42 @@ typedef struct sse_config {
    * least 1024 in any case.
    */
   size_t redis_history;
+  /**
+   * When not NULL, with `tls_key`: the listener speaks HTTPS (TLS 1.3 and 1.2, ALPN
+   * http/1.1), presenting the PEM certificate chain in this file (the server's certificate
+   * first). `sse_server_new` reads it and fails, naming the file and the reason, when the
+   * pair cannot serve (a file missing or unreadable, a key that is not the certificate's, a
+   * certificate expired or not valid yet); `sse_server_reload_tls` rereads both. Needs a
+   * libssed built with the cargo feature `tls`. Default NULL.
+   */
+  const char *tls_cert;
+  /**
+   * The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
+   */
+  const char *tls_key;
+  /**
+   * Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+   * the proxy's): the base of relative topics and URL patterns, and the root of the
+   * namespace reserved to the hub. NULL (the default): "http://", the bound address and
+   * "/.well-known/mercure".
+   */
+  const char *hub_url;
+  /**
+   * Mercure 1.0: the resource identifier access tokens' `aud` must contain. NULL (the
+   * default): the hub URL.
+   */
+  const char *resource_identifier;
+  /**
+   * Mercure 1.0: the trusted issuers of access tokens, `issuer_count` of them (see
+   * `sse_issuer`). Default NULL and 0: no 1.0 token is accepted.
+   */
+  const struct sse_issuer *issuers;
+  size_t issuer_count;
+  /**
+   * Non-zero: Mercure 1.0's active subscriptions (subscription events and the subscription
+   * API). Default 0.
+   */
+  int64_t subscriptions;
   /**
    * When not NULL, receives the log lines (up to `log_level`) instead of stderr, on a thread
    * of the library's own (see `sse_log_callback`). Default NULL.
@@ -803,6 +863,21 @@ enum sse_result sse_event_init(struct sse_event *event, size_t size);
  * to a struct filled by `sse_event_init` whose pointers are NULL or valid as documented above.
  */
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+/**
+ * Rereads the certificate and key files named by `tls_cert` and `tls_key` in the server's
+ * config, on the calling thread. When they load, connections accepted from now on get them,
+ * and open streams go on untouched; when they do not, the pair in use stays. Returns
+ * `SSE_RESULT_OK`; `SSE_RESULT_IO` when a file cannot be read (missing, no permission);
+ * `SSE_RESULT_INVALID_ARGUMENT` when the files hold no usable pair (no certificate or key, a
+ * key that is not the certificate's, a certificate expired or not valid yet) or the server
+ * has no certificate. `sse_last_error` then names the file and the reason.
+ * Thread-safety: any thread, at any time until `sse_server_free`, concurrently with any call.
+ *
+ * # Safety
+ * `server` is NULL or a server from `sse_server_new` not yet freed.
+ */
+enum sse_result sse_server_reload_tls(const struct sse_server *server);
 
 /**
  * How many open streams asked for `topic` (as sent: an exact topic, or a selector such as

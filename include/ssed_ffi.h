@@ -28,6 +28,12 @@ typedef struct sse_request sse_request;
 
 typedef struct sse_server sse_server;
 
+typedef struct sse_issuer {
+  const char *issuer;
+  const char *publisher_key;
+  const char *subscriber_key;
+} sse_issuer;
+
 typedef void (*sse_log_callback)(int level, const char *line, size_t len, void *data);
 
 typedef int (*sse_access_callback)(struct sse_request *request, void *data);
@@ -65,6 +71,13 @@ typedef struct sse_config {
   const char *redis_url;
   const char *redis_stream;
   size_t redis_history;
+  const char *tls_cert;
+  const char *tls_key;
+  const char *hub_url;
+  const char *resource_identifier;
+  const struct sse_issuer *issuers;
+  size_t issuer_count;
+  int64_t subscriptions;
   sse_log_callback log_callback;
   sse_access_callback access_callback;
   sse_stream_callback stream_callback;
@@ -158,6 +171,8 @@ int64_t sse_publish(const struct sse_server *server,
 enum sse_result sse_event_init(struct sse_event *event, size_t size);
 
 int64_t sse_publish_event(const struct sse_server *server, const struct sse_event *event);
+
+enum sse_result sse_server_reload_tls(const struct sse_server *server);
 
 int64_t sse_server_topic_subscribers(const struct sse_server *server, const char *topic);
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::event_loop::MAX_CONNECTIONS;
 use crate::hooks::Hooks;
 
 /// Which cross-origin pages may read the stream and publish.
@@ -147,6 +148,49 @@ pub struct Config {
     /// A listening Unix-domain socket to serve as the publish socket instead of creating one
     /// (socket activation); the server owns it from then on.
     pub publish_socket_fd: Option<i32>,
+    /// With `tls_key`: the listener speaks HTTPS, presenting this PEM certificate chain (the
+    /// server's certificate first). Reread by [`Handle::reload_tls`](crate::Handle::reload_tls).
+    /// Needs the cargo feature `tls`.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519) of
+    /// `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+    /// the proxy's). Relative topics and URL patterns are resolved against it, its path roots
+    /// the namespace reserved to the hub, and discovery names it. `None`: `http://` and the
+    /// bound address, then `/.well-known/mercure`.
+    pub hub_url: Option<String>,
+    /// Mercure 1.0: the hub's resource identifier, which access tokens' `aud` must contain;
+    /// `None`: the hub URL.
+    pub resource_identifier: Option<String>,
+    /// Mercure 1.0: the issuers whose access tokens (`typ` `at+jwt`) the hub trusts, each with
+    /// its own keys. Needs the cargo feature `jwt`.
+    pub issuers: Vec<Issuer>,
+    /// Mercure 1.0's active subscriptions: subscription events and the subscription API.
+    pub subscriptions: bool,
+}
+
+/// A trusted issuer of Mercure 1.0 access tokens: the `iss` its tokens carry, and the keys its
+/// publishers' and subscribers' tokens are signed with (either may be absent). A key is
+/// written `HS256:SECRET` (or the bare secret, 32 bytes or more), `RS256:PEM` or `ES256:PEM`
+/// (with the features `jwt-rs256`, `jwt-es256`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issuer {
+    pub issuer: String,
+    pub publisher_key: Option<String>,
+    pub subscriber_key: Option<String>,
+}
+
+impl Issuer {
+    /// An issuer whose publishers and subscribers sign with the same key.
+    pub fn new(issuer: impl Into<String>, key: impl Into<String>) -> Issuer {
+        let key = key.into();
+        Issuer {
+            issuer: issuer.into(),
+            publisher_key: Some(key.clone()),
+            subscriber_key: Some(key),
+        }
+    }
 }
 
 /// The fewest entries a cluster's stream keeps: a node that falls that far behind would miss
@@ -182,6 +226,12 @@ impl Default for Config {
             listen_fd: None,
             publish_socket: None,
             publish_socket_fd: None,
+            tls_cert: None,
+            tls_key: None,
+            hub_url: None,
+            resource_identifier: None,
+            issuers: Vec::new(),
+            subscriptions: false,
         }
     }
 }
@@ -194,6 +244,21 @@ impl Config {
         (self.max_clients / 10).max(32)
     }
 
+    /// The largest `max_clients`: with its reserve, as many connections as a server can tell
+    /// apart in its poll tokens. That is about a million on a 32-bit target (where a token
+    /// has 20 bits for the connection), and billions on a 64-bit one.
+    pub fn max_clients_limit() -> usize {
+        let fits = |n: usize| n.saturating_add((n / 10).max(32)) <= MAX_CONNECTIONS;
+        let mut limit = MAX_CONNECTIONS / 11 * 10;
+        while fits(limit + 1) {
+            limit += 1;
+        }
+        while !fits(limit) {
+            limit -= 1;
+        }
+        limit
+    }
+
     /// Entries the cluster's stream keeps: `redis_history`, else `history`, at least
     /// [`MIN_REDIS_HISTORY`].
     pub fn redis_stream_length(&self) -> usize {
@@ -202,10 +267,53 @@ impl Config {
             .max(MIN_REDIS_HISTORY)
     }
 
+    /// The hub's public URL: `hub_url`, else `http://`, the listening address and the hub's
+    /// path.
+    pub fn hub_url(&self) -> String {
+        self.hub_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}{}", self.listen, crate::mercure::HUB_PATH))
+    }
+
+    /// The hub's identity as Mercure 1.0 sees it.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn hub(&self) -> Result<crate::mercure::Hub, String> {
+        crate::mercure::Hub::new(&self.hub_url(), self.resource_identifier.as_deref())
+            .map_err(|e| e.to_string())
+    }
+
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        #[cfg(feature = "jwt")]
+        self.hub()?;
+        if self.subscriptions && !cfg!(feature = "jwt") {
+            return Err(
+                "this ssed was built without active subscriptions (cargo feature jwt)".into(),
+            );
+        }
+        if !self.issuers.is_empty() && !cfg!(feature = "jwt") {
+            return Err("this ssed was built without JWT support (cargo feature jwt)".into());
+        }
+        #[cfg(feature = "jwt")]
+        for issuer in &self.issuers {
+            if issuer.publisher_key.is_none() && issuer.subscriber_key.is_none() {
+                return Err(format!("issuer '{}' has no key", issuer.issuer));
+            }
+            crate::auth::access_token::TrustedIssuer::new(
+                &issuer.issuer,
+                issuer.publisher_key.as_deref(),
+                issuer.subscriber_key.as_deref(),
+            )
+            .map_err(|why| format!("issuer '{}': {why}", issuer.issuer))?;
+        }
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
+        }
+        if self.max_clients > Config::max_clients_limit() {
+            return Err(format!(
+                "max_clients must be at most {} on this target",
+                Config::max_clients_limit()
+            ));
         }
         if self.max_queue == 0 {
             return Err("max_queue must be at least 1 byte".into());
@@ -239,6 +347,7 @@ impl Config {
                 );
             }
         }
+        validate_tls(&self.tls_cert, &self.tls_key)?;
         for token in [&self.publish_token, &self.subscribe_token]
             .into_iter()
             .flatten()
@@ -263,16 +372,12 @@ impl Config {
     /// that this build cannot serve.
     fn validate_host_settings(&self) -> Result<(), String> {
         if !cfg!(feature = "host") && self.metrics_topics {
-            return Err(
-                "this ssed was built without the host's callbacks and counts per topic \
-                 (cargo feature host)"
-                    .into(),
-            );
+            return Err("this ssed was built without counts per topic (cargo feature host)".into());
         }
         let handed_over = self.listen_fd.is_some() || self.publish_socket_fd.is_some();
         if !cfg!(feature = "sockets") && (handed_over || self.publish_socket.is_some()) {
             return Err(
-                "this ssed was built without sockets handed over or the publish socket \
+                "this ssed was built without the publish socket or sockets handed over \
                  (cargo feature sockets)"
                     .into(),
             );
@@ -354,6 +459,23 @@ pub fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{host}' resolves to no address"))
 }
 
+/// Refuses half a certificate pair, and a pair in a build without TLS.
+fn validate_tls(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Result<(), String> {
+    match (cert, key) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => {
+            Err("tls_cert and tls_key go together: a certificate needs its key".into())
+        }
+        (Some(_), Some(_)) if !cfg!(feature = "tls") => {
+            Err("this ssed was built without TLS (cargo feature tls)".into())
+        }
+        (Some(cert), Some(key)) if cert.as_os_str().is_empty() || key.as_os_str().is_empty() => {
+            Err("tls_cert and tls_key must be paths".into())
+        }
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
 /// Refuses a Redis URL of a scheme the cluster cannot use, and an unusable stream key.
 fn validate_redis(url: &str, stream: &str) -> Result<(), String> {
     if !cfg!(feature = "redis") {
@@ -432,6 +554,23 @@ mod tests {
             why.starts_with("cannot resolve 'no-such-host.invalid'"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn max_clients_and_their_reserve_fit_the_poll_tokens() {
+        let limit = Config::max_clients_limit();
+        let at = |max_clients| Config {
+            max_clients,
+            ..Config::default()
+        };
+        assert_eq!(at(limit).validate(), Ok(()));
+        assert!(limit + at(limit).connection_reserve() <= MAX_CONNECTIONS);
+        assert!(at(limit + 1).validate().is_err());
+        assert!(at(usize::MAX).validate().is_err());
+        // Where usize has 32 bits, a token has 20 bits for the connection: about a million.
+        if usize::BITS == 32 {
+            assert_eq!(limit, 953_249);
+        }
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub enum ReadEnd {
     Closed,
     /// The connection was reset: nothing more can be sent either.
     Failed,
+    /// The TLS handshake or a record failed (`tls::Session::failure` says why); the alert was
+    /// sent.
+    #[cfg(feature = "tls")]
+    TlsFailed,
+    /// The first bytes on an HTTPS connection are not TLS; `http`: they look like an HTTP
+    /// request.
+    #[cfg(feature = "tls")]
+    NotTls { http: bool },
 }
 
 /// What one flush achieved.
@@ -125,6 +133,10 @@ pub struct Conn {
     /// the connection half-closes and waits for the client to close (`Lingering`), so that
     /// the kernel does not reset it and destroy the answer. Without it, it closes at once.
     pub linger: bool,
+    /// On an HTTPS listener: the connection's TLS, through which every byte goes. Boxed, so
+    /// that a plain connection's slot grows by a pointer only.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 impl Conn {
@@ -150,7 +162,24 @@ impl Conn {
             read_closed: false,
             local: false,
             linger: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Came through the publish socket: never, in a build without one (the tiny daemon),
+    /// which lets the compiler leave the publish socket's paths out.
+    pub fn is_local(&self) -> bool {
+        cfg!(feature = "sockets") && self.local
+    }
+
+    /// True while anything waits to be written: queued frames, or ciphertext made from them.
+    pub fn has_output(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return self.out_bytes > 0 || tls.pending() > 0;
+        }
+        self.out_bytes > 0
     }
 
     /// Queues a frame; returns the bytes now waiting.
@@ -179,6 +208,10 @@ impl Conn {
     /// What the queue costs: the bytes waiting, and each queued frame's reference, so that many
     /// small frames cannot hold more memory than `--max-queue` allows.
     pub fn queued_cost(&self) -> usize {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return self.out_bytes + self.out.len() * size_of::<Arc<[u8]>>() + tls.pending();
+        }
         self.out_bytes + self.out.len() * size_of::<Arc<[u8]>>()
     }
 
@@ -237,6 +270,40 @@ impl Conn {
         Ok((state, written))
     }
 
+    /// The TLS flush: encrypts what is queued, as far as one turn takes (see `tls::Session`),
+    /// and writes it with what was pending in one `sendmsg`. Returns the ciphertext bytes
+    /// written.
+    #[cfg(feature = "tls")]
+    pub fn flush_tls(&mut self, buffers: &mut crate::tls::Buffers) -> io::Result<(Flushed, usize)> {
+        let fd = self.stream.as_raw_fd();
+        let Some(session) = self.tls.as_deref_mut() else {
+            return self.flush();
+        };
+        let plain = if session.may_encrypt() {
+            gather(&self.out, self.out_offset, buffers.plain())
+        } else {
+            0
+        };
+        let (written, all) = session.send(fd, plain, buffers)?;
+        let established = session.is_established();
+        self.consume(plain);
+        let state = if !all {
+            Flushed::Blocked
+        } else if self.out.is_empty() {
+            self.replay_allowance = 0;
+            if self.out.capacity() > KEPT_ROOM {
+                self.out = VecDeque::new();
+            }
+            Flushed::All
+        } else if !established || self.out.front().is_some_and(|front| front.is_empty()) {
+            // Frames wait for the handshake (marked again when it is done) or for an answer.
+            Flushed::Waiting
+        } else {
+            Flushed::More
+        };
+        Ok((state, written))
+    }
+
     fn consume(&mut self, mut written: usize) {
         self.out_bytes -= written;
         while written > 0 {
@@ -259,6 +326,10 @@ impl Conn {
         scratch: &mut [u8],
         mut each: impl FnMut(&mut Conn, &[u8]) -> bool,
     ) -> ReadEnd {
+        #[cfg(feature = "tls")]
+        if let Some(session) = self.tls.take() {
+            return self.read_tls(session, scratch, each);
+        }
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => {
@@ -279,6 +350,70 @@ impl Conn {
             }
         }
     }
+}
+
+impl Conn {
+    /// `read_available` through TLS: ciphertext is read into `scratch`, the handshake is
+    /// answered, and the application data it carries goes to `each`.
+    #[cfg(feature = "tls")]
+    fn read_tls(
+        &mut self,
+        mut session: Box<crate::tls::Session>,
+        scratch: &mut [u8],
+        mut each: impl FnMut(&mut Conn, &[u8]) -> bool,
+    ) -> ReadEnd {
+        use crate::tls::Read as Tls;
+        let end = loop {
+            match self.stream.read(scratch) {
+                Ok(0) => break ReadEnd::Closed,
+                Ok(n) => {
+                    if !session.receive(&scratch[..n]) {
+                        session.fail("a record longer than TLS allows");
+                        break ReadEnd::TlsFailed;
+                    }
+                    match session.process(|bytes| each(self, bytes)) {
+                        Tls::Done => {}
+                        Tls::Paused => break ReadEnd::Paused,
+                        Tls::PeerClosed => break ReadEnd::Closed,
+                        Tls::NotTls { http } => break ReadEnd::NotTls { http },
+                        Tls::Failed(why) => {
+                            session.fail(&why);
+                            session.send_pending_now(self.stream.as_raw_fd());
+                            break ReadEnd::TlsFailed;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadEnd::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break ReadEnd::Failed,
+            }
+        };
+        if !matches!(end, ReadEnd::Open | ReadEnd::Paused) {
+            self.read_closed = true;
+        }
+        self.tls = Some(session);
+        end
+    }
+}
+
+/// Copies the frames of `out` (the first from `offset`) into `into`, as many bytes as fit, up
+/// to an answer not ready yet. Returns the bytes copied.
+#[cfg(feature = "tls")]
+fn gather(out: &VecDeque<Arc<[u8]>>, offset: usize, into: &mut [u8]) -> usize {
+    let mut filled = 0;
+    for (index, frame) in out.iter().enumerate() {
+        if frame.is_empty() {
+            break;
+        }
+        let bytes = if index == 0 { &frame[offset..] } else { frame };
+        let take = bytes.len().min(into.len() - filled);
+        into[filled..filled + take].copy_from_slice(&bytes[..take]);
+        filled += take;
+        if filled == into.len() {
+            break;
+        }
+    }
+    filled
 }
 
 /// Sends the first frames of `out` (the first from `offset`) in one `sendmsg`, as many as

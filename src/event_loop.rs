@@ -35,6 +35,9 @@ const FIRST_CONN: usize = 2;
 /// Low bits of a token name the slot, high bits its generation, so an event for a closed
 /// connection can never reach the one that took its slot.
 const SLOT_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+/// The most connections one loop can tell apart: slot numbers that fit in `SLOT_BITS` beside
+/// the listener's and the waker's tokens (about a million where `usize` has 32 bits).
+pub(crate) const MAX_CONNECTIONS: usize = (1 << SLOT_BITS) - FIRST_CONN;
 
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_PAUSE_MS: u64 = 100;
@@ -134,6 +137,16 @@ pub(crate) struct EventLoop {
     heartbeat: Arc<[u8]>,
     pub(crate) gap: Arc<[u8]>,
     pub(crate) retry: Option<Arc<[u8]>>,
+    /// On an HTTPS listener: the certificate new connections get, and the loop's buffers for
+    /// encrypting.
+    #[cfg(feature = "tls")]
+    tls: Option<(Arc<crate::tls::Certificates>, Box<crate::tls::Buffers>)>,
+    /// The CORS headers and `Last-Event-ID` of hub streams whose head waits for a replay from
+    /// Redis, by connection token (see `requests/subscribe.rs`).
+    pub(crate) waiting_heads: Vec<(usize, Box<str>, Box<str>)>,
+    /// Mercure 1.0's active subscriptions (`--subscriptions`).
+    #[cfg(feature = "jwt")]
+    pub(crate) active: crate::requests::subscriptions::Active,
 }
 
 impl EventLoop {
@@ -177,7 +190,18 @@ impl EventLoop {
             stream_head: Arc::from(http::stream_head("")),
             heartbeat: Arc::from(frame::HEARTBEAT),
             gap: Arc::from(frame::GAP),
+            #[cfg(feature = "tls")]
+            tls: None,
+            waiting_heads: Vec::new(),
+            #[cfg(feature = "jwt")]
+            active: Default::default(),
         }
+    }
+
+    /// Makes the listener speak HTTPS with `certificates`.
+    #[cfg(feature = "tls")]
+    pub fn use_tls(&mut self, certificates: Arc<crate::tls::Certificates>) {
+        self.tls = Some((certificates, Box::new(crate::tls::Buffers::new())));
     }
 
     /// Runs until stopped, then flushes for up to a second and closes everything.
@@ -364,9 +388,44 @@ impl EventLoop {
         }
         // Frames are written whole, one batch per turn: waiting to coalesce only adds latency.
         let _ = stream.set_nodelay(true);
-        if self.install(stream, is_loopback(peer.ip()), now).is_some() {
-            self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
+        let Some(slot) = self.install(stream, is_loopback(peer.ip()), now) else {
+            return;
+        };
+        if !self.start_tls(slot, peer) {
+            return;
         }
+        self.log(LogLevel::Verbose, format_args!("accepted {peer}"));
+    }
+
+    /// On an HTTPS listener, gives the connection in `slot` its TLS session with the pair in
+    /// use now. False when it could not have one (the connection is closed then).
+    #[cfg(feature = "tls")]
+    fn start_tls(&mut self, slot: u32, peer: SocketAddr) -> bool {
+        let Some((certificates, _)) = &self.tls else {
+            return true;
+        };
+        match crate::tls::Session::new(certificates.current()) {
+            Ok(session) => {
+                if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+                    conn.tls = Some(Box::new(session));
+                }
+                true
+            }
+            Err(e) => {
+                self.log(
+                    LogLevel::Quiet,
+                    format_args!("cannot start TLS with {peer}: {e}"),
+                );
+                self.close(slot);
+                false
+            }
+        }
+    }
+
+    /// A build without TLS serves plain HTTP only.
+    #[cfg(not(feature = "tls"))]
+    fn start_tls(&mut self, _: u32, _: SocketAddr) -> bool {
+        true
     }
 
     /// Whether a new TCP connection may have a slot: fewer than `max_clients` plus the reserve
@@ -443,6 +502,14 @@ impl EventLoop {
     }
 
     fn close(&mut self, slot: u32) {
+        if (slot as usize) < self.slots.len() {
+            let token = self.token(slot).0;
+            self.waiting_heads.retain(|(waiter, _, _)| *waiter != token);
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.retire_subscriptions(token);
+            }
+        }
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };
@@ -456,14 +523,18 @@ impl EventLoop {
         };
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.close_notify(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
+        }
         if conn.phase == Phase::Streaming && conn.sub_index != u32::MAX {
             self.remove_subscriber(conn.sub_index);
             self.host.stream_closed(&conn, slot, id);
         }
-        if conn.phase == Phase::Lingering && !conn.local {
+        if conn.phase == Phase::Lingering && !conn.is_local() {
             self.lingering -= 1;
         }
-        if conn.local {
+        if conn.is_local() {
             self.local_open -= 1;
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -513,7 +584,7 @@ impl EventLoop {
         };
         if writable && let Some(conn) = self.slots[slot as usize].conn.as_mut() {
             conn.write_blocked = false;
-            if conn.out_bytes > 0 {
+            if conn.has_output() {
                 self.due.mark(conn, slot);
             }
         }
@@ -568,6 +639,11 @@ impl EventLoop {
             }
         }
         self.scratch = scratch;
+        #[cfg(feature = "tls")]
+        if conn.tls.as_ref().is_some_and(|tls| tls.pending() > 0) {
+            // The handshake's answer, or an alert.
+            self.due.mark(conn, slot);
+        }
         match (end, conn.phase) {
             (ReadEnd::Open, _) => true,
             // Input is left in the socket and no edge will announce it: ask for a fresh one.
@@ -581,13 +657,51 @@ impl EventLoop {
             }
             // A client that closes its side after a request still gets the answer.
             (ReadEnd::Closed, Phase::Closing | Phase::Lingering) => true,
-            (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.out_bytes > 0 => {
+            (ReadEnd::Closed, Phase::Head | Phase::Body) if conn.has_output() => {
                 conn.keep_alive = false;
                 self.start_closing(conn, slot);
                 true
             }
             (ReadEnd::Closed, _) | (ReadEnd::Failed, _) => false,
+            #[cfg(feature = "tls")]
+            (ReadEnd::TlsFailed, _) => {
+                self.tls_failed(conn);
+                false
+            }
+            #[cfg(feature = "tls")]
+            (ReadEnd::NotTls { http }, _) => self.not_tls(conn, slot, http),
         }
+    }
+
+    /// Logs and counts a TLS handshake (or record) that failed.
+    #[cfg(feature = "tls")]
+    fn tls_failed(&self, conn: &Conn) {
+        self.counters.refused(Refusal::Tls);
+        let why = conn
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.failure())
+            .unwrap_or("");
+        let peer = display_peer(conn.stream.peer_addr().ok());
+        self.log(
+            LogLevel::Verbose,
+            format_args!("closed {peer}: TLS failed: {why}"),
+        );
+    }
+
+    /// Answers plain HTTP sent to the HTTPS port with a `400` in plain HTTP, as nginx does, and
+    /// closes; anything else that is not TLS is closed at once. Returns false to close now.
+    #[cfg(feature = "tls")]
+    fn not_tls(&mut self, conn: &mut Conn, slot: u32, http: bool) -> bool {
+        conn.tls = None;
+        if !http {
+            self.counters.refused(Refusal::Tls);
+            return false;
+        }
+        let why = "This port speaks HTTPS: the plain HTTP request was sent to an HTTPS port. \
+                   Use an https:// URL.";
+        self.reject(conn, slot, Status::BAD_REQUEST, "", why, Refusal::Tls);
+        true
     }
 
     /// Handles every complete request in the input. Returns false when the connection must be
@@ -748,6 +862,10 @@ impl EventLoop {
         let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
             self.fan_out(&batch);
+            #[cfg(feature = "jwt")]
+            if self.config.subscriptions {
+                self.note_subscription_events(&batch);
+            }
             Counters::add(&self.counters.events_delivered, batch.len() as u64);
             self.store.keep(&mut batch);
             Counters::set(&self.counters.history_events, self.store.retained() as u64);
@@ -863,7 +981,14 @@ impl EventLoop {
         if conn.write_blocked {
             return 0;
         }
-        match conn.flush() {
+        #[cfg(feature = "tls")]
+        let flushed = match self.tls.as_mut() {
+            Some((_, buffers)) => conn.flush_tls(buffers),
+            None => conn.flush(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let flushed = conn.flush();
+        match flushed {
             Ok((state, written)) => {
                 match state {
                     Flushed::All => self.after_flushed(slot, now),
@@ -894,10 +1019,14 @@ impl EventLoop {
             Phase::Closing => {
                 // Half-close, then read until the client closes, so that its unread input does
                 // not make the kernel reset the connection and destroy the answer.
+                #[cfg(feature = "tls")]
+                if let Some(tls) = conn.tls.as_mut() {
+                    tls.close_notify(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
+                }
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.phase = Phase::Lingering;
                 // Counted apart from the TCP limit (see `room_for_one_more`), as local ones are.
-                let tcp = !conn.local;
+                let tcp = !conn.is_local();
                 self.lingering += usize::from(tcp);
                 let Some(conn) = self.conn(slot) else { return };
                 let when = now + CLOSE_GRACE;
@@ -973,6 +1102,21 @@ impl EventLoop {
     }
 
     fn time_out(&mut self, slot: u32) {
+        #[cfg(feature = "tls")]
+        if self
+            .conn(slot)
+            .and_then(|conn| conn.tls.as_ref())
+            .is_some_and(|tls| !tls.is_established())
+        {
+            // A handshake not done in time has no HTTP to answer in: cut it.
+            self.counters.refused(Refusal::Timeout);
+            self.log(
+                LogLevel::Verbose,
+                format_args!("closed a connection: its TLS handshake was not done in time"),
+            );
+            self.close(slot);
+            return;
+        }
         let Some(mut conn) = self.slots[slot as usize].conn.take() else {
             return;
         };
@@ -1049,7 +1193,7 @@ impl EventLoop {
         self.slots
             .iter()
             .filter_map(|s| s.conn.as_ref())
-            .all(|c| c.out_bytes == 0 && !request_under_way(c))
+            .all(|c| !c.has_output() && !request_under_way(c))
     }
 
     fn close_all(&mut self) {
@@ -1093,7 +1237,7 @@ fn is_idle(conn: &Conn) -> bool {
         && conn.keep_alive
         && conn.input.is_empty()
         && conn.out_bytes == 0
-        && !conn.local
+        && !conn.is_local()
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

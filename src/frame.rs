@@ -95,6 +95,22 @@ pub fn encode(id: &str, event_type: &str, retry: Option<u32>, data: &str) -> Enc
     }
 }
 
+/// The data of an encoded event: its `data:` lines joined with LF, as a browser reads them.
+#[cfg(feature = "jwt")]
+pub fn data_of(frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(frame);
+    let mut lines = text
+        .split('\n')
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|value| value.strip_prefix(' ').unwrap_or(value));
+    let mut data = lines.next().unwrap_or_default().to_owned();
+    for line in lines {
+        data.push('\n');
+        data.push_str(line);
+    }
+    data
+}
+
 /// An encoded event, with where its id and type sit in the frame, so that they need no
 /// allocation of their own.
 #[derive(Debug)]
@@ -281,6 +297,14 @@ fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn data_is_read_back_from_a_frame() {
+        let frame = encode("1", "t", Some(5), "a\nb\r\n data: c");
+        assert_eq!(data_of(&frame.bytes), "a\nb\n data: c");
+        assert_eq!(data_of(&encode("", "", None, "").bytes), "");
+    }
 
     #[test]
     fn urn_ids_are_uuid_v7_growing_with_the_number() {

@@ -30,8 +30,8 @@ pub struct Access {
 
 /// The lines to print at start, each ending in a newline. (Built of pieces rather than
 /// formatted: the tiny daemon counts its bytes.)
-pub fn where_to_look(addr: SocketAddr, access: &Access, demo: bool) -> String {
-    let base = format!("http://{}", reachable(addr));
+pub fn where_to_look(scheme: &str, addr: SocketAddr, access: &Access, demo: bool) -> String {
+    let base = format!("{scheme}://{}", reachable(addr));
     let jwt = cfg!(feature = "jwt");
     let mut out = String::new();
     let mut line = |parts: &[&str]| {
@@ -159,7 +159,7 @@ mod tests {
 
     fn lines(access: &Access, demo: bool) -> Vec<String> {
         let addr: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        where_to_look(addr, access, demo)
+        where_to_look("http", addr, access, demo)
             .lines()
             .map(String::from)
             .collect()

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::mercure::ACCESS_COOKIE;
+
 /// Longest request head accepted, request line included.
 pub const MAX_HEAD: usize = 8 * 1024;
 
@@ -35,7 +37,9 @@ pub struct Request {
     pub last_event_id: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
-    pub content_length: Option<usize>,
+    /// As sent: a u64, so that a length beyond a 32-bit `usize` is still a number, refused as
+    /// too large (`413`) rather than as malformed.
+    pub content_length: Option<u64>,
     pub chunked: bool,
     pub expect_continue: bool,
     pub origin: Option<String>,
@@ -44,6 +48,8 @@ pub struct Request {
     pub referer: Option<String>,
     /// The value of the `mercureAuthorization` cookie: a token, as a browser sends it.
     pub token_cookie: Option<String>,
+    /// The value of Mercure 1.0's `__Secure-mercure_access_token` cookie.
+    pub access_cookie: Option<String>,
     /// The request names a proxy hop (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`).
     pub proxied: bool,
     /// The whole head as received, kept only when the host's access hook will read its header
@@ -154,8 +160,13 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
             out.origin = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("referer") {
             out.referer = Some(value()?.to_owned());
-        } else if name.eq_ignore_ascii_case("cookie") && out.token_cookie.is_none() {
-            out.token_cookie = cookie(header.value, TOKEN_COOKIE).map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("cookie") {
+            if out.token_cookie.is_none() {
+                out.token_cookie = cookie(header.value, TOKEN_COOKIE).map(str::to_owned);
+            }
+            if out.access_cookie.is_none() {
+                out.access_cookie = cookie(header.value, ACCESS_COOKIE).map(str::to_owned);
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             out.keep_alive = connection_keeps_alive(value()?, out.keep_alive);
         } else if name.eq_ignore_ascii_case("forwarded")
@@ -171,7 +182,7 @@ fn copy_request(req: &httparse::Request) -> Result<Request, &'static str> {
     Ok(out)
 }
 
-/// The cookie that carries a token, as Mercure names it.
+/// The cookie that carries a token, as Mercure 0.x names it.
 pub const TOKEN_COOKIE: &str = "mercureAuthorization";
 
 /// The value of the cookie `name` in a `Cookie` header (`a=1; b=2`), without the double quotes
@@ -192,7 +203,7 @@ pub(crate) fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
     })
 }
 
-fn parse_content_length(value: &str) -> Option<usize> {
+fn parse_content_length(value: &str) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -381,6 +392,17 @@ mod tests {
         assert_eq!(cookie(b"mercureauthorization=t", TOKEN_COOKIE), None);
         assert_eq!(cookie(b"mercureAuthorization=\xff", TOKEN_COOKIE), None);
         assert_eq!(cookie(b"", TOKEN_COOKIE), None);
+    }
+
+    #[test]
+    fn a_content_length_beyond_4_gib_is_a_number_on_every_target() {
+        let request = complete(b"POST /p HTTP/1.1\r\nContent-Length: 5000000000\r\n\r\n");
+        assert_eq!(request.content_length, Some(5_000_000_000));
+        let most = b"POST /p HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n";
+        assert_eq!(
+            complete(most).content_length,
+            Some(9_999_999_999_999_999_999)
+        );
     }
 
     #[test]

@@ -119,7 +119,10 @@ mod tests {
                 match input.next(body) {
                     Next::Partial => break,
                     Next::Head(request) => {
-                        body = request.content_length.filter(|&n| n > 0);
+                        body = request
+                            .content_length
+                            .filter(|&n| n > 0)
+                            .map(|n| n as usize);
                         out.push(Next::Head(request));
                     }
                     piece @ Next::Body(_) => {

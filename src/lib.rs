@@ -31,6 +31,8 @@ mod host;
 mod http;
 mod input;
 mod log;
+#[doc(hidden)]
+pub mod mercure;
 mod params;
 #[cfg(feature = "host")]
 mod presence;
@@ -45,13 +47,18 @@ mod store;
 mod subscription;
 #[doc(hidden)]
 pub mod sys;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use config::{
-    Config, Cors, FsyncPolicy, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY, resolve_listen,
+    Config, Cors, FsyncPolicy, Issuer, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY, resolve_listen,
 };
 pub use event::Event;
 pub use frame::FieldError;
 pub use hooks::{Access, AccessHook, AccessRequest, Hooks, LogHook, StreamEvent, StreamHook};
 pub use server::{Handle, Server};
+
+/// True when this build speaks HTTPS (the cargo feature `tls`).
+pub const TLS: bool = cfg!(feature = "tls");
 pub use stats::Stats;
 pub use store::PublishError;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hints::Credential;
-use ssed::{Config, Cors, Event, FsyncPolicy, Handle, LogLevel, PublishError, Server};
+use ssed::{Config, Cors, Event, Handle, LogLevel, PublishError, Server};
 
 const HELP: &str = "\
 ssed: a tiny, fast Server-Sent Events server
@@ -39,6 +39,15 @@ Options:
                          mercure.subscribe says which private events it reads
                          (env SSED_SUBSCRIBER_JWT_KEY)
   --anonymous            with --subscriber-jwt-key, let subscribers without a token read public events
+  --hub-url URL          Mercure 1.0: the hub's public URL (base of relative topics and URL
+                         patterns) [default: http://ADDR/.well-known/mercure]
+  --resource-identifier ID  Mercure 1.0: what access tokens' aud must name [default: --hub-url]
+  --issuer ISS           Mercure 1.0: trust access tokens whose iss is ISS, with the keys of
+                         the --issuer-*key flags after it (repeatable)
+  --issuer-key K         the issuer's key for publishers and subscribers alike: HS256:SECRET
+                         (or the bare secret), RS256:PEM or ES256:PEM; @PATH reads it from a file
+  --issuer-publisher-key K, --issuer-subscriber-key K  one role's key only
+  --subscriptions        Mercure 1.0 active subscriptions: subscription events and the API
   --history-file PATH    keep the history in this file, so that it survives a restart
   --fsync WHEN           when the history file is synced: always, never, or every MS milliseconds
                          [default: always]
@@ -46,6 +55,9 @@ Options:
                          with other nodes; excludes --history-file (needs the feature redis)
   --redis-stream KEY     the cluster's stream key [default: ssed]
   --redis-history N      entries the stream keeps for replay [default: --history, at least 1024]
+  --tls-cert FILE        speak HTTPS on --listen with this PEM certificate chain
+                         (env SSED_TLS_CERT; needs --tls-key; SIGHUP rereads both)
+  --tls-key FILE         the PEM private key of --tls-cert (env SSED_TLS_KEY)
   --stdin                publish every line of standard input as one event
     --topic T            ... to this topic [default: the empty topic]
     --event TYPE         ... with this event type
@@ -143,16 +155,20 @@ fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let scheme = if server.is_tls() { "https" } else { "http" };
     if log > LogLevel::Off {
         let from = if activated {
             " (socket from systemd)"
         } else {
             ""
         };
-        eprintln!("ssed: listening on http://{}{from}", server.local_addr());
+        eprintln!(
+            "ssed: listening on {scheme}://{}{from}",
+            server.local_addr()
+        );
     }
     if log >= LogLevel::Info {
-        let hints = hints::where_to_look(server.local_addr(), &access, options.demo);
+        let hints = hints::where_to_look(scheme, server.local_addr(), &access, options.demo);
         let _ = io::stderr().write_all(hints.as_bytes());
     }
     if log >= LogLevel::Quiet && open_to_all && !server.local_addr().ip().is_loopback() {
@@ -166,7 +182,17 @@ fn run(options: Options) -> ExitCode {
     let handle = server.handle();
     let stopper = handle.clone();
     std::thread::spawn(move || {
-        let signal = ssed::sys::wait_for_termination();
+        let mut signal = ssed::sys::wait_for_termination();
+        while signal == ssed::sys::RELOAD_SIGNAL {
+            // The handle logs what it loaded, or why it keeps the pair in use.
+            if let Err(e) = stopper.reload_tls()
+                && e.kind() == io::ErrorKind::InvalidInput
+                && log >= LogLevel::Info
+            {
+                let _ = writeln!(io::stderr(), "ssed: SIGHUP: nothing to reload: {e}");
+            }
+            signal = ssed::sys::wait_for_termination();
+        }
         if log >= LogLevel::Info {
             // Not eprintln!, which panics when stderr is gone (a closed pipe): this thread
             // must live on to stop the loop.
@@ -174,7 +200,7 @@ fn run(options: Options) -> ExitCode {
         }
         stopper.stop();
         // A second signal means: do not wait for the flush.
-        ssed::sys::wait_for_termination();
+        while ssed::sys::wait_for_termination() == ssed::sys::RELOAD_SIGNAL {}
         std::process::exit(1);
     });
     if options.stdin {
@@ -234,7 +260,7 @@ fn hints_access(options: &Options) -> hints::Access {
         } else {
             Credential::TokenFromEnv("SSED_SUBSCRIBE_TOKEN")
         }
-    } else if config.subscriber_jwt_key.is_some() && !config.anonymous {
+    } else if cfg!(feature = "jwt") && config.subscriber_jwt_key.is_some() && !config.anonymous {
         Credential::Jwt("the subscriber key (--subscriber-jwt-key)")
     } else {
         Credential::Nothing
@@ -245,12 +271,13 @@ fn hints_access(options: &Options) -> hints::Access {
         } else {
             Credential::TokenFromEnv("SSED_PUBLISH_TOKEN")
         }
-    } else if config.publisher_jwt_key.is_some() {
+    } else if cfg!(feature = "jwt") && config.publisher_jwt_key.is_some() {
         Credential::Jwt("the publisher key (--publisher-jwt-key)")
     } else {
         Credential::Nothing
     };
     let publish_socket = match (&config.publish_socket, config.publish_socket_fd) {
+        _ if !cfg!(feature = "sockets") => None,
         (Some(path), _) => Some(path.clone()),
         (None, Some(_)) => Some(PathBuf::from("PATH")),
         (None, None) => None,
@@ -278,6 +305,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     options.config.subscribe_token = std::env::var("SSED_SUBSCRIBE_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    for (variable, path) in [
+        ("SSED_TLS_CERT", &mut options.config.tls_cert),
+        ("SSED_TLS_KEY", &mut options.config.tls_key),
+    ] {
+        *path = std::env::var_os(variable)
+            .filter(|p| !p.is_empty())
+            .map(Into::into);
+    }
     for (variable, key) in [
         (
             "SSED_PUBLISHER_JWT_KEY",
@@ -294,6 +329,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     }
     let mut args = args.peekable();
     let mut topic_or_event_given = false;
+    #[cfg_attr(not(feature = "history-file"), allow(unused_mut))]
     let mut fsync_given = false;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -331,7 +367,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 config.heartbeat = Duration::from_secs(secs);
             }
             "--retry" => config.retry = Some(number(&flag, &value()?)?),
-            "--max-clients" => config.max_clients = positive(&flag, &value()?)?,
+            "--max-clients" => config.max_clients = max_clients(&flag, &value()?)?,
             "--max-queue" => config.max_queue = positive(&flag, &value()?)?,
             "--max-body" => config.max_body = number(&flag, &value()?)?,
             "--cors-origin" => {
@@ -345,19 +381,95 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 config.subscribe_token = Some(token(&flag, value()?)?);
                 options.subscribe_token_flag = true;
             }
+            #[cfg(feature = "jwt")]
             "--publisher-jwt-key" => config.publisher_jwt_key = Some(jwt_key(&flag, value()?)?),
+            #[cfg(feature = "jwt")]
             "--subscriber-jwt-key" => config.subscriber_jwt_key = Some(jwt_key(&flag, value()?)?),
+            #[cfg(feature = "jwt")]
             "--anonymous" => config.anonymous = true,
+            #[cfg(feature = "history-file")]
             "--history-file" => config.history_file = Some(path_value(&flag, value()?)?),
+            #[cfg(feature = "history-file")]
             "--fsync" => {
                 config.fsync = fsync(&flag, &value()?)?;
                 fsync_given = true;
             }
+            #[cfg(not(feature = "history-file"))]
+            "--history-file" | "--fsync" => {
+                return Err(without(
+                    &flag,
+                    "the history file (cargo feature history-file)",
+                ));
+            }
+            #[cfg(feature = "sockets")]
             "--publish-socket" => config.publish_socket = Some(path_value(&flag, value()?)?),
+            #[cfg(not(feature = "sockets"))]
+            "--publish-socket" => {
+                return Err(without(&flag, "the publish socket (cargo feature sockets)"));
+            }
+            #[cfg(feature = "host")]
             "--metrics-topics" => config.metrics_topics = true,
+            #[cfg(not(feature = "host"))]
+            "--metrics-topics" => {
+                return Err(without(&flag, "the counts per topic (cargo feature host)"));
+            }
+            #[cfg(feature = "jwt")]
+            "--hub-url" => config.hub_url = Some(non_empty(&flag, value()?)?),
+            #[cfg(feature = "jwt")]
+            "--resource-identifier" => {
+                config.resource_identifier = Some(non_empty(&flag, value()?)?)
+            }
+            #[cfg(feature = "jwt")]
+            "--issuer" => config.issuers.push(ssed::Issuer {
+                issuer: non_empty(&flag, value()?)?,
+                ..ssed::Issuer::default()
+            }),
+            #[cfg(feature = "jwt")]
+            "--issuer-key" | "--issuer-publisher-key" | "--issuer-subscriber-key" => {
+                let key = issuer_key(&flag, value()?)?;
+                let Some(issuer) = config.issuers.last_mut() else {
+                    return Err(format!("{flag}: name its issuer first with --issuer"));
+                };
+                if flag != "--issuer-subscriber-key" {
+                    issuer.publisher_key = Some(key.clone());
+                }
+                if flag != "--issuer-publisher-key" {
+                    issuer.subscriber_key = Some(key);
+                }
+            }
+            #[cfg(feature = "jwt")]
+            "--subscriptions" => config.subscriptions = true,
+            #[cfg(not(feature = "jwt"))]
+            "--publisher-jwt-key"
+            | "--subscriber-jwt-key"
+            | "--anonymous"
+            | "--hub-url"
+            | "--resource-identifier"
+            | "--issuer"
+            | "--issuer-key"
+            | "--issuer-publisher-key"
+            | "--issuer-subscriber-key"
+            | "--subscriptions" => {
+                return Err(without(&flag, "JWT support (cargo feature jwt)"));
+            }
+            #[cfg(feature = "redis")]
             "--redis" => config.redis = Some(non_empty(&flag, value()?)?),
+            #[cfg(feature = "redis")]
             "--redis-stream" => config.redis_stream = non_empty(&flag, value()?)?,
+            #[cfg(feature = "redis")]
             "--redis-history" => config.redis_history = Some(positive(&flag, &value()?)?),
+            #[cfg(not(feature = "redis"))]
+            "--redis" | "--redis-stream" | "--redis-history" => {
+                return Err(without(&flag, "the cluster (cargo feature redis)"));
+            }
+            #[cfg(feature = "tls")]
+            "--tls-cert" => config.tls_cert = Some(path_value(&flag, value()?)?),
+            #[cfg(feature = "tls")]
+            "--tls-key" => config.tls_key = Some(path_value(&flag, value()?)?),
+            #[cfg(not(feature = "tls"))]
+            "--tls-cert" | "--tls-key" => {
+                return Err(without(&flag, "TLS (cargo feature tls)"));
+            }
             "--stdin" => options.stdin = true,
             "--topic" => {
                 options.stdin_topic = value()?;
@@ -391,6 +503,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                     stream is the durable history"
                 .into(),
         );
+    }
+    if options.config.tls_cert.is_some() != options.config.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together: a certificate needs its key".into());
     }
     if topic_or_event_given && !options.stdin {
         return Err("--topic and --event go with --stdin".into());
@@ -434,6 +549,17 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
     }
 }
 
+/// At least 1, and no more connections than a server can tell apart on this target.
+fn max_clients(flag: &str, value: &str) -> Result<usize, String> {
+    let n = positive(flag, value)?;
+    let most = Config::max_clients_limit();
+    if n > most {
+        return Err(format!("{flag}: at most {most} on this machine"));
+    }
+    Ok(n)
+}
+
+#[cfg(any(feature = "history-file", feature = "sockets", feature = "tls"))]
 fn path_value(flag: &str, value: String) -> Result<PathBuf, String> {
     if value.is_empty() {
         return Err(format!("{flag}: expected a path"));
@@ -441,6 +567,23 @@ fn path_value(flag: &str, value: String) -> Result<PathBuf, String> {
     Ok(value.into())
 }
 
+/// The refusal of a flag whose cargo feature this build lacks.
+#[cfg_attr(
+    all(
+        feature = "jwt",
+        feature = "history-file",
+        feature = "redis",
+        feature = "tls",
+        feature = "host",
+        feature = "sockets"
+    ),
+    allow(dead_code)
+)]
+fn without(flag: &str, what: &str) -> String {
+    format!("{flag}: this ssed was built without {what}")
+}
+
+#[cfg(any(feature = "jwt", feature = "redis"))]
 fn non_empty(flag: &str, value: String) -> Result<String, String> {
     if value.is_empty() {
         return Err(format!("{flag}: expected a value"));
@@ -449,7 +592,9 @@ fn non_empty(flag: &str, value: String) -> Result<String, String> {
 }
 
 /// `always`, `never`, or a number of milliseconds between syncs.
-fn fsync(flag: &str, value: &str) -> Result<FsyncPolicy, String> {
+#[cfg(feature = "history-file")]
+fn fsync(flag: &str, value: &str) -> Result<ssed::FsyncPolicy, String> {
+    use ssed::FsyncPolicy;
     match value {
         "always" => Ok(FsyncPolicy::Always),
         "never" => Ok(FsyncPolicy::Never),
@@ -469,6 +614,29 @@ fn token(flag: &str, value: String) -> Result<String, String> {
         ));
     }
     Ok(value)
+}
+
+#[cfg(feature = "jwt")]
+/// An issuer's key, `[ALG:]TEXT`; `[ALG:]@PATH` reads the text from a file (a PEM public
+/// key, or a secret kept out of the command line).
+fn issuer_key(name: &str, value: String) -> Result<String, String> {
+    let (algorithm, text) = match value.split_once(':') {
+        Some((algorithm, text)) if ["HS256", "RS256", "ES256"].contains(&algorithm) => {
+            (Some(algorithm), text.to_owned())
+        }
+        _ => (None, value.clone()),
+    };
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}: cannot read {path}: {e}"))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        None => text,
+    };
+    Ok(match algorithm {
+        Some(algorithm) => format!("{algorithm}:{text}"),
+        None => text,
+    })
 }
 
 /// A JWT key from `name` (a flag or an environment variable), refused with a message naming it

@@ -1,8 +1,11 @@
 //! Query strings and form bodies: percent-decoding, and the parameters of a publish or a
 //! subscribe request.
 
+use crate::auth::MatchType;
 use crate::event::Event;
 use crate::frame;
+#[cfg(feature = "jwt")]
+use crate::mercure::{MAX_MATCHER_LEN, MAX_MATCHERS, check_text};
 
 /// Splits `a=1&b=2` into decoded pairs. `+` is a space; bad escapes are kept as written; a
 /// value that does not decode to UTF-8 refuses the whole request.
@@ -47,8 +50,11 @@ fn hex(digit: Option<&u8>) -> Option<u8> {
 /// What a subscriber asked for.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Subscribe {
-    /// Topics to receive; empty means every topic.
+    /// Topics to receive (Mercure 0.x selectors); with no matcher either, every topic.
     pub topics: Vec<String>,
+    /// Mercure 1.0 topic matchers (`match`, `match_exact`, `match_urlpattern`), without
+    /// duplicates, each with the parameter that named it.
+    pub matchers: Vec<(MatchType, String, &'static str)>,
     pub last_event_id: Option<String>,
     /// `?token=`: the static subscribe token.
     pub token: Option<String>,
@@ -56,10 +62,25 @@ pub struct Subscribe {
     pub authorization: Option<String>,
 }
 
-/// Reads the query of `GET /events`.
-pub fn subscribe(query: &str) -> Result<Subscribe, &'static str> {
+/// Reads the query of a subscription. A parameter in Mercure 1.0's reserved `match` namespace
+/// that names no matcher type this hub knows, a matcher holding a control or format character,
+/// too long, or one too many is refused, naming the parameter.
+pub fn subscribe(query: &str) -> Result<Subscribe, String> {
     let mut out = Subscribe::default();
     for (name, value) in pairs(query.as_bytes())? {
+        if name.len() >= 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"match") {
+            // Mercure 1.0 comes with JSON Web Tokens (feature jwt): the tiny build speaks 0.x.
+            #[cfg(not(feature = "jwt"))]
+            return Err(
+                "this ssed speaks Mercure 0.x only (built without the cargo feature jwt): subscribe with topic="
+                    .into(),
+            );
+            #[cfg(feature = "jwt")]
+            {
+                read_matcher(&mut out, &name, value)?;
+                continue;
+            }
+        }
         match name.as_str() {
             "topic" if !out.topics.contains(&value) => out.topics.push(value),
             "lastEventId" | "lastEventID" | "last_event_id" => out.last_event_id = Some(value),
@@ -69,6 +90,41 @@ pub fn subscribe(query: &str) -> Result<Subscribe, &'static str> {
         }
     }
     Ok(out)
+}
+
+/// Takes in one parameter of the reserved `match` namespace.
+#[cfg(feature = "jwt")]
+fn read_matcher(out: &mut Subscribe, name: &str, value: String) -> Result<(), String> {
+    let (match_type, parameter) = match name {
+        "match" => (MatchType::Exact, "match"),
+        "match_exact" => (MatchType::Exact, "match_exact"),
+        "match_urlpattern" => (MatchType::UrlPattern, "match_urlpattern"),
+        _ => {
+            return Err(format!(
+                "unknown parameter '{}' in the reserved match namespace: the matchers are match (or match_exact) and match_urlpattern",
+                shown(name)
+            ));
+        }
+    };
+    check_text(parameter, &value)?;
+    if value.len() > MAX_MATCHER_LEN {
+        return Err(format!(
+            "{parameter}: a matcher is at most {MAX_MATCHER_LEN} bytes"
+        ));
+    }
+    if !out
+        .matchers
+        .iter()
+        .any(|(t, v, _)| *t == match_type && *v == value)
+    {
+        out.matchers.push((match_type, value, parameter));
+    }
+    if out.matchers.len() > MAX_MATCHERS {
+        return Err(format!(
+            "{parameter}: at most {MAX_MATCHERS} matchers in one subscription"
+        ));
+    }
+    Ok(())
 }
 
 /// How the body of a publish request is read.
@@ -103,6 +159,20 @@ impl<'a> Body<'a> {
 /// as in Mercure, where the field's presence is what counts. An `authorization` query
 /// parameter is the publisher's token (see [`authorization`]), not part of the event.
 pub fn publish(query: &str, body: Body) -> Result<Event, String> {
+    publish_as(query, body, Unknown::Refused)
+}
+
+/// What becomes of a parameter that is no publish parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Refused, naming it: ssed's own rule, and its Mercure 0.x hub's.
+    Refused,
+    /// Ignored, as Mercure 1.0 asks of a hub (for future extensions).
+    Ignored,
+}
+
+/// [`publish`], with unknown parameters treated as `unknown` says.
+pub fn publish_as(query: &str, body: Body, unknown: Unknown) -> Result<Event, String> {
     let mut event = Event::default();
     let mut data: Option<String> = None;
     let mut retry: Option<String> = None;
@@ -133,6 +203,7 @@ pub fn publish(query: &str, body: Body) -> Result<Event, String> {
             "retry" => retry = Some(value),
             "private" => event.private = true,
             "authorization" if i < from_query => {}
+            _ if unknown == Unknown::Ignored => {}
             _ if i < from_query => return Err(unknown_parameter(&name, "query parameter")),
             _ => return Err(unknown_parameter(&name, "form field")),
         }
@@ -154,10 +225,18 @@ pub fn authorization(query: &str) -> Option<String> {
         .find_map(|(name, value)| (name == "authorization").then_some(value))
 }
 
+/// A name as the client wrote it, but never long enough to flood a log or a page.
+fn shown(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).collect();
+    if shown.len() < name.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 fn unknown_parameter(name: &str, kind: &str) -> String {
-    // A name is shown as the client wrote it, but never long enough to flood a log or a page.
-    let shown: String = name.chars().take(64).collect();
-    let more = if shown.len() < name.len() { "..." } else { "" };
+    let shown = shown(name);
+    let more = "";
     let hint = if kind == "form field" {
         "; to publish a body as it is, send it with a Content-Type such as text/plain"
     } else {

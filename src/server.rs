@@ -48,18 +48,23 @@ pub struct Handle {
     /// In a cluster, where publishes go instead of the intake.
     #[cfg(feature = "redis")]
     cluster: Option<Arc<crate::store::Publisher>>,
+    /// Over HTTPS: the certificate and key, reloaded by `reload_tls`.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Server {
     /// Binds `config.listen` at once (port 0 picks a free port), opens the history file when
     /// there is one (loading what it retains), and prepares the loop. An error says what
     /// failed: the address, or the history file's path.
-    pub fn bind(config: Config) -> io::Result<Server> {
+    pub fn bind(mut config: Config) -> io::Result<Server> {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let listener = listening_socket(&config)?;
         let local_addr = listener.local_addr()?;
+        // The hub's URL names the port bound, not 0.
+        config.listen = local_addr;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
@@ -77,6 +82,8 @@ impl Server {
         let logger = Logger::new(config.log, config.hooks.log.clone())?;
         #[cfg(not(feature = "host"))]
         let logger = Logger::new(config.log, None)?;
+        #[cfg(feature = "tls")]
+        let tls = open_tls(&config)?;
         let store = open_store(&config, intake.clone(), &logger)?;
         #[cfg(feature = "redis")]
         let cluster = store.cluster_publisher();
@@ -85,6 +92,10 @@ impl Server {
         let presence = host.presence.clone();
         let mut event_loop = EventLoop::new(poll, listener, store, counters.clone(), config, host);
         event_loop.publish_socket = publish_socket;
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = &tls {
+            event_loop.use_tls(certificates.clone());
+        }
         Ok(Server {
             event_loop,
             handle: Handle {
@@ -95,8 +106,15 @@ impl Server {
                 local_addr,
                 #[cfg(feature = "redis")]
                 cluster,
+                #[cfg(feature = "tls")]
+                tls,
             },
         })
+    }
+
+    /// True when the listener speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.handle.is_tls()
     }
 
     /// The address the server is bound to.
@@ -163,6 +181,21 @@ fn listening_socket(config: &Config) -> io::Result<std::net::TcpListener> {
     let listen = config.listen;
     sys::listen(listen, BACKLOG)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
+}
+
+/// The certificate and key, when the listener speaks HTTPS: loaded now, so that a pair that
+/// cannot serve stops the server from starting, with the file and the reason.
+#[cfg(feature = "tls")]
+fn open_tls(config: &Config) -> io::Result<Option<Arc<crate::tls::Certificates>>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let files = crate::tls::Files {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let certificates = crate::tls::Certificates::open(files, config.log)?;
+    Ok(Some(Arc::new(certificates)))
 }
 
 /// The store the loop takes events from: memory only, through the history file, or from a
@@ -271,5 +304,30 @@ impl Handle {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// True when the listener speaks HTTPS (`Config::tls_cert`).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Rereads the certificate and key files (`Config::tls_cert`, `tls_key`) on the calling
+    /// thread. When they load, connections accepted from now on get them and open ones go on
+    /// with what they had; when they do not (a file missing or unreadable, a key that is not
+    /// the certificate's, a certificate expired or not valid yet), the pair in use stays and
+    /// the error names the file and the reason. Both are logged at the server's log level.
+    /// An error of kind `InvalidInput` when the server does not speak HTTPS.
+    pub fn reload_tls(&self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = &self.tls {
+            return certificates.reload();
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "this server does not speak HTTPS (no TLS certificate is set)",
+        ))
     }
 }

@@ -21,10 +21,12 @@ pub enum Refusal {
     Forbidden,
     QueueFull,
     Storage,
+    /// A TLS handshake that failed, or bytes that are not TLS on an HTTPS port.
+    Tls,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 10] = [
+    const ALL: [Refusal; 11] = [
         Refusal::BadRequest,
         Refusal::NotFound,
         Refusal::MethodNotAllowed,
@@ -35,6 +37,7 @@ impl Refusal {
         Refusal::Forbidden,
         Refusal::QueueFull,
         Refusal::Storage,
+        Refusal::Tls,
     ];
 
     /// The label value.
@@ -50,6 +53,7 @@ impl Refusal {
             Refusal::Forbidden => "forbidden",
             Refusal::QueueFull => "queue_full",
             Refusal::Storage => "storage",
+            Refusal::Tls => "tls",
         }
     }
 }

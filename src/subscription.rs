@@ -42,22 +42,34 @@ impl Default for Subscription {
 }
 
 impl Subscription {
-    /// A subscription to `topics` (topic selectors as the subscriber wrote them; none means
-    /// every topic), reading the private events `private` allows.
+    /// A subscription to `topics` (0.x topic selectors as the subscriber wrote them; none
+    /// means every topic), reading the private events `private` allows.
+    #[cfg(test)]
     pub fn new(topics: Vec<String>, private: Option<Selectors>) -> Subscription {
+        Subscription::of(
+            topics.iter().map(|t| Selector::compile(t)).collect(),
+            private,
+        )
+    }
+
+    /// A subscription to the topics `selectors` match (none means every topic), reading the
+    /// private events `private` allows.
+    pub fn of(selectors: Vec<Selector>, private: Option<Selectors>) -> Subscription {
         let private = private.filter(|p| !p.is_empty());
-        let patterns = topics.iter().any(|t| is_pattern(t));
+        let patterns = selectors.iter().any(|s| !s.is_exact());
+        let exact = || {
+            selectors
+                .iter()
+                .map(|s| Box::from(s.as_str()))
+                .collect::<Box<[Box<str>]>>()
+        };
         if !patterns && private.is_none() {
-            let exact = topics.into_iter().map(String::into_boxed_str).collect();
-            return Subscription(Inner::Topics(exact));
+            return Subscription(Inner::Topics(exact()));
         }
         let (topics, selectors) = if patterns {
-            (Box::default(), Some(Selectors::compile(&topics)))
+            (Box::default(), Some(Selectors::of(selectors)))
         } else {
-            (
-                topics.into_iter().map(String::into_boxed_str).collect(),
-                None,
-            )
+            (exact(), None)
         };
         Subscription(Inner::More(Box::new(More {
             topics,
@@ -98,19 +110,13 @@ impl Subscription {
 
 impl More {
     fn wants(&self, entry: &Entry) -> bool {
-        let readable =
-            !entry.is_private() || entry.topics().any(|topic| self.private.matches(topic));
+        let readable = !entry.is_private() || self.private.matches_entry(entry);
         readable
             && match &self.selectors {
-                Some(selectors) => entry.topics().any(|topic| selectors.matches(topic)),
+                Some(selectors) => selectors.matches_entry(entry),
                 None => entry.matches(&self.topics),
             }
     }
-}
-
-/// `*` and URI templates need the selector matcher; anything else is an exact topic.
-fn is_pattern(topic: &str) -> bool {
-    topic == "*" || (topic.contains('{') && Selector::compile(topic).is_template())
 }
 
 #[cfg(test)]

@@ -131,8 +131,9 @@ pub fn ignore_file_size_signal() {
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards, so
-/// that they can be taken with [`wait_for_termination`] instead of interrupting anything.
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it starts
+/// afterwards, so that they can be taken with [`wait_for_termination`] instead of interrupting
+/// anything.
 pub fn block_termination_signals() -> io::Result<()> {
     let set = termination_set();
     // SAFETY: `set` is an initialised sigset; the old mask is not requested.
@@ -143,7 +144,10 @@ pub fn block_termination_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM (blocked beforehand) and returns its number.
+/// The signal that asks the daemon to reread its certificate and key.
+pub const RELOAD_SIGNAL: i32 = libc::SIGHUP;
+
+/// Waits for SIGINT, SIGTERM or SIGHUP (blocked beforehand) and returns its number.
 pub fn wait_for_termination() -> i32 {
     let set = termination_set();
     loop {
@@ -162,6 +166,27 @@ fn termination_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, RELOAD_SIGNAL);
         set
     }
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom`), for identifiers no client can
+/// guess or forge.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::external::Ssed;
@@ -485,15 +484,17 @@ fn the_static_tokens_keep_working_beside_the_keys() {
 
 #[test]
 fn an_hs256_key_under_32_bytes_stops_the_daemon_naming_where_it_came_from() {
-    let daemon = env!("CARGO_BIN_EXE_ssed");
     let short = "!ChangeMe: 31 bytes of secret!!";
     assert_eq!(short.len(), 31);
     for (flag, env) in [
         ("--publisher-jwt-key", "SSED_PUBLISHER_JWT_KEY"),
         ("--subscriber-jwt-key", "SSED_SUBSCRIBER_JWT_KEY"),
     ] {
-        let by_flag = Command::new(daemon).args([flag, short]).output().unwrap();
-        let by_env = Command::new(daemon).env(env, short).output().unwrap();
+        let by_flag = common::target::daemon()
+            .args([flag, short])
+            .output()
+            .unwrap();
+        let by_env = common::target::daemon().env(env, short).output().unwrap();
         for (output, name) in [(by_flag, flag), (by_env, env)] {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");

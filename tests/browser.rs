@@ -110,5 +110,68 @@ fn the_viewer_says_why_its_stream_closed_and_takes_the_credential() {
     assert!(stdout.contains("ok: token: the viewer said"), "{stdout}");
     assert!(stdout.contains("ok: jwt: the viewer said"), "{stdout}");
     assert!(png.exists(), "no screenshot at {}", png.display());
+}
+
+/// Mercure 1.0 in real browsers (tests/browser/mercure1.mjs): the matcher cases of the reference
+/// conformance suite through EventSource, and two Chromiums, one watching the other's
+/// subscription arrive and leave through subscription events and the subscription API.
+#[cfg(all(feature = "jwt", feature = "urlpattern"))]
+#[test]
+fn chromium_speaks_mercure_1_0_and_sees_another_browser_come_and_go() {
+    use common::jwt::{KEY, epoch_in, sign_with};
+
+    if !browser_available("the Mercure 1.0 browser test") {
+        return;
+    }
+    let issuer = "https://app.test";
+    let ssed = Ssed::start(&[
+        "--issuer",
+        issuer,
+        "--issuer-key",
+        KEY,
+        "--anonymous",
+        "--subscriptions",
+    ]);
+    let hub = format!("http://{}/.well-known/mercure", ssed.addr);
+    let access = |details: &str| {
+        let claims = format!(
+            r#"{{"iss":"{issuer}","aud":"{hub}","sub":"s","client_id":"{issuer}","iat":{},"exp":{},"jti":"j","authorization_details":{details}}}"#,
+            epoch_in(0),
+            epoch_in(300)
+        );
+        sign_with(KEY, r#"{"alg":"HS256","typ":"at+jwt"}"#, &claims)
+    };
+    let detail = |actions: &str, topics: &str, extra: &str| {
+        format!(
+            r#"{{"type":"https://mercure.rocks/authorization-detail","actions":{actions},"topics":{topics}{extra}}}"#
+        )
+    };
+    let publisher = access(&format!(
+        "[{}]",
+        detail(r#"["publish"]"#, r#"[{"match":"*"}]"#, "")
+    ));
+    let watcher = access(&format!(
+        "[{}]",
+        detail(
+            r#"["subscribe"]"#,
+            r#"[{"match":"/.well-known/mercure/subscriptions{/*}?","match_type":"urlpattern"}]"#,
+            ""
+        )
+    ));
+    let member = access(&format!(
+        "[{}]",
+        detail(
+            r#"["subscribe"]"#,
+            r#"[{"match":"https://example.com/rooms/:id","match_type":"urlpattern"}]"#,
+            r#","payload":{"nick":"ann"}"#
+        )
+    ));
+    let stdout = run_browser_script(
+        "mercure1.mjs",
+        &[format!("http://{}", ssed.addr), publisher, watcher, member],
+        90,
+    );
+    assert!(stdout.contains("ok: 10 matcher cases"), "{stdout}");
+    assert!(stdout.contains("saw the second leave"), "{stdout}");
     eprint!("{stdout}");
 }

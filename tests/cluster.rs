@@ -830,3 +830,63 @@ fn redis_down_at_start_is_no_error_and_publishing_fails_fast() {
     assert_eq!(response.status, 503);
     assert_eq!(response.header("Retry-After").as_deref(), Some("1"));
 }
+
+/// Mercure 1.0's active subscriptions in a cluster: the subscription events go through the
+/// stream, so the subscription API of every node lists every node's subscriptions, and forgets
+/// one when it ends.
+#[cfg(feature = "jwt")]
+#[test]
+fn the_subscription_api_of_every_node_lists_every_nodes_subscriptions() {
+    use common::jwt::{KEY, epoch_in, sign_with};
+
+    if !redis_here() {
+        return;
+    }
+    let dir = TempDir::new("cluster-subscriptions");
+    let redis = Redis::new(dir.path(), &[]);
+    let hub = "https://hub.test/.well-known/mercure";
+    let flags = [
+        "--hub-url",
+        hub,
+        "--issuer",
+        "https://app.test",
+        "--issuer-key",
+        KEY,
+        "--anonymous",
+        "--subscriptions",
+    ];
+    let a = node(&redis.url(), &flags);
+    let b = node(&redis.url(), &flags);
+    let claims = format!(
+        r#"{{"iss":"https://app.test","aud":"{hub}","exp":{},"authorization_details":[{{"type":"https://mercure.rocks/authorization-detail","actions":["subscribe"],"topics":[{{"match":"*"}}]}}]}}"#,
+        epoch_in(300)
+    );
+    let token = sign_with(KEY, r#"{"alg":"HS256","typ":"at+jwt"}"#, &claims);
+    let api = |addr: SocketAddr| {
+        let mut stream = connect(addr);
+        let request = format!(
+            "GET /.well-known/mercure/subscriptions HTTP/1.1\r\nHost: t\r\n\
+             Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let answer = read_response(&mut stream);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.text()
+    };
+    let on_a = subscribe(
+        a.addr,
+        "/.well-known/mercure?match=https%3A%2F%2Fx.test%2Fon-a",
+        None,
+    );
+    let on_a = on_a.expect("a subscription on node A");
+    wait_until(
+        || api(b.addr).contains(r#""match":"https://x.test/on-a""#),
+        "node B listing node A's subscription",
+    );
+    assert!(api(a.addr).contains(r#""match":"https://x.test/on-a""#));
+    drop(on_a);
+    wait_until(
+        || !api(b.addr).contains("on-a") && !api(a.addr).contains("on-a"),
+        "both nodes forgetting the subscription",
+    );
+}

@@ -8,9 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::external::Process;
 use common::{PATIENCE, Sse, connect, read_response};
-
-const SSED: &str = env!("CARGO_BIN_EXE_ssed");
 
 /// A running daemon, killed on drop. Its stderr lines arrive on `log`.
 struct Daemon {
@@ -22,7 +21,7 @@ struct Daemon {
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
         Daemon::start_with(
-            Command::new(SSED)
+            common::target::daemon()
                 .args(["--listen", "127.0.0.1:0"])
                 .args(args),
         )
@@ -103,7 +102,7 @@ impl Drop for Daemon {
 }
 
 fn run_to_end(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(SSED)
+    let out = common::target::daemon()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -163,6 +162,38 @@ fn a_bad_flag_exits_2_naming_it() {
 }
 
 #[test]
+fn more_clients_than_a_server_can_tell_apart_are_refused_naming_the_flag() {
+    // A poll token holds a connection's number beside its generation: 20 bits of it where
+    // usize has 32, so about a million connections; 32 bits on a 64-bit target.
+    let mut too_many = vec!["4000000000"];
+    if common::target::daemon_is_32_bit() {
+        too_many.push("2000000");
+    }
+    for n in too_many {
+        let mut daemon = Process::start(
+            common::target::daemon()
+                .args(["--listen", "127.0.0.1:0", "--max-clients", n])
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let exit = daemon.wait_exit(PATIENCE).expect("it exits at once");
+        let mut err = String::new();
+        daemon
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(exit.code(), Some(2), "--max-clients {n}: {err}");
+        assert!(
+            err.starts_with("ssed: --max-clients: at most "),
+            "--max-clients {n}: {err}"
+        );
+    }
+}
+
+#[test]
 fn an_address_in_use_exits_1_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -188,7 +219,7 @@ fn sigterm_and_sigint_flush_and_exit_0() {
 
 #[test]
 fn sigterm_stops_the_daemon_after_its_stderr_is_closed() {
-    let mut child = Command::new(SSED)
+    let mut child = common::target::daemon()
         .args(["--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
@@ -336,7 +367,7 @@ fn a_plain_start_says_where_to_look() {
     // With tokens the lines name their variables, never the secrets, and still work when
     // pasted in a shell that has them.
     let daemon = Daemon::start_with(
-        Command::new(SSED)
+        common::target::daemon()
             .args(["--listen", "0.0.0.0:0"])
             .env("SSED_PUBLISH_TOKEN", "s3cret-p")
             .env("SSED_SUBSCRIBE_TOKEN", "s3cret-s"),
@@ -379,7 +410,7 @@ fn quiet_prints_no_hints() {
 #[test]
 fn tokens_from_the_environment() {
     let daemon = Daemon::start_with(
-        Command::new(SSED)
+        common::target::daemon()
             .args(["--listen", "127.0.0.1:0"])
             .env("SSED_PUBLISH_TOKEN", "envtok"),
     );
@@ -412,7 +443,10 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
     let mut command = Command::new("sh");
     command.args([
         "-c",
-        &format!("ulimit -n 16 && exec {SSED} --listen 127.0.0.1:0 --heartbeat 0"),
+        &format!(
+            "ulimit -n 16 && exec {} --listen 127.0.0.1:0 --heartbeat 0",
+            common::target::daemon_shell_words()
+        ),
     ]);
     let daemon = Daemon::start_with(&mut command);
     let mut held = Vec::new();
@@ -448,7 +482,7 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_server() {
 
 #[test]
 fn listening_beyond_loopback_without_a_subscribe_token_warns() {
-    let open = Daemon::start_with(Command::new(SSED).args(["--listen", "0.0.0.0:0"]));
+    let open = Daemon::start_with(common::target::daemon().args(["--listen", "0.0.0.0:0"]));
     let warning = open.wait_log("warning:");
     assert!(warning.contains("--subscribe-token"), "{warning}");
     // With a token, or on loopback, nothing to warn about: every line up to the exit says so.
@@ -456,7 +490,7 @@ fn listening_beyond_loopback_without_a_subscribe_token_warns() {
         &["--listen", "0.0.0.0:0", "--subscribe-token", "t0ken"][..],
         &["--listen", "127.0.0.1:0"][..],
     ] {
-        let mut daemon = Daemon::start_with(Command::new(SSED).args(args));
+        let mut daemon = Daemon::start_with(common::target::daemon().args(args));
         daemon.signal(libc::SIGTERM);
         assert!(daemon.wait_exit().success());
         // Every line up to the end of stderr: the reader thread ends when the daemon is gone.
@@ -590,7 +624,7 @@ fn flags_that_mean_nothing_together_are_refused_with_the_reason() {
 #[test]
 fn first_run_errors_name_the_next_step() {
     // A host name is resolved at start.
-    let named = Daemon::start_with(Command::new(SSED).args(["--listen", "localhost:0"]));
+    let named = Daemon::start_with(common::target::daemon().args(["--listen", "localhost:0"]));
     assert!(named.addr.ip().is_loopback(), "{}", named.addr);
     // A history file in a directory that does not exist names the directory.
     let missing = std::env::temp_dir().join(format!("ssed-no-dir-{}", std::process::id()));

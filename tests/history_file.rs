@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,19 +15,24 @@ use std::time::{Duration, Instant};
 use common::external::{Lines, Process, Ssed, TempDir, free_port};
 use common::{PATIENCE, Sse, connect, read_response, wait_until};
 
-const SSED: &str = env!("CARGO_BIN_EXE_ssed");
-
 /// The daemon on `addr` with `args`, its stderr lines in `log`.
 fn start_on(addr: SocketAddr, args: &[&str]) -> Ssed {
+    start_within(PATIENCE, addr, args)
+}
+
+/// The same, giving the daemon `patience` to load its file.
+fn start_within(patience: Duration, addr: SocketAddr, args: &[&str]) -> Ssed {
     let mut process = Process::start(
-        Command::new(SSED)
+        common::target::daemon()
             .args(args)
             .args(["--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stderr(Stdio::piped()),
     );
     let mut log = Lines::new(process.child.stderr.take().expect("piped stderr"));
-    log.wait_for("listening line", |l| l.contains("listening on http://"));
+    log.wait_for_within(patience, "listening line", |l| {
+        l.contains("listening on http://")
+    });
     Ssed { process, addr, log }
 }
 
@@ -357,7 +362,7 @@ fn try_subscribe(addr: SocketAddr, headers: &str) -> Option<Sse> {
 #[test]
 fn a_directory_or_an_unusable_file_refuses_to_start_naming_the_path() {
     let dir = TempDir::new("history-bad-path");
-    let output = Command::new(SSED)
+    let output = common::target::daemon()
         .args(["--listen", "127.0.0.1:0", "--history-file"])
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -372,7 +377,7 @@ fn a_directory_or_an_unusable_file_refuses_to_start_naming_the_path() {
     // A path under a regular file cannot be created.
     let plain = dir.join("plain");
     std::fs::write(&plain, b"x").unwrap();
-    let output = Command::new(SSED)
+    let output = common::target::daemon()
         .args(["--listen", "127.0.0.1:0", "--history-file"])
         .arg(plain.join("history.log"))
         .stdin(Stdio::null())
@@ -420,6 +425,57 @@ fn damage_is_cut_at_start_with_a_log_line_and_never_replayed() {
         seen.push(event.data.unwrap());
     }
     assert_eq!(seen, ["event-0", "event-1", "event-3", "event-4"]);
+    stop(&mut ssed);
+}
+
+#[test]
+fn a_file_grown_past_4_gib_loads_and_is_compacted_on_every_target() {
+    // As a file can grow while its compactions fail: records before and after more than 4 GiB
+    // of zeros (what a crash leaves where blocks were allocated but never written). The file is
+    // sparse: the zeros take no disk. Loading reads it through a window, so it fits in any
+    // address space, and reports the offsets exactly.
+    let dir = TempDir::new("history-huge");
+    let file = dir.join("history.log");
+    let args = ["--history-file", file.to_str().unwrap()];
+    let addr = loopback();
+    let mut ssed = start_on(addr, &args);
+    assert_eq!(publish(addr, "before").0, 200);
+    stop(&mut ssed);
+    let before = std::fs::metadata(&file).unwrap().len();
+    let mut ssed = start_on(addr, &args);
+    assert_eq!(publish(addr, "after").0, 200);
+    stop(&mut ssed);
+    let bytes = std::fs::read(&file).unwrap();
+    let after = &bytes[before as usize..];
+    let hole = (4u64 << 30) + 12_345;
+    {
+        use std::os::unix::fs::FileExt;
+        let out = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        out.set_len(before).unwrap();
+        out.write_all_at(after, before + hole).unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        before + hole + after.len() as u64
+    );
+
+    // Reading 4 GiB takes seconds (more under emulation).
+    let mut ssed = start_within(Duration::from_secs(120), addr, &args);
+    let line = format!("cut {hole} bytes at offset {before}: checksum mismatch");
+    assert!(
+        ssed.log.seen.iter().any(|l| l.contains(&line)),
+        "{line}: {:#?}",
+        ssed.log.seen
+    );
+    let mut sub = subscribe(addr, "/events?lastEventId=none", "");
+    assert_eq!(sub.next_block().unwrap().comments, ["gap"]);
+    assert_eq!(sub.next_event().data.as_deref(), Some("before"));
+    assert_eq!(sub.next_event().data.as_deref(), Some("after"));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        before + after.len() as u64,
+        "rewritten without the stretch cut"
+    );
     stop(&mut ssed);
 }
 

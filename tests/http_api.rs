@@ -302,6 +302,16 @@ fn error_statuses_have_plain_text_reasons() {
 }
 
 #[test]
+fn a_body_announced_beyond_4_gib_is_too_large_on_every_target() {
+    // Such a length does not fit a 32-bit target's usize: it must still read as a number, and
+    // be refused as too large rather than as malformed.
+    let server = TestServer::default();
+    let response = server.request("POST /publish HTTP/1.1\r\nContent-Length: 5000000000\r\n\r\n");
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(response.text().contains("larger"), "{}", response.text());
+}
+
+#[test]
 fn max_clients_answers_503_with_retry_after() {
     let config = Config {
         max_clients: 2,
@@ -319,11 +329,14 @@ fn max_clients_answers_503_with_retry_after() {
     assert!(refused.header("retry-after").is_some());
     assert_eq!(server.handle.stats().requests_refused, 1);
     // Past the reserve of connections kept for other requests, a connection is refused at once.
-    let held: Vec<TcpStream> = (0..reserve).map(|_| server.connect()).collect();
+    // (The last one of the reserve is taken after the count, which a daemon answers on a
+    // connection of the reserve.)
+    let mut held: Vec<TcpStream> = (1..reserve).map(|_| server.connect()).collect();
     wait_until(
-        || server.handle.stats().connections == 2 + reserve as u64,
+        || server.handle.stats().connections == 1 + reserve as u64,
         "the reserve to fill",
     );
+    held.push(server.connect());
     let mut over = server.connect();
     let refused = read_response(&mut over);
     assert_eq!(refused.status, 503);

@@ -36,6 +36,7 @@ fn make_install_then_pkg_config_builds_the_c_example() {
         "lib/pkgconfig/ssed.pc",
         "lib/systemd/system/ssed.service",
         "lib/systemd/system/ssed.socket",
+        "share/man/man1/ssed.1",
     ] {
         let path = root.join(format!("usr/{file}"));
         assert!(

@@ -65,4 +65,19 @@ check(ssed_stop() === 0, 'ssed_stop');
 expect_eof($all);
 check(ssed_publish('late') === -6, 'publish after stop: SSE_RESULT_STOPPED');
 check(ssed_port() === $port, 'the port is still known after stop');
+
+// Mercure 1.0 options: a stopped server is replaced by one that speaks 1.0.
+check(ssed_start('127.0.0.1:0', ['issuers' => [['issuer' => 'x', 'key' => "a\0b"]]]) === -2,
+    'a NUL in a key: SSE_RESULT_INVALID_ARGUMENT');
+$port = ssed_start('127.0.0.1:0', [
+    'hub_url' => 'https://hub.test/.well-known/mercure',
+    'issuers' => [['issuer' => 'https://app.test', 'key' => '!ChangeThisMercureHubJWTSecretKey!']],
+    'subscriptions' => true,
+    'anonymous' => true,
+]);
+check($port > 0, "ssed_start with Mercure 1.0 options: $port " . ssed_last_error());
+$metadata = file_get_contents("http://127.0.0.1:$port/.well-known/oauth-protected-resource/.well-known/mercure");
+check(str_contains($metadata, '"resource":"https://hub.test/.well-known/mercure"'), "metadata: $metadata");
+check(str_contains($metadata, '"mercure_subscriptions":true'), "metadata: $metadata");
+check(ssed_stop() === 0, 'ssed_stop');
 echo "php extension: ok\n";

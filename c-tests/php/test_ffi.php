@@ -104,4 +104,26 @@ try {
     check($e->getCode() === $ffi->SSE_RESULT_STOPPED, 'stopped: ' . $e->getCode());
 }
 unset($server); // frees
+
+// Mercure 1.0: the hub URL, a trusted issuer and active subscriptions reach the server.
+$hub = new Ssed('127.0.0.1:0', [
+    'heartbeat_ms' => 0,
+    'hub_url' => 'https://hub.test/.well-known/mercure',
+    'issuers' => [['issuer' => 'https://app.test', 'key' => '!ChangeThisMercureHubJWTSecretKey!']],
+    'subscriptions' => 1,
+    'anonymous' => 1,
+]);
+$metadata = file_get_contents("http://127.0.0.1:{$hub->port()}/.well-known/oauth-protected-resource/.well-known/mercure");
+check(str_contains($metadata, '"resource":"https://hub.test/.well-known/mercure"'), "metadata: $metadata");
+check(str_contains($metadata, '"mercure_subscriptions":true'), "metadata: $metadata");
+$book = subscribe($hub->port(), '/.well-known/mercure?match=https://example.com/books/1');
+$hub->publish('hello', topic: 'https://example.com/books/1', id: 'b1');
+expect($book, "id: b1\ndata: hello\n\n");
+try {
+    new Ssed('127.0.0.1:0', ['issuers' => [['issuer' => 'https://app.test', 'key' => 'short']]]);
+    check(false, 'a short issuer key was accepted');
+} catch (SsedException $e) {
+    check(str_contains($e->getMessage(), 'https://app.test'), $e->getMessage());
+}
+unset($hub);
 echo "php ffi: ok\n";

@@ -3,6 +3,7 @@
  *
  *   ssed_start(string $listen = "127.0.0.1:8080", array $options = []): int
  *                                                          port, or a negative sse_result
+ *   ssed_reload_tls(): int                                 0, or a negative sse_result
  *   ssed_publish(string $data, array|string|null $topic = null, ?string $event = null,
  *                ?string $id = null, ?int $retry = null, bool $private = false): int
  *                                                          id (0 if $id given), or < 0
@@ -20,7 +21,10 @@
  * max_body, publish_queue, heartbeat_ms, head_timeout_ms, retry_ms, cors_origin,
  * publish_token, subscribe_token, log_level, history_file, fsync_ms, publisher_jwt_key,
  * subscriber_jwt_key, anonymous, redis_url, redis_stream, redis_history, metrics_topics,
- * listen_fd, publish_socket, publish_socket_fd), and three callables:
+ * listen_fd, publish_socket, publish_socket_fd, tls_cert, tls_key, hub_url,
+ * resource_identifier, subscriptions), "issuers" (Mercure 1.0's trusted issuers: a list of
+ * ["issuer" => ..., "key" => ...], or "publisher_key" and "subscriber_key" apart; see
+ * sse_issuer), and three callables:
  *   'log'     => fn(int $level, string $line)    log lines (level 1 error, 2 info, 3 verbose;
  *                                                 log_level defaults to 2 with it)
  *   'access'  => fn(array $request): bool|int|array
@@ -37,6 +41,10 @@
  *   only while ssed_run() runs: a worker calls it in its loop, between its own work.
  * - Log lines are collected on the library's log thread and handed to 'log' on PHP's thread
  *   by the next ssed_* call (up to 1024 wait; beyond them lines are dropped and counted).
+ *
+ * ssed_publish's $topic is one topic or an array of them (the event reaches the subscribers
+ * of any, once each); $retry sends `retry:` with the event, the milliseconds a browser waits
+ * before reconnecting.
  *
  * Results mirror the C API: negative values are sse_result codes (-4 = a CR, LF or NUL in the
  * event type or id, -5 = queue full, -6 = stopped, ...). One server per process; the module's
@@ -317,6 +325,11 @@ static const struct {
     {"listen_fd", INT64, offsetof(sse_config, listen_fd)},
     {"publish_socket", STRING, offsetof(sse_config, publish_socket)},
     {"publish_socket_fd", INT64, offsetof(sse_config, publish_socket_fd)},
+    {"tls_cert", STRING, offsetof(sse_config, tls_cert)},
+    {"tls_key", STRING, offsetof(sse_config, tls_key)},
+    {"hub_url", STRING, offsetof(sse_config, hub_url)},
+    {"resource_identifier", STRING, offsetof(sse_config, resource_identifier)},
+    {"subscriptions", INT64, offsetof(sse_config, subscriptions)},
 };
 
 static zend_long bad_option(const char *name, const char *why)
@@ -370,8 +383,60 @@ static zend_long set_field(sse_config *config, const char *name, zval *value)
     return bad_option(name, "no such option");
 }
 
-/* Reads $options into `config` and the callables; 0 or a negative sse_result. */
-static zend_long read_options(sse_config *config, HashTable *options, int *log_level_given)
+/* The string at `key` of an issuer's array, borrowed for the call; NULL when absent. */
+static int issuer_string(HashTable *fields, const char *key, const char **out)
+{
+    zval *value = zend_hash_str_find(fields, key, strlen(key));
+    *out = NULL;
+    if (value == NULL || Z_TYPE_P(value) == IS_NULL) {
+        return 1;
+    }
+    if (Z_TYPE_P(value) != IS_STRING || has_nul(Z_STRVAL_P(value), Z_STRLEN_P(value))) {
+        return 0;
+    }
+    *out = Z_STRVAL_P(value);
+    return 1;
+}
+
+/* Mercure 1.0's issuers into `config`, the array in *issuers (emalloc'd: the caller efrees it
+ * once sse_server_new has copied it). */
+static zend_long read_issuers(sse_config *config, zval *list, sse_issuer **issuers)
+{
+    if (Z_TYPE_P(list) != IS_ARRAY) {
+        return bad_option("issuers", "expected an array of arrays");
+    }
+    uint32_t count = zend_hash_num_elements(Z_ARRVAL_P(list));
+    if (*issuers != NULL) {
+        efree(*issuers);
+    }
+    *issuers = ecalloc(count ? count : 1, sizeof **issuers);
+    uint32_t i = 0;
+    zval *entry;
+    ZEND_HASH_FOREACH_VAL(Z_ARRVAL_P(list), entry) {
+        ZVAL_DEREF(entry);
+        sse_issuer *issuer = &(*issuers)[i++];
+        const char *both = NULL;
+        HashTable *fields = Z_TYPE_P(entry) == IS_ARRAY ? Z_ARRVAL_P(entry) : NULL;
+        if (fields == NULL || !issuer_string(fields, "issuer", &issuer->issuer)
+            || !issuer_string(fields, "key", &both)
+            || !issuer_string(fields, "publisher_key", &issuer->publisher_key)
+            || !issuer_string(fields, "subscriber_key", &issuer->subscriber_key)) {
+            return bad_option("issuers", "an issuer must be an array of strings without NUL");
+        }
+        if (both != NULL) {
+            issuer->publisher_key = issuer->publisher_key ? issuer->publisher_key : both;
+            issuer->subscriber_key = issuer->subscriber_key ? issuer->subscriber_key : both;
+        }
+    } ZEND_HASH_FOREACH_END();
+    config->issuers = *issuers;
+    config->issuer_count = count;
+    return SSE_RESULT_OK;
+}
+
+/* Reads $options into `config` and the callables; 0 or a negative sse_result. The issuers
+ * go to *issuers, which the caller efrees when not NULL. */
+static zend_long read_options(sse_config *config, HashTable *options, int *log_level_given,
+                              sse_issuer **issuers)
 {
     zend_string *key;
     zval *value;
@@ -393,7 +458,8 @@ static zend_long read_options(sse_config *config, HashTable *options, int *log_l
             continue;
         }
         *log_level_given |= strcmp(name, "log_level") == 0;
-        zend_long result = set_field(config, name, value);
+        zend_long result = strcmp(name, "issuers") == 0 ? read_issuers(config, value, issuers)
+                                                        : set_field(config, name, value);
         if (result != SSE_RESULT_OK) {
             return result;
         }
@@ -437,8 +503,13 @@ PHP_FUNCTION(ssed_start)
     sse_config_init(&config, sizeof config);
     config.listen = listen;
     int log_level_given = 0;
-    zend_long result = options ? read_options(&config, options, &log_level_given) : SSE_RESULT_OK;
+    sse_issuer *issuers = NULL;
+    zend_long result =
+        options ? read_options(&config, options, &log_level_given, &issuers) : SSE_RESULT_OK;
     if (result != SSE_RESULT_OK) {
+        if (issuers != NULL) {
+            efree(issuers);
+        }
         release_callables();
         RETURN_LONG(result);
     }
@@ -453,6 +524,9 @@ PHP_FUNCTION(ssed_start)
     runs_here = config.access_callback != NULL || config.stream_callback != NULL;
     stopped = 0;
     server = sse_server_new(&config);
+    if (issuers != NULL) {
+        efree(issuers); /* sse_server_new copied what it needs */
+    }
     if (server == NULL) {
         release_callables();
         RETURN_LONG(SSE_RESULT_IO);
@@ -688,6 +762,16 @@ PHP_FUNCTION(ssed_stop)
     RETURN_LONG(result);
 }
 
+PHP_FUNCTION(ssed_reload_tls)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    own_error = NULL;
+    if (server == NULL) {
+        RETURN_LONG(fail(SSE_RESULT_STOPPED, "no server: call ssed_start() first"));
+    }
+    RETURN_LONG(sse_server_reload_tls(server));
+}
+
 PHP_FUNCTION(ssed_last_error)
 {
     ZEND_PARSE_PARAMETERS_NONE();
@@ -778,6 +862,7 @@ static const zend_function_entry ssed_functions[] = {
     PHP_FE(ssed_port, arginfo_ssed_long)
     PHP_FE(ssed_stats, arginfo_ssed_array)
     PHP_FE(ssed_stop, arginfo_ssed_long)
+    PHP_FE(ssed_reload_tls, arginfo_ssed_long)
     PHP_FE(ssed_last_error, arginfo_ssed_last_error)
     PHP_FE_END
 };

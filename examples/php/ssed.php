@@ -49,8 +49,11 @@ final class Ssed
     /**
      * Binds `$listen` ("HOST:PORT"; port 0 picks a free one) and starts serving.
      * `$settings` sets other fields of sse_config by name: integers (history, heartbeat_ms,
-     * publish_queue, metrics_topics, listen_fd, ...) or strings (cors_origin, publish_token,
-     * subscribe_token, history_file, publish_socket, ...). The callbacks are the extension's
+     * publish_queue, metrics_topics, listen_fd, subscriptions, ...) or strings (cors_origin,
+     * publish_token, subscribe_token, history_file, publish_socket, hub_url, resource_identifier,
+     * ...; tls_cert and tls_key, the PEM files of a certificate and its key, for HTTPS);
+     * `issuers` takes Mercure 1.0's trusted issuers, a list of ['issuer' => ..., 'key' => ...]
+     * (or 'publisher_key' and 'subscriber_key' apart). The callbacks are the extension's
      * (examples/php-ext): PHP code cannot run on the library's threads.
      */
     public function __construct(string $listen = '127.0.0.1:8080', array $settings = [])
@@ -59,8 +62,13 @@ final class Ssed
         $config = $ffi->new('sse_config');
         self::check($ffi->sse_config_init(FFI::addr($config), FFI::sizeof($config)));
         $strings = []; // C copies of the strings, alive until sse_server_new has copied them
+        $issuers = null; // the C array, alive until sse_server_new has copied it
         foreach (['listen' => $listen] + $settings as $field => $value) {
-            if (is_string($value)) {
+            if ($field === 'issuers') {
+                $issuers = self::issuers((array)$value, $strings);
+                $config->issuers = $issuers === null ? null : $ffi->cast('const sse_issuer *', FFI::addr($issuers[0]));
+                $config->issuer_count = count((array)$value);
+            } elseif (is_string($value)) {
                 $strings[] = $text = self::cString($value);
                 $config->$field = FFI::cast('const char *', $text);
             } else {
@@ -73,6 +81,28 @@ final class Ssed
         }
         $this->server = $server;
         self::check($ffi->sse_server_start($this->server));
+    }
+
+    /**
+     * A C array of sse_issuer for `$list`; the C strings it points to are added to `$strings`,
+     * which the caller keeps alive.
+     */
+    private static function issuers(array $list, array &$strings): ?FFI\CData
+    {
+        if ($list === []) {
+            return null;
+        }
+        $array = self::ffi()->new('sse_issuer[' . count($list) . ']');
+        foreach (array_values($list) as $i => $issuer) {
+            $issuer += ['publisher_key' => $issuer['key'] ?? null, 'subscriber_key' => $issuer['key'] ?? null];
+            foreach (['issuer', 'publisher_key', 'subscriber_key'] as $field) {
+                if (isset($issuer[$field])) {
+                    $strings[] = $text = self::cString((string)$issuer[$field]);
+                    $array[$i]->$field = FFI::cast('const char *', $text);
+                }
+            }
+        }
+        return $array;
     }
 
     /** Stops (flushing for up to a second) and frees the server. */
@@ -147,6 +177,16 @@ final class Ssed
         $c->retry_ms = $retry ?? -1;
         $c->is_private = $private ? 1 : 0;
         return self::check($ffi->sse_publish_event($this->server, FFI::addr($c)));
+    }
+
+    /**
+     * Rereads the certificate and key files (tls_cert, tls_key): new connections get the new
+     * pair, open streams go on. Throws SsedException when the files do not load (the pair in
+     * use stays), with the file and the reason.
+     */
+    public function reloadTls(): void
+    {
+        self::check(self::ffi()->sse_server_reload_tls($this->server));
     }
 
     /**

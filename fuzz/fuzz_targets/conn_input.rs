@@ -55,11 +55,11 @@ fn pieces(bytes: &[u8], sizes: &[u8]) -> Vec<Piece> {
                             out.push(Piece::Refused);
                             return out;
                         }
-                        Some(n) if request.method() == Method::Post && n > MAX_BODY => {
+                        Some(n) if request.method() == Method::Post && n > MAX_BODY as u64 => {
                             out.push(Piece::Refused);
                             return out;
                         }
-                        Some(n) if request.method() == Method::Post && n > 0 => Some(n),
+                        Some(n) if request.method() == Method::Post && n > 0 => Some(n as usize),
                         _ => None,
                     };
                     out.push(Piece::Head(request));

@@ -139,7 +139,7 @@ impl Key {
 
     /// Checks `signature` over `signed` (the token up to its last dot); an HMAC is compared in
     /// constant time.
-    fn check(&self, signed: &str, signature: &[u8]) -> Result<(), JwtError> {
+    pub(crate) fn check(&self, signed: &str, signature: &[u8]) -> Result<(), JwtError> {
         match &self.verifier {
             Verifier::Hs256(mac) => {
                 let mut mac = mac.clone();
@@ -351,11 +351,11 @@ pub fn verify(token: &str, key: &Key, now: SystemTime) -> Result<Claims, JwtErro
     read_claims(&decode_object(claims, Part::Claims)?, now)
 }
 
-fn decode(part: &str, which: Part) -> Result<Vec<u8>, JwtError> {
+pub(crate) fn decode(part: &str, which: Part) -> Result<Vec<u8>, JwtError> {
     BASE64URL.decode(part).map_err(|_| JwtError::Base64(which))
 }
 
-fn decode_object(part: &str, which: Part) -> Result<Map<String, Value>, JwtError> {
+pub(crate) fn decode_object(part: &str, which: Part) -> Result<Map<String, Value>, JwtError> {
     let json = decode(part, which)?;
     serde_json::from_slice(&json).map_err(|_| JwtError::NotJsonObject(which))
 }
@@ -423,7 +423,10 @@ fn read_claims(claims: &Map<String, Value>, now: SystemTime) -> Result<Claims, J
 
 /// A NumericDate claim (RFC 7519: seconds since the epoch, fractions allowed): absent is
 /// `None`, anything but a number (`null` too) is refused.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, JwtError> {
+pub(crate) fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<f64>, JwtError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(JwtError::Claim {
@@ -457,7 +460,7 @@ fn string_list<'a>(
     }
 }
 
-fn seconds_to_time(seconds: f64) -> Option<SystemTime> {
+pub(crate) fn seconds_to_time(seconds: f64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)
 }
 

@@ -8,16 +8,24 @@
 //! compiles the selectors once per subscription, and matches each event against them.
 
 #[cfg(feature = "jwt")]
+pub mod access_token;
+#[cfg(feature = "jwt")]
 mod credentials;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 mod policy;
 pub mod selector;
 mod token;
+#[cfg(feature = "urlpattern")]
+pub mod urlpattern;
 
+#[cfg(feature = "jwt")]
+pub use policy::{Challenge, Denied};
 pub use policy::{Keys, Publishing, QueryTokens, may_publish, may_subscribe};
 
 #[cfg(feature = "jwt")]
 #[allow(unused_imports)]
 pub use jwt::{Claims, JwtError, Key, KeyError, verify};
-pub use selector::{Selector, Selectors};
+pub use selector::{MatchType, Selector, Selectors};
+#[cfg(feature = "urlpattern")]
+pub use urlpattern::TopicUrl;

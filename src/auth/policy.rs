@@ -18,9 +18,13 @@ use crate::http::{Request, Status};
 use crate::stats::Refusal;
 
 #[cfg(feature = "jwt")]
+use super::access_token::{self, Grants, Role, TrustedIssuer};
+#[cfg(feature = "jwt")]
 use super::credentials::{self, Source};
 #[cfg(feature = "jwt")]
 use super::jwt::{self, Key};
+#[cfg(feature = "jwt")]
+use crate::mercure::Hub;
 
 /// Why a request is refused, and how to say so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +33,48 @@ pub struct Denied {
     /// What the client is told; never any part of a token.
     pub why: Cow<'static, str>,
     pub refusal: Refusal,
+    /// How the `WWW-Authenticate` challenge is written.
+    pub challenge: Challenge,
+}
+
+/// The `WWW-Authenticate` header of a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// None (a `403` of the 0.x protocol, a malformed request).
+    None,
+    /// `Bearer`, as the 0.x protocol and the static tokens have it.
+    Bearer,
+    /// Mercure 1.0 (RFC 6750 and RFC 9728): `Bearer`, the error code if any (`invalid_token`,
+    /// `insufficient_scope`, `invalid_request`), and where the hub's metadata is.
+    #[cfg(feature = "jwt")]
+    Mercure(Option<&'static str>),
 }
 
 impl Denied {
-    /// Extra header lines of the refusal: a `401` names the scheme it wants.
-    pub fn challenge(&self) -> &'static str {
-        if self.status == Status::UNAUTHORIZED {
-            "WWW-Authenticate: Bearer\r\n"
-        } else {
-            ""
+    /// Extra header lines of the refusal: a `401` names the scheme it wants; a 1.0 refusal
+    /// also the error and the metadata of the hub of `keys`.
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
+    pub fn challenge(&self, keys: &Keys) -> String {
+        match self.challenge {
+            Challenge::None => String::new(),
+            Challenge::Bearer => "WWW-Authenticate: Bearer\r\n".into(),
+            #[cfg(feature = "jwt")]
+            Challenge::Mercure(error) => {
+                let hub = &keys.hub;
+                let error = error.map_or(String::new(), |e| format!("error=\"{e}\", "));
+                format!(
+                    "WWW-Authenticate: Bearer {error}resource_metadata=\"{}\"\r\n",
+                    hub.metadata_url()
+                )
+            }
         }
+    }
+
+    /// The refusal as Mercure 1.0 words it, for a request that spoke 1.0.
+    #[cfg(feature = "jwt")]
+    fn mercure(mut self, error: Option<&'static str>) -> Denied {
+        self.challenge = Challenge::Mercure(error);
+        self
     }
 }
 
@@ -47,16 +83,24 @@ fn unauthorized(why: impl Into<Cow<'static, str>>) -> Denied {
         status: Status::UNAUTHORIZED,
         why: why.into(),
         refusal: Refusal::Unauthorized,
+        challenge: Challenge::Bearer,
     }
 }
 
-/// The keys JSON Web Tokens are verified with, made once from the configuration.
-#[derive(Debug, Default)]
+/// The keys JSON Web Tokens are verified with, made once from the configuration, and the hub
+/// whose resource identifier 1.0 tokens must name.
+#[derive(Debug)]
 pub struct Keys {
     #[cfg(feature = "jwt")]
     publisher: Option<Key>,
     #[cfg(feature = "jwt")]
     subscriber: Option<Key>,
+    /// Mercure 1.0's trusted issuers and their keys.
+    #[cfg(feature = "jwt")]
+    issuers: Vec<TrustedIssuer>,
+    /// The hub 1.0 tokens name.
+    #[cfg(feature = "jwt")]
+    pub hub: Hub,
 }
 
 impl Keys {
@@ -65,17 +109,53 @@ impl Keys {
     pub fn new(config: &Config) -> Keys {
         #[cfg(feature = "jwt")]
         {
+            let hub = config
+                .hub()
+                .unwrap_or_else(|_| Config::default().hub().expect("default hub"));
             let key = |text: &Option<String>| {
                 text.as_deref()
                     .and_then(|text| Key::new("HS256", text).ok())
             };
+            let issuers = config
+                .issuers
+                .iter()
+                .filter_map(|i| {
+                    TrustedIssuer::new(
+                        &i.issuer,
+                        i.publisher_key.as_deref(),
+                        i.subscriber_key.as_deref(),
+                    )
+                    .ok()
+                })
+                .collect();
             Keys {
                 publisher: key(&config.publisher_jwt_key),
                 subscriber: key(&config.subscriber_jwt_key),
+                issuers,
+                hub,
             }
         }
         #[cfg(not(feature = "jwt"))]
         Keys {}
+    }
+
+    /// Whether some key verifies tokens of `role`'s endpoint: then such a token is needed.
+    #[cfg(feature = "jwt")]
+    fn verifies(&self, role: Role) -> bool {
+        let legacy = match role {
+            Role::Publisher => self.publisher.is_some(),
+            Role::Subscriber => self.subscriber.is_some(),
+        };
+        legacy || self.issuers.iter().any(|i| i.signs(role))
+    }
+
+    /// Whether 1.0 access tokens are accepted: refusals then speak 1.0.
+    #[cfg(feature = "jwt")]
+    pub fn speaks_v1(&self) -> bool {
+        #[cfg(feature = "jwt")]
+        return !self.issuers.is_empty();
+        #[cfg(not(feature = "jwt"))]
+        false
     }
 }
 
@@ -87,14 +167,25 @@ pub enum Publishing {
     /// The topics its token's `mercure.publish` selectors match.
     #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     Topics(Selectors),
+    /// The topics a 1.0 access token's `publish` details match.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    Access(Selectors),
 }
 
 impl Publishing {
+    /// Whether the publisher presented a Mercure 1.0 access token: its request is read by 1.0's
+    /// rules.
+    pub fn is_v1(&self) -> bool {
+        matches!(self, Publishing::Access(_))
+    }
+
     /// Refuses an event unless every one of its topics is allowed, as Mercure does: a token
     /// that may publish to `a` may not publish an event to both `a` and `b`.
     pub fn check(&self, event: &Event) -> Result<(), Denied> {
-        let Publishing::Topics(selectors) = self else {
-            return Ok(());
+        let (selectors, v1) = match self {
+            Publishing::Anything => return Ok(()),
+            Publishing::Topics(selectors) => (selectors, false),
+            Publishing::Access(selectors) => (selectors, true),
         };
         if selectors.matches_everything() {
             return Ok(());
@@ -107,14 +198,26 @@ impl Publishing {
             }
             no
         });
+        let claim = if v1 {
+            "publish authorization details do"
+        } else {
+            "mercure.publish does"
+        };
         match refused {
             None => Ok(()),
-            Some(topic) => Err(Denied {
-                status: Status::FORBIDDEN,
-                why: format!("the token's mercure.publish does not allow the topic '{topic}'")
-                    .into(),
-                refusal: Refusal::Forbidden,
-            }),
+            Some(topic) => {
+                let denied = Denied {
+                    status: Status::FORBIDDEN,
+                    why: format!("the token's {claim} not allow the topic '{topic}'").into(),
+                    refusal: Refusal::Forbidden,
+                    challenge: Challenge::None,
+                };
+                #[cfg(feature = "jwt")]
+                if v1 {
+                    return Err(denied.mercure(Some("insufficient_scope")));
+                }
+                Err(denied)
+            }
         }
     }
 }
@@ -131,11 +234,14 @@ fn shown(topic: &str) -> String {
 /// What a subscriber's stream may read beyond public events.
 #[derive(Debug, Default)]
 pub struct Reading {
-    /// The token's `mercure.subscribe`: which private events reach the stream (none without a
-    /// valid token).
+    /// The token's `mercure.subscribe` (or a 1.0 token's `subscribe` details): which private
+    /// events reach the stream (none without a valid token).
     pub private: Option<Selectors>,
     /// When the token expires: the stream is closed then.
     pub expires: Option<SystemTime>,
+    /// A 1.0 token's grants, for the payloads of its subscriptions.
+    #[cfg(feature = "jwt")]
+    pub grants: Option<Grants>,
 }
 
 /// May this request publish, and to what? `query_token` is its `authorization` query
@@ -162,15 +268,26 @@ pub fn may_publish(
         return Ok(Publishing::Anything);
     }
     #[cfg(feature = "jwt")]
-    if let Some(key) = &keys.publisher {
+    if keys.verifies(Role::Publisher) {
         let Some((token, source)) = credentials::presented(request, query_token) else {
-            return Err(unauthorized(
+            let denied = unauthorized(
                 "publishing needs a token: Authorization: Bearer <JWT>, the mercureAuthorization cookie or ?authorization=",
-            ));
+            );
+            return Err(keys.word(denied, None));
         };
-        if source == Source::Cookie {
-            credentials::check_cookie_origin(request, &config.cors)?;
+        if source != Source::Header && source != Source::Query {
+            credentials::check_cookie_origin(request, &config.cors)
+                .map_err(|denied| keys.word(denied, None))?;
         }
+        if let Some(grants) = access(keys, token, source, Role::Publisher, now)? {
+            return Ok(Publishing::Access(grants.publish));
+        }
+        let Some(key) = &keys.publisher else {
+            return Err(
+                unauthorized("the token is refused: token typ is not at+jwt")
+                    .mercure(Some("invalid_token")),
+            );
+        };
         let claims = verified(token, key, now)?;
         return Ok(Publishing::Topics(claims.publish));
     }
@@ -187,6 +304,7 @@ pub fn may_publish(
                 "publishing without a token is allowed only from loopback, not through a proxy; set --publish-token",
             ),
             refusal: Refusal::Forbidden,
+            challenge: Challenge::None,
         });
     }
     Ok(Publishing::Anything)
@@ -225,18 +343,33 @@ pub fn may_subscribe(
         return Ok(Reading::default());
     }
     #[cfg(feature = "jwt")]
-    if let Some(key) = &keys.subscriber {
+    if keys.verifies(Role::Subscriber) {
         return match credentials::presented(request, query.authorization) {
-            Some((token, _)) => {
+            Some((token, source)) => {
+                if let Some(grants) = access(keys, token, source, Role::Subscriber, now)? {
+                    return Ok(Reading {
+                        private: Some(grants.subscribe.clone()),
+                        expires: grants.expires,
+                        grants: Some(grants),
+                    });
+                }
+                let Some(key) = &keys.subscriber else {
+                    return Err(unauthorized("the token is refused: token typ is not at+jwt")
+                        .mercure(Some("invalid_token")));
+                };
                 let claims = verified(token, key, now)?;
                 Ok(Reading {
                     private: Some(claims.subscribe),
                     expires: claims.expires,
+                    grants: None,
                 })
             }
             None if config.anonymous && config.subscribe_token.is_none() => Ok(Reading::default()),
-            None => Err(unauthorized(
-                "subscribing needs a token: Authorization: Bearer <JWT>, the mercureAuthorization cookie or ?authorization=",
+            None => Err(keys.word(
+                unauthorized(
+                    "subscribing needs a token: Authorization: Bearer <JWT>, the mercureAuthorization cookie or ?authorization=",
+                ),
+                None,
             )),
         };
     }
@@ -247,6 +380,49 @@ pub fn may_subscribe(
         }));
     }
     Ok(Reading::default())
+}
+
+#[cfg(feature = "jwt")]
+impl Keys {
+    /// A refusal as the hub words it: 1.0's challenge once 1.0 tokens are accepted.
+    fn word(&self, denied: Denied, error: Option<&'static str>) -> Denied {
+        if self.speaks_v1() {
+            denied.mercure(error)
+        } else {
+            denied
+        }
+    }
+}
+
+/// Verifies `token` as a 1.0 access token when its header says it is one and this hub trusts
+/// issuers: `Ok(None)` leaves it to the 0.x rules. A 1.0 token is never taken from the URL.
+#[cfg(feature = "jwt")]
+fn access(
+    keys: &Keys,
+    token: &str,
+    source: Source,
+    role: Role,
+    now: SystemTime,
+) -> Result<Option<Grants>, Denied> {
+    if keys.issuers.is_empty() || !access_token::is_access_token(token) {
+        return Ok(None);
+    }
+    if source == Source::Query {
+        return Err(Denied {
+            status: Status::BAD_REQUEST,
+            why: Cow::Borrowed(
+                "an access token is never accepted in the URL: send it in Authorization: Bearer or the __Secure-mercure_access_token cookie",
+            ),
+            refusal: Refusal::BadRequest,
+            challenge: Challenge::None,
+        }
+        .mercure(Some("invalid_request")));
+    }
+    access_token::verify(token, &keys.issuers, role, &keys.hub, now)
+        .map(Some)
+        .map_err(|e| {
+            unauthorized(format!("the token is refused: {e}")).mercure(Some("invalid_token"))
+        })
 }
 
 /// Verifies a JSON Web Token; the refusal says why, never what the token was.
@@ -329,7 +505,10 @@ mod tests {
         );
         let missing = publish(&config, &Request::default(), true).unwrap_err();
         assert_ne!(missing.why, WRONG_TOKEN);
-        assert_eq!(denied.challenge(), "WWW-Authenticate: Bearer\r\n");
+        assert_eq!(
+            denied.challenge(&Keys::new(&config)),
+            "WWW-Authenticate: Bearer\r\n"
+        );
         assert_eq!(subscribe(&config, &with("Bearer r3ad"), None), Ok(()));
         assert_eq!(
             subscribe(&config, &Request::default(), Some("r3ad")),

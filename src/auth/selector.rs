@@ -1,8 +1,13 @@
-//! Topic selectors, as the Mercure protocol defines them: `*` (every topic), an exact topic, or
-//! an RFC 6570 URI template such as `https://example.com/books/{id}` that matches every topic it
-//! could expand to.
+//! Topic selectors: what a subscriber asked for, or what a token allows. Two protocols' worth:
 //!
-//! Matching follows what the Mercure hub does, which is what its clients expect: a selector
+//! - Mercure 0.x selectors ([`Selector::compile`]): `*` (every topic), an exact topic, or an
+//!   RFC 6570 URI template such as `https://example.com/books/{id}` that matches every topic it
+//!   could expand to;
+//! - Mercure 1.0 matchers: `exact` ([`Selector::exact`], byte for byte, braces and all),
+//!   `urlpattern` ([`Selector::url_pattern`], the WHATWG URL Pattern standard, feature
+//!   `urlpattern`, see `urlpattern.rs`), and the wildcard `*` whatever the type.
+//!
+//! 0.x matching follows what the Mercure hub does, which is what its clients expect: a selector
 //! matches a topic when it is `*` or equal to the topic; otherwise, when it contains `{` and
 //! parses as a URI template, when the topic is in the language of the regular expression that
 //! Mercure's Go library (`yosida95/uritemplate`, `Template.Regexp`) builds from the template. A
@@ -27,10 +32,17 @@
 //! expression, the fewest separators used to reach each position, which dominates every other
 //! way): time O(topic length x selector length), no backtracking, whatever the input.
 
+#[cfg(feature = "urlpattern")]
+use std::sync::Arc;
+
+#[cfg(feature = "urlpattern")]
+use super::urlpattern::{Pattern, TopicUrl};
+use crate::store::Entry;
+
 /// A list of topic selectors: what a subscriber asked for, or what a token allows.
 ///
 /// Compile it once (at subscribe time, or when a token is verified) and match every event
-/// against it: templates are never parsed again.
+/// against it: templates and patterns are never parsed again.
 #[derive(Debug, Clone, Default)]
 pub struct Selectors {
     list: Vec<Selector>,
@@ -39,24 +51,33 @@ pub struct Selectors {
 }
 
 impl Selectors {
-    /// Compiles each selector of `sources`. Never fails: a selector that is not a valid URI
-    /// template matches the topic equal to it.
+    /// Compiles each 0.x selector of `sources`. Never fails: a selector that is not a valid
+    /// URI template matches the topic equal to it.
     pub fn compile<I>(sources: I) -> Selectors
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let list: Vec<Selector> = sources
-            .into_iter()
-            .map(|s| Selector::compile(s.as_ref()))
-            .collect();
+        Selectors::of(sources.into_iter().map(|s| Selector::compile(s.as_ref())))
+    }
+
+    /// A list of selectors compiled already.
+    pub fn of(selectors: impl IntoIterator<Item = Selector>) -> Selectors {
+        let list: Vec<Selector> = selectors.into_iter().collect();
         let any = list.iter().any(|s| matches!(s.kind, Kind::Any));
         Selectors { list, any }
     }
 
-    /// Whether one of the selectors matches `topic`.
+    /// Whether one of the selectors matches `topic`. A URL pattern parses the topic for the
+    /// occasion: the fan-out asks [`Selectors::matches_entry`], which parses it once per event.
     pub fn matches(&self, topic: &str) -> bool {
         self.any || self.list.iter().any(|s| s.matches(topic))
+    }
+
+    /// Whether one of the selectors matches one of the topics of `entry`.
+    #[inline]
+    pub fn matches_entry(&self, entry: &Entry) -> bool {
+        self.any || self.list.iter().any(|s| s.matches_entry(entry))
     }
 
     /// Whether one of the selectors matches one of `topics` (an event has one or more).
@@ -88,6 +109,11 @@ impl Selectors {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(Selector::as_str)
     }
+
+    /// The compiled selectors.
+    pub fn selectors(&self) -> &[Selector] {
+        &self.list
+    }
 }
 
 /// One compiled topic selector.
@@ -105,11 +131,86 @@ enum Kind {
     Exact,
     /// The source is a URI template; the topic equal to the source matches too.
     Template(Template),
+    /// A 1.0 `urlpattern` matcher.
+    #[cfg(feature = "urlpattern")]
+    UrlPattern(Arc<UrlMatcher>),
+}
+
+/// A URL pattern and the base its topics are resolved against. Shared by every selector of the
+/// same pattern (see [`shared_pattern`]): a compiled pattern holds a regular expression per URL
+/// component, tens of kilobytes, and an event needs matching against each distinct pattern once.
+#[cfg(feature = "urlpattern")]
+#[derive(Debug)]
+struct UrlMatcher {
+    pattern: Pattern,
+    base: url::Url,
+    /// Unique to this compilation: what an event remembers its match by.
+    id: u64,
+}
+
+/// The compiled pattern of `source` against `base`: the one a live selector already holds, or
+/// a new one. Patterns are compiled on the loop's thread (a subscription, a token), so the lock
+/// is never contended; dead entries are swept as the table grows.
+#[cfg(feature = "urlpattern")]
+fn shared_pattern(source: &str, base: &url::Url) -> Result<Arc<UrlMatcher>, String> {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, Weak};
+
+    static PATTERNS: Mutex<Option<HashMap<(Box<str>, Box<str>), Weak<UrlMatcher>>>> =
+        Mutex::new(None);
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+    let key: (Box<str>, Box<str>) = (base.as_str().into(), source.into());
+    let mut table = PATTERNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let table = table.get_or_insert_with(HashMap::new);
+    if let Some(live) = table.get(&key).and_then(Weak::upgrade) {
+        return Ok(live);
+    }
+    let pattern = Pattern::compile(source, Some(base))?;
+    let matcher = Arc::new(UrlMatcher {
+        pattern,
+        base: base.clone(),
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    });
+    if table.len() >= 64 && table.len().is_power_of_two() {
+        table.retain(|_, weak| weak.strong_count() > 0);
+    }
+    table.insert(key, Arc::downgrade(&matcher));
+    Ok(matcher)
+}
+
+/// A Mercure 1.0 matcher type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchType {
+    Exact,
+    UrlPattern,
+}
+
+impl MatchType {
+    /// The type's name, as the draft spells it (`match_<name>`, `match_type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchType::Exact => "exact",
+            MatchType::UrlPattern => "urlpattern",
+        }
+    }
+
+    /// The type of a name; `None` for a type this hub does not know.
+    pub fn named(name: &str) -> Option<MatchType> {
+        match name {
+            "exact" => Some(MatchType::Exact),
+            "urlpattern" => Some(MatchType::UrlPattern),
+            _ => None,
+        }
+    }
 }
 
 impl Selector {
-    /// Compiles `source`: `*`, a URI template (when it contains `{` and parses as one), or an
-    /// exact topic.
+    /// Compiles a 0.x `source`: `*`, a URI template (when it contains `{` and parses as one),
+    /// or an exact topic.
     pub fn compile(source: &str) -> Selector {
         let kind = if source == "*" {
             Kind::Any
@@ -124,11 +225,76 @@ impl Selector {
         }
     }
 
+    #[cfg(feature = "jwt")]
+    /// A 1.0 matcher of type `match_type` (`*` is every topic whatever the type). `base` is the
+    /// hub's URL, which relative URL patterns and topics are resolved against. The error says
+    /// why the value is no matcher of that type.
+    pub fn matcher(
+        match_type: MatchType,
+        source: &str,
+        hub: &crate::mercure::Hub,
+    ) -> Result<Selector, String> {
+        let kind = match match_type {
+            _ if source == "*" => Kind::Any,
+            MatchType::Exact => Kind::Exact,
+            #[cfg(feature = "urlpattern")]
+            MatchType::UrlPattern => Kind::UrlPattern(shared_pattern(source, hub.base())?),
+            #[cfg(not(feature = "urlpattern"))]
+            MatchType::UrlPattern => {
+                let _ = hub;
+                return Err(
+                    "this ssed was built without URL Pattern support (cargo feature urlpattern)"
+                        .into(),
+                );
+            }
+        };
+        Ok(Selector {
+            source: source.into(),
+            kind,
+        })
+    }
+
+    /// A 1.0 `exact` matcher: the topic equal to `source`, braces and all (`*`: every topic).
+    pub fn exact(source: &str) -> Selector {
+        let kind = if source == "*" {
+            Kind::Any
+        } else {
+            Kind::Exact
+        };
+        Selector {
+            source: source.into(),
+            kind,
+        }
+    }
+
     pub fn matches(&self, topic: &str) -> bool {
         match &self.kind {
             Kind::Any => true,
             Kind::Exact => *self.source == *topic,
             Kind::Template(template) => *self.source == *topic || template.matches(topic),
+            #[cfg(feature = "urlpattern")]
+            Kind::UrlPattern(matcher) => TopicUrl::parse(topic, Some(&matcher.base))
+                .is_some_and(|url| matcher.pattern.matches(&url)),
+        }
+    }
+
+    /// Whether the selector matches one of the topics of `entry`. A URL pattern's answer is
+    /// kept by the entry, so that the pattern's other subscribers get it without matching.
+    #[inline]
+    fn matches_entry(&self, entry: &Entry) -> bool {
+        match &self.kind {
+            #[cfg(feature = "urlpattern")]
+            Kind::UrlPattern(matcher) => entry.remembered(matcher.id, || {
+                let mut index = 0;
+                entry.topics().any(|_| {
+                    let at = index;
+                    index += 1;
+                    entry
+                        .topic_url(at, &matcher.base)
+                        .is_some_and(|url| matcher.pattern.matches(url))
+                })
+            }),
+            _ => entry.topics().any(|topic| self.matches(topic)),
         }
     }
 
@@ -140,6 +306,11 @@ impl Selector {
     /// Whether the selector compiled to a URI template.
     pub fn is_template(&self) -> bool {
         matches!(self.kind, Kind::Template(_))
+    }
+
+    /// Whether the selector is an exact topic: compared as a string, nothing to compile.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.kind, Kind::Exact)
     }
 
     /// The regular expression Mercure's Go library builds for this template, in the syntax of
@@ -1230,6 +1401,46 @@ mod tests {
         assert!(
             matched > 1_000 && matched < templates - 1_000,
             "{matched}/{templates} matched"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "urlpattern"))]
+mod shared_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn selectors_of_one_pattern_share_its_compilation_and_an_event_matches_it_once() {
+        let hub = crate::mercure::Hub::new("https://hub.test/.well-known/mercure", None).unwrap();
+        let pattern = "https://x.test/shared/:id";
+        let a = Selector::matcher(MatchType::UrlPattern, pattern, &hub).unwrap();
+        let b = Selector::matcher(MatchType::UrlPattern, pattern, &hub).unwrap();
+        let (Kind::UrlPattern(a_matcher), Kind::UrlPattern(b_matcher)) = (&a.kind, &b.kind) else {
+            panic!("not patterns");
+        };
+        assert!(Arc::ptr_eq(a_matcher, b_matcher));
+        let other = Selector::matcher(MatchType::UrlPattern, "https://x.test/other/:id", &hub);
+        let Kind::UrlPattern(other) = other.unwrap().kind else {
+            panic!("not a pattern");
+        };
+        assert_ne!(other.id, a_matcher.id);
+        let event = crate::event::Event::new("x").topic("https://x.test/shared/1");
+        let entry = Entry::new(
+            crate::frame::encode("1", "", None, "x"),
+            crate::event::Topics::of(&event),
+            false,
+        );
+        let mut asked = 0;
+        for _ in 0..3 {
+            assert!(entry.remembered(a_matcher.id, || {
+                asked += 1;
+                true
+            }));
+        }
+        assert_eq!(asked, 1, "matched once, remembered after");
+        assert!(Selectors::of([a.clone(), b]).matches_entry(&entry));
+        assert!(
+            !Selectors::of([Selector::exact("https://x.test/shared/1x")]).matches_entry(&entry)
         );
     }
 }

@@ -5,6 +5,7 @@ use std::mem::{offset_of, size_of};
 use std::time::Duration;
 
 use super::callbacks::{self, sse_access_callback, sse_log_callback, sse_stream_callback};
+use super::issuer::{read_issuers, sse_issuer};
 use super::result::{fail, sse_result};
 use super::{check_struct_size, guard, optional_str};
 use crate::{Config, Cors, FsyncPolicy, LogLevel};
@@ -104,6 +105,30 @@ pub struct sse_config {
     /// Entries the cluster's stream keeps for replay; 0 (the default) keeps `history`, and at
     /// least 1024 in any case.
     pub redis_history: usize,
+    /// When not NULL, with `tls_key`: the listener speaks HTTPS (TLS 1.3 and 1.2, ALPN
+    /// http/1.1), presenting the PEM certificate chain in this file (the server's certificate
+    /// first). `sse_server_new` reads it and fails, naming the file and the reason, when the
+    /// pair cannot serve (a file missing or unreadable, a key that is not the certificate's, a
+    /// certificate expired or not valid yet); `sse_server_reload_tls` rereads both. Needs a
+    /// libssed built with the cargo feature `tls`. Default NULL.
+    pub tls_cert: *const c_char,
+    /// The PEM private key of `tls_cert` (RSA, ECDSA or Ed25519). Default NULL.
+    pub tls_key: *const c_char,
+    /// Mercure 1.0: the hub's public URL, as browsers and publishers reach it (behind a proxy,
+    /// the proxy's): the base of relative topics and URL patterns, and the root of the
+    /// namespace reserved to the hub. NULL (the default): "http://", the bound address and
+    /// "/.well-known/mercure".
+    pub hub_url: *const c_char,
+    /// Mercure 1.0: the resource identifier access tokens' `aud` must contain. NULL (the
+    /// default): the hub URL.
+    pub resource_identifier: *const c_char,
+    /// Mercure 1.0: the trusted issuers of access tokens, `issuer_count` of them (see
+    /// `sse_issuer`). Default NULL and 0: no 1.0 token is accepted.
+    pub issuers: *const sse_issuer,
+    pub issuer_count: usize,
+    /// Non-zero: Mercure 1.0's active subscriptions (subscription events and the subscription
+    /// API). Default 0.
+    pub subscriptions: i64,
     /// When not NULL, receives the log lines (up to `log_level`) instead of stderr, on a thread
     /// of the library's own (see `sse_log_callback`). Default NULL.
     pub log_callback: sse_log_callback,
@@ -205,6 +230,13 @@ fn config_defaults() -> sse_config {
         redis_url: std::ptr::null(),
         redis_stream: std::ptr::null(),
         redis_history: 0,
+        tls_cert: std::ptr::null(),
+        tls_key: std::ptr::null(),
+        hub_url: std::ptr::null(),
+        resource_identifier: std::ptr::null(),
+        issuers: std::ptr::null(),
+        issuer_count: 0,
+        subscriptions: 0,
         log_callback: None,
         access_callback: None,
         stream_callback: None,
@@ -310,6 +342,15 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
         config.redis_stream = redis_stream.to_owned();
     }
     config.redis_history = (c.redis_history != 0).then_some(c.redis_history);
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (tls_cert, tls_key) = unsafe {
+        (
+            optional_str(c.tls_cert, "tls_cert")?,
+            optional_str(c.tls_key, "tls_key")?,
+        )
+    };
+    config.tls_cert = (!c.tls_cert.is_null()).then(|| tls_cert.into());
+    config.tls_key = (!c.tls_key.is_null()).then(|| tls_key.into());
     config.fsync = match c.fsync_ms {
         0 => FsyncPolicy::Always,
         -1 => FsyncPolicy::Never,
@@ -332,6 +373,19 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     config.subscriber_jwt_key =
         (!c.subscriber_jwt_key.is_null()).then(|| subscriber_jwt_key.to_owned());
     config.anonymous = c.anonymous != 0;
+    // SAFETY: NULL or NUL-terminated (the caller's promise).
+    let (hub_url, resource_identifier) = unsafe {
+        (
+            optional_str(c.hub_url, "hub_url")?,
+            optional_str(c.resource_identifier, "resource_identifier")?,
+        )
+    };
+    config.hub_url = (!c.hub_url.is_null()).then(|| hub_url.to_owned());
+    config.resource_identifier =
+        (!c.resource_identifier.is_null()).then(|| resource_identifier.to_owned());
+    // SAFETY: the caller's promise on `issuers` and `issuer_count`.
+    config.issuers = unsafe { read_issuers(c.issuers, c.issuer_count) }?;
+    config.subscriptions = c.subscriptions != 0;
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,

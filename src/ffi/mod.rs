@@ -4,7 +4,7 @@
 //! `stats.rs` (`sse_stats`), `publish.rs` (`sse_publish`), `event.rs` (`sse_event` and
 //! `sse_publish_event`), `request.rs` (`sse_request`, what the access callback reads),
 //! `callbacks.rs` (the callbacks a host sets, and `sse_stream_event`), `topics.rs` (who listens
-//! to what).
+//! to what), `tls.rs` (`sse_server_reload_tls`).
 //!
 //! build.rs runs cbindgen on this folder alone to write `include/ssed.h`, so every type a C
 //! caller sees is declared here, and the `///` docs are the C manual. The conventions, stated once
@@ -39,6 +39,10 @@ mod stats;
 mod publish;
 
 mod event;
+// One trusted issuer of Mercure 1.0 access tokens.
+mod issuer;
+
+mod tls;
 
 #[cfg(feature = "host")]
 mod topics;
@@ -48,11 +52,13 @@ use std::ffi::{CStr, c_char};
 pub use callbacks::*;
 pub use config::*;
 pub use event::*;
+pub use issuer::*;
 pub use publish::*;
 pub use request::*;
 pub use result::*;
 pub use server::*;
 pub use stats::*;
+pub use tls::*;
 #[cfg(feature = "host")]
 pub use topics::*;
 

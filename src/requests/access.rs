@@ -23,7 +23,7 @@ impl EventLoop {
         if !self.host.wants_heads() {
             return true;
         }
-        let peer = if conn.local {
+        let peer = if conn.is_local() {
             None
         } else {
             conn.stream.peer_addr().ok()
@@ -58,7 +58,7 @@ impl EventLoop {
         request: &Request,
     ) -> bool {
         if !cfg!(feature = "sockets")
-            || !conn.local
+            || !conn.is_local()
             || served_locally(request.method(), &request.path)
         {
             return false;

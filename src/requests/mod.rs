@@ -9,9 +9,13 @@
 
 mod access;
 mod cors;
+#[cfg(feature = "jwt")]
+mod discovery;
 mod pages;
 mod publish;
 mod subscribe;
+#[cfg(feature = "jwt")]
+pub(crate) mod subscriptions;
 mod viewer;
 
 use crate::config::Cors;
@@ -22,6 +26,10 @@ use crate::stats::Refusal;
 
 /// Where a Mercure hub answers, which Mercure clients (Symfony's, API Platform) expect.
 const HUB: &str = "/.well-known/mercure";
+
+/// The subscription API's root.
+#[cfg(feature = "jwt")]
+const SUBSCRIPTIONS: &str = "/.well-known/mercure/subscriptions";
 
 /// The paths ssed answers, with the methods each takes (`OPTIONS` aside).
 const ROUTES: [(&str, &[Method]); 6] = [
@@ -55,6 +63,17 @@ impl EventLoop {
             (Method::Get, "/") => self.viewer(conn, slot, &request, &cors),
             (Method::Get, "/health") => self.health(conn, slot, &cors),
             (Method::Get, "/metrics") => self.metrics(conn, slot, &cors),
+            #[cfg(feature = "jwt")]
+            (Method::Get, path) if self.is_metadata_path(path) => self.metadata(conn, slot, &cors),
+            #[cfg(feature = "jwt")]
+            (Method::Get, path)
+                if self.config.subscriptions
+                    && (path == SUBSCRIPTIONS
+                        || path.starts_with(SUBSCRIPTIONS)
+                            && path[SUBSCRIPTIONS.len()..].starts_with('/')) =>
+            {
+                self.subscription_api(conn, slot, &request, &cors)
+            }
             (method, path) => match ROUTES.iter().find(|(known, _)| *known == path) {
                 Some(&(_, allowed)) => {
                     self.method_not_allowed(conn, slot, (method, path), allowed, &cors)
@@ -83,11 +102,17 @@ impl EventLoop {
         allowed: &[Method],
         cors: &str,
     ) {
-        let allowed = allowed
-            .iter()
-            .map(|&m| http::method_name(m))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // The header's list and the message's, in one pass.
+        let (mut list, mut either) = (String::new(), String::new());
+        for (i, &method) in allowed.iter().enumerate() {
+            if i > 0 {
+                list.push_str(", ");
+                either.push_str(" or ");
+            }
+            list.push_str(http::method_name(method));
+            either.push_str(http::method_name(method));
+        }
+        let allowed = list;
         let options = if self.config.cors != Cors::Off {
             ", OPTIONS"
         } else {
@@ -97,7 +122,7 @@ impl EventLoop {
         let why = format!(
             "{} is not allowed on {path}; use {}",
             http::method_name(method),
-            allowed.replace(", ", " or ")
+            either
         );
         let status = Status::METHOD_NOT_ALLOWED;
         self.reject(conn, slot, status, &extra, &why, Refusal::MethodNotAllowed);

@@ -10,7 +10,9 @@ use crate::conn::{Conn, PendingBody, Phase};
 use crate::event_loop::EventLoop;
 use crate::frame::{self, IdForm};
 use crate::http::{self, Request, Status};
-use crate::params::{self, Body};
+#[cfg(feature = "jwt")]
+use crate::mercure::publication;
+use crate::params::{self, Body, Unknown};
 use crate::stats::Refusal;
 use crate::store::{PublishError, Submitted};
 
@@ -27,7 +29,7 @@ impl EventLoop {
     ) {
         let query_token = params::authorization(&request.query);
         // The publish socket's file permissions are its access control.
-        let publishing = if conn.local {
+        let publishing = if conn.is_local() {
             Ok(Publishing::Anything)
         } else {
             auth::may_publish(
@@ -42,7 +44,7 @@ impl EventLoop {
         let publishing = match publishing {
             Ok(publishing) => publishing,
             Err(denied) => {
-                let extra = format!("{cors}{}", denied.challenge());
+                let extra = format!("{cors}{}", denied.challenge(&self.keys));
                 let (status, refusal) = (denied.status, denied.refusal);
                 return self.reject(conn, slot, status, &extra, &denied.why, refusal);
             }
@@ -53,14 +55,17 @@ impl EventLoop {
             return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
         }
         let length = request.content_length.unwrap_or(0);
-        if length > self.config.max_body {
+        let Some(length) = usize::try_from(length)
+            .ok()
+            .filter(|&length| length <= self.config.max_body)
+        else {
             let why = format!(
                 "the body is larger than the limit of {} bytes (--max-body)",
                 self.config.max_body
             );
             let status = Status::BODY_TOO_LARGE;
             return self.reject(conn, slot, status, cors, &why, Refusal::TooLarge);
-        }
+        };
         if conn.input.len() < length {
             if request.expect_continue {
                 conn.push(Arc::from(http::CONTINUE));
@@ -89,7 +94,26 @@ impl EventLoop {
         conn.deadline = None;
         let cors = self.cors_headers(request.origin.as_deref());
         let body = Body::new(request.content_type.as_deref(), body);
-        let event = match params::publish(&request.query, body) {
+        // A 1.0 publisher's unknown fields are ignored, as that protocol asks; ssed's own rule
+        // (refused, naming them) holds for everyone else.
+        let unknown = if pending.publishing.is_v1() {
+            Unknown::Ignored
+        } else {
+            Unknown::Refused
+        };
+        let checked = params::publish_as(&request.query, body, unknown).and_then(|event| {
+            // The hub's reserved values are refused on the hub whichever protocol its publisher
+            // speaks, and everywhere once the hub generates subscription events. Mercure 1.0
+            // comes with JSON Web Tokens (feature jwt): the tiny build speaks 0.x.
+            #[cfg(feature = "jwt")]
+            if pending.hub {
+                publication::check(&event, &self.keys.hub)?;
+            } else if self.config.subscriptions {
+                publication::check_reserved(&event, &self.keys.hub)?;
+            }
+            Ok(event)
+        });
+        let event = match checked {
             Ok(event) => event,
             Err(why) => {
                 let status = Status::BAD_REQUEST;
@@ -102,8 +126,9 @@ impl EventLoop {
             return self.reject(conn, slot, status, &cors, why, Refusal::BadRequest);
         }
         if let Err(denied) = pending.publishing.check(&event) {
+            let extra = format!("{cors}{}", denied.challenge(&self.keys));
             let (status, refusal) = (denied.status, denied.refusal);
-            return self.reject(conn, slot, status, &cors, &denied.why, refusal);
+            return self.reject(conn, slot, status, &extra, &denied.why, refusal);
         }
         if !self.host_allows(conn, slot, request, &event.topics, true, &cors) {
             return;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "history-file")]
 use super::file::Record;
+#[cfg(feature = "urlpattern")]
+use crate::auth::TopicUrl;
 use crate::event::Topics;
 use crate::frame::Encoded;
 
@@ -20,7 +22,19 @@ pub struct Entry {
     private: bool,
     /// Where the event sits in a cluster's Redis stream (see `cluster/`); 0 outside a cluster.
     pub position: u64,
+    /// Its topics parsed as URLs, once, when a URL pattern first asks (see
+    /// `auth/urlpattern.rs`): every pattern subscriber shares them.
+    #[cfg(feature = "urlpattern")]
+    urls: std::cell::OnceCell<Box<[Option<TopicUrl>]>>,
+    /// Whether the URL patterns asked so far match it, by pattern id: the first subscriber of a
+    /// pattern matches, the others read the answer (at most [`REMEMBERED`] patterns).
+    #[cfg(feature = "urlpattern")]
+    remembered: std::cell::RefCell<Vec<(u64, bool)>>,
 }
+
+/// Most URL patterns an entry remembers its answer for; beyond, patterns match each time.
+#[cfg(feature = "urlpattern")]
+const REMEMBERED: usize = 32;
 
 impl Entry {
     pub fn new(encoded: Encoded, topics: Topics, private: bool) -> Entry {
@@ -31,7 +45,45 @@ impl Entry {
             topics,
             private,
             position: 0,
+            #[cfg(feature = "urlpattern")]
+            urls: std::cell::OnceCell::new(),
+            #[cfg(feature = "urlpattern")]
+            remembered: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// The answer of the pattern `id` for this entry: remembered, or `matches` asked once.
+    #[cfg(feature = "urlpattern")]
+    pub fn remembered(&self, id: u64, matches: impl FnOnce() -> bool) -> bool {
+        if let Some(&(_, answer)) = self
+            .remembered
+            .borrow()
+            .iter()
+            .find(|(seen, _)| *seen == id)
+        {
+            return answer;
+        }
+        let answer = matches();
+        let mut remembered = self.remembered.borrow_mut();
+        if remembered.len() < REMEMBERED {
+            remembered.push((id, answer));
+        }
+        answer
+    }
+
+    /// The topic at `index` parsed as a URL against `base` (the hub's URL, the same for every
+    /// pattern of a server); `None` when it is no URL.
+    #[cfg(feature = "urlpattern")]
+    pub fn topic_url(&self, index: usize, base: &url::Url) -> Option<&TopicUrl> {
+        let urls = self.urls.get_or_init(|| {
+            let mut urls = Vec::new();
+            self.topics.any(|topic| {
+                urls.push(TopicUrl::parse(topic, Some(base)));
+                false
+            });
+            urls.into_boxed_slice()
+        });
+        urls.get(index)?.as_ref()
     }
 
     /// True when one of the topics is in `wanted`, or `wanted` is empty (every topic). Whether

@@ -15,7 +15,7 @@ mod recover;
 mod writer;
 
 use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -120,15 +120,13 @@ pub fn open(
     if let Err(e) = compact::lock(&old) {
         return Err(OpenError::Open(path, e));
     }
-    let mut image = Vec::new();
-    if let Err(e) = (&old).read_to_end(&mut image) {
-        return Err(OpenError::Read(path, e));
-    }
-    let recovered = match recover::load_image(&image, options.retained) {
-        Ok(recovered) => recovered,
-        Err(version) => return Err(OpenError::NewerFormat(path, version)),
+    // Read through a window: the file may be larger than memory (or than a 32-bit address
+    // space) when compactions failed for long.
+    let recovered = match recover::load(&old, options.retained) {
+        Ok(Ok(recovered)) => recovered,
+        Ok(Err(version)) => return Err(OpenError::NewerFormat(path, version)),
+        Err(e) => return Err(OpenError::Read(path, e)),
     };
-    drop(image);
     // Always rewritten: the cut stretches go, the header records the last id, and a directory
     // where the file cannot be replaced is found now rather than at the first compaction.
     let (file, len) = match compact::rewrite(&path, recovered.last_assigned, &recovered.records) {

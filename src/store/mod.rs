@@ -53,6 +53,7 @@ pub(crate) use cluster::{Cluster, Publisher};
 use crate::event::Event;
 use crate::frame::IdForm;
 #[cfg(any(feature = "history-file", feature = "redis"))]
+#[cfg(feature = "history-file")]
 use crate::log::Logger;
 use crate::stats::RedisStatus;
 
@@ -301,6 +302,14 @@ impl Store {
     /// Every retained event, oldest first.
     pub fn history(&self) -> impl Iterator<Item = &Entry> {
         self.ring.all()
+    }
+
+    /// The id of the newest retained event, if it has one.
+    #[cfg(feature = "jwt")]
+    pub fn last_id(&self) -> Option<String> {
+        let entry = self.ring.all().last()?;
+        let id = std::str::from_utf8(entry.id()).ok()?;
+        (!id.is_empty()).then(|| id.to_owned())
     }
 
     /// Number of events retained.

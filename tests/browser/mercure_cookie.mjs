@@ -134,7 +134,8 @@ async function main() {
   cleanup = async () => {
     pageServer.close();
     await context?.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still write to the profile a moment after it closed.
+    await rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   };
   try {
     context = await chromium.launchPersistentContext(profile, {

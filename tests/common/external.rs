@@ -189,7 +189,17 @@ impl Lines {
 
     /// The next line for which `wanted` is true, failing after `PATIENCE` or at the end.
     pub fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_for_within(PATIENCE, what, wanted)
+    }
+
+    /// The next line for which `wanted` is true, failing after `patience` or at the end.
+    pub fn wait_for_within(
+        &mut self,
+        patience: Duration,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + patience;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.receiver.recv_timeout(left) {
@@ -222,7 +232,8 @@ impl Lines {
     }
 }
 
-/// The daemon built by this package, on a free loopback port. `log` has its stderr lines.
+/// The daemon under test (the one built by this package, or `SSED_TEST_DAEMON`: see
+/// `target`), on a free loopback port. `log` has its stderr lines.
 pub struct Ssed {
     pub process: Process,
     pub addr: SocketAddr,
@@ -231,7 +242,7 @@ pub struct Ssed {
 
 impl Ssed {
     pub fn start(args: &[&str]) -> Ssed {
-        Ssed::start_with(Command::new(env!("CARGO_BIN_EXE_ssed")).args(args))
+        Ssed::start_with(super::target::daemon().args(args))
     }
 
     /// Runs `command`, which ends with the daemon's command line (as with a wrapper such as
@@ -244,9 +255,9 @@ impl Ssed {
                 .stderr(Stdio::piped()),
         );
         let mut log = Lines::new(process.child.stderr.take().expect("piped stderr"));
-        let line = log.wait_for("listening line", |l| l.contains("listening on http://"));
+        let line = log.wait_for("listening line", |l| l.contains("listening on http"));
         let addr = line
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));

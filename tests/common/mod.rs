@@ -4,36 +4,57 @@
 
 pub mod external;
 pub mod jwt;
+pub mod target;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ssed::{Config, Handle, LogLevel, Server};
+use ssed::{Config, LogLevel, Server};
+
+use target::TestHandle;
 
 /// Upper bound for anything a test waits on.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A server running on its own thread; stopped and joined on drop.
+/// A server running on its own thread; stopped and joined on drop. With `SSED_TEST_DAEMON`
+/// set, the daemon under test instead (see `target`), stopped on drop too.
 pub struct TestServer {
-    pub handle: Handle,
+    pub handle: TestHandle,
     pub addr: SocketAddr,
     thread: Option<JoinHandle<std::io::Result<()>>>,
+    daemon: Option<external::Ssed>,
 }
 
 impl TestServer {
     pub fn start(mut config: Config) -> TestServer {
+        if target::external_daemon().is_some() {
+            return TestServer::start_daemon(&config);
+        }
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.log = LogLevel::Off;
         let server = Server::bind(config).expect("bind");
-        let handle = server.handle();
+        let handle = TestHandle::in_process(server.handle());
         let addr = server.local_addr();
         let thread = Some(server.spawn().expect("spawn"));
         TestServer {
             handle,
             addr,
             thread,
+            daemon: None,
+        }
+    }
+
+    fn start_daemon(config: &Config) -> TestServer {
+        let daemon = external::Ssed::start_with(target::daemon().args(target::daemon_args(config)));
+        TestServer {
+            handle: TestHandle::daemon(&daemon),
+            addr: daemon.addr,
+            thread: None,
+            daemon: Some(daemon),
         }
     }
 

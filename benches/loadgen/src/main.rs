@@ -19,6 +19,8 @@ mod streams;
 mod subscriber;
 mod watch;
 mod attackers;
+mod transport;
+mod handshakes;
 
 use control::Control;
 use options::Options;
@@ -60,6 +62,10 @@ subscriber gets every event in order. Prints a table, then one JSON line.
   --per-process N          subscribers per subscriber process, default 18000
   --connect-timeout SECS   default 30;  --drain-timeout SECS  default 15
   --max-pending N          connection attempts at once, default 256
+  --tls-ca FILE            subscribe over HTTPS, trusting this CA (PEM)
+  --publish-tls            publish over HTTPS too (with --tls-ca)
+  --storm N                while publishing, N clients make TLS handshakes at once, every
+                           --storm-every SECS (default 1)
 ";
 
 fn main() {
@@ -70,8 +76,9 @@ fn main() {
         Some("chaos") => with_fd_limit(|| chaos::run(&args[1..])),
         Some("hostile") => with_fd_limit(|| hostile::run(&args[1..])),
         Some("soak") => with_fd_limit(|| soak::run(&args[1..])),
+        Some("handshakes") => with_fd_limit(|| handshakes::run(&args[1..])),
         _ => {
-            eprint!("{USAGE}\n{}\n{}\n{}", chaos::USAGE, hostile::USAGE, soak::USAGE);
+            eprint!("{USAGE}\n{}\n{}\n{}\n{}", chaos::USAGE, hostile::USAGE, soak::USAGE, handshakes::USAGE);
             std::process::exit(2);
         }
     };
@@ -84,6 +91,14 @@ fn main() {
 fn with_fd_limit(scenario: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     procstat::raise_fd_limit();
     scenario()
+}
+
+/// The TLS client configuration `--tls-ca FILE` asks for, if it does.
+fn tls_config(opts: &Options) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    match opts.text("tls-ca", "") {
+        ca if ca.is_empty() => Ok(None),
+        ca => transport::client_config(&ca).map(Some),
+    }
 }
 
 fn run_worker(args: &[String]) -> Result<(), String> {
@@ -102,6 +117,7 @@ fn run_worker(args: &[String]) -> Result<(), String> {
         control_path: opts.text("control", "").into(),
         slot: opts.number("slot", 0)?,
         max_seconds: opts.number("max-seconds", 300)?,
+        tls: tls_config(&opts)?,
     })
 }
 
@@ -200,7 +216,7 @@ fn spawn_workers(args: &[String], opts: &Options, config: &BenchConfig, control:
 
 /// The options a subscriber process shares with the coordinator.
 fn pass_through(args: &[String]) -> Vec<String> {
-    let shared = ["--target", "--subscribe-path", "--source-ips", "--max-pending"];
+    let shared = ["--target", "--subscribe-path", "--source-ips", "--max-pending", "--tls-ca"];
     let mut out = Vec::new();
     for pair in args.windows(2) {
         if shared.contains(&pair[0].as_str()) {
@@ -216,7 +232,7 @@ fn server_tree(config: &BenchConfig) -> Vec<u32> {
 }
 
 fn run_bench(args: &[String]) -> Result<(), String> {
-    let opts = Options::parse(args, &["idle"])?;
+    let opts = Options::parse(args, &["idle", "publish-tls"])?;
     let rate_text = opts.text("rate", "max");
     let config = BenchConfig {
         target: opts.target()?,
@@ -323,8 +339,15 @@ fn measure_publishing(
         max_lag: opts.number("max-lag", 500)?,
         workers: worker_count,
         subscribers: control.sum(worker_count, control::CONNECTED),
+        tls: if opts.has("publish-tls") { tls_config(opts)? } else { None },
     };
+    let storm = handshakes::Storm::start(opts, config.target)?;
     let outcome = publisher::publish(&publish_config, control)?;
+    if let Some(storm) = storm {
+        let (storms, handshakes) = storm.stop();
+        report.num("storms", storms as f64);
+        report.num("storm_handshakes", handshakes as f64);
+    }
     control.start_drain(outcome.ok);
     wait_until(Duration::from_secs(config.drain_timeout_s), || {
         control.sum(worker_count, control::ALL_RECEIVED) == worker_count as u64

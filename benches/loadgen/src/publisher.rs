@@ -5,9 +5,11 @@
 use crate::control::{self, Control};
 use crate::procstat::monotonic_ns;
 use crate::sse::{ChunkDecoder, parse_response_head};
+use crate::transport::Transport;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::sync::Arc;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub struct PublishConfig {
     pub max_lag: u64,
     pub workers: usize,
     pub subscribers: u64,
+    /// Publish over TLS with this client configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -50,19 +54,20 @@ pub struct PublishOutcome {
 pub const MIN_SIZE: usize = 48;
 
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     out: Vec<u8>,
     out_pos: usize,
     input: Vec<u8>,
     in_flight: usize,
 }
 
-fn connect(target: SocketAddrV4, poll: &Poll) -> io::Result<Connection> {
+fn connect(target: SocketAddrV4, poll: &Poll, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<Connection> {
     let std_stream = std::net::TcpStream::connect_timeout(&target.into(), Duration::from_secs(5))?;
     std_stream.set_nodelay(true)?;
     std_stream.set_nonblocking(true)?;
     let mut stream = TcpStream::from_std(std_stream);
     poll.registry().register(&mut stream, Token(0), Interest::READABLE | Interest::WRITABLE)?;
+    let stream = Transport::new(stream, tls)?;
     Ok(Connection { stream, out: Vec::with_capacity(64 * 1024), out_pos: 0, input: Vec::with_capacity(64 * 1024), in_flight: 0 })
 }
 
@@ -95,7 +100,7 @@ struct Publisher<'a> {
 
 pub fn publish(config: &PublishConfig, control: &Control) -> Result<PublishOutcome, String> {
     let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-    let conn = connect(config.target, &poll).map_err(|e| format!("publisher connect to {}: {e}", config.target))?;
+    let conn = connect(config.target, &poll, config.tls.as_ref()).map_err(|e| format!("publisher connect to {}: {e}", config.target))?;
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
         config.publish_path, config.target, config.size
@@ -200,6 +205,9 @@ impl Publisher<'_> {
         }
         conn.out.clear();
         conn.out_pos = 0;
+        if let Err(e) = conn.stream.flush() {
+            return self.reconnect(&format!("publisher TLS write: {e}"));
+        }
         Ok(())
     }
 
@@ -268,8 +276,8 @@ impl Publisher<'_> {
         if self.outcome.reconnects > 100 {
             return Err(format!("giving up after 100 reconnects: {why}"));
         }
-        let _ = self.poll.registry().deregister(&mut self.conn.stream);
-        self.conn = connect(self.config.target, &self.poll).map_err(|e| format!("publisher reconnect: {e}"))?;
+        let _ = self.poll.registry().deregister(self.conn.stream.tcp());
+        self.conn = connect(self.config.target, &self.poll, self.config.tls.as_ref()).map_err(|e| format!("publisher reconnect: {e}"))?;
         Ok(())
     }
 

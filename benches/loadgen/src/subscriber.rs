@@ -5,10 +5,11 @@ use crate::control::{self, Control};
 use crate::histogram::Histogram;
 use crate::procstat::monotonic_ns;
 use crate::socket::{self, SocketOptions};
+use crate::transport::Transport;
 use crate::sse::{ChunkDecoder, Event, SseParser, parse_response_head};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use std::io::{self, Read, Write};
+use std::io;
+use std::sync::Arc;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct WorkerConfig {
     pub slot: usize,
     /// Hard stop, in case the coordinator never says so.
     pub max_seconds: u64,
+    /// Subscribe over TLS with this client configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -55,7 +58,7 @@ struct Tally {
 }
 
 struct Subscriber {
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     stage: Stage,
     opened_ns: u64,
     head: Vec<u8>,
@@ -191,9 +194,10 @@ impl Worker {
             let index = self.next_to_open;
             self.next_to_open += 1;
             let source = socket::source_address(self.config.first_index + index, self.config.source_ips);
+            let tls = self.config.tls.as_ref();
             let opened = socket::open(source, self.config.target, SocketOptions::default()).and_then(|mut stream| {
                 self.poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
-                Ok(stream)
+                Transport::new(stream, tls)
             });
             let sub = &mut self.subs[index];
             sub.opened_ns = monotonic_ns();
@@ -220,10 +224,10 @@ impl Worker {
     fn send_request(&mut self, index: usize) {
         let sub = &mut self.subs[index];
         let stream = sub.stream.as_mut().unwrap();
-        if let Ok(Some(e)) | Err(e) = stream.take_error() {
+        if let Ok(Some(e)) | Err(e) = stream.tcp().take_error() {
             return self.fail(index, &format!("connect: {e}"));
         }
-        if stream.peer_addr().is_err() {
+        if stream.tcp().peer_addr().is_err() {
             return; // still connecting: a later event completes it
         }
         // A fresh socket's send buffer takes the ~100-byte request whole.
@@ -238,6 +242,8 @@ impl Worker {
     /// at that moment; epoll reports any later arrival as a new edge, so the extra read that
     /// would only return EAGAIN is skipped (it would double the syscalls per delivery).
     fn read_all(&mut self, index: usize, now: u64, buf: &mut [u8]) {
+        // Over TLS a short read says nothing of the socket: read to WouldBlock.
+        let tls = self.subs[index].stream.as_ref().is_some_and(Transport::is_tls);
         for _ in 0..64 {
             let result = self.subs[index].stream.as_mut().unwrap().read(buf);
             match result {
@@ -246,7 +252,7 @@ impl Worker {
                     if let Err(reason) = self.on_bytes(index, &buf[..n], now) {
                         return self.close(index, &reason);
                     }
-                    if n < buf.len() {
+                    if n < buf.len() && !tls {
                         return;
                     }
                 }
@@ -330,7 +336,7 @@ impl Worker {
 
     fn drop_stream(&mut self, index: usize) {
         if let Some(mut stream) = self.subs[index].stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+            let _ = self.poll.registry().deregister(stream.tcp());
         }
     }
 

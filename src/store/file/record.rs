@@ -1,15 +1,47 @@
 //! The history file's format: a header, then records that each carry their own checksums, so
 //! that a reader can tell a torn or corrupt record and find the next good one after it.
 //!
-//! All integers are little-endian.
+//! The format is the same on every target, byte for byte: every integer is little-endian
+//! whatever the machine's byte order, no field's size depends on the machine's word size, and
+//! nothing is aligned or padded. A file written by the x86_64 daemon is read by the armhf and
+//! i386 ones, and the other way round (tests/devices.rs moves files between them).
 //!
-//! ```text
-//! header   "SSEDHIST" | format version u16 | 0u16 | last assigned id u64 | crc32 u32   (24 bytes)
-//! record   magic ff 53 52 fe | payload length u32 | payload crc32 u32 | head crc32 u32 | payload
-//! payload  version u8 | flags u8 | assigned id u64 | topic count u32 | (length u32, UTF-8)*
-//!          | frame length u32 | frame
-//! flags    bit 0: the id is a number the server assigned; bit 1: a private event
-//! ```
+//! **Header**, 24 bytes, at offset 0:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic, ASCII `SSEDHIST` |
+//! | 8 | 2 | format version, u16: 1 (a reader refuses a file of a higher version, untouched) |
+//! | 10 | 2 | zero (reserved) |
+//! | 12 | 8 | the highest id the server had assigned when it wrote the header, u64; 0 for none |
+//! | 20 | 4 | CRC-32 of bytes 0 to 19, u32 |
+//!
+//! **Records**, one per event in publish order, from offset 24 to the end of the file. A record
+//! is a 16-byte head and a payload:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic: bytes `FF 53 52 FE` (`0xFF`, `S`, `R`, `0xFE`) |
+//! | 4 | 4 | payload length P, u32, at most 2^30 |
+//! | 8 | 4 | CRC-32 of the P payload bytes, u32 |
+//! | 12 | 4 | CRC-32 of the record's bytes 0 to 11, u32 |
+//! | 16 | P | payload |
+//!
+//! **Payload**:
+//!
+//! | size | field |
+//! |---|---|
+//! | 1 | payload version, u8: 1 |
+//! | 1 | flags, u8: bit 0, the id is a number the server assigned; bit 1, a private event; the other bits zero |
+//! | 8 | the assigned id, u64, when bit 0 is set; else 0 |
+//! | 4 | topic count T, u32 (0: the empty topic alone) |
+//! | T × (4 + n) | each topic: its length n, u32, then n bytes of UTF-8 |
+//! | 4 | frame length F, u32 |
+//! | F | the frame: the event exactly as subscribers receive it (UTF-8 text: `id:`, `event:`, `retry:` and `data:` lines, each ended by LF, then an empty line), an assigned id written in decimal (or as the Mercure hub's `urn:uuid:`) |
+//!
+//! CRC-32 is the common one (IEEE 802.3, as in zlib and PNG: polynomial 0x04C11DB7,
+//! reflected, initial value and final XOR 0xFFFFFFFF; `crc32fast`). The payload must be
+//! exactly as long as its fields: no byte after the frame.
 //!
 //! The head checksum covers the 12 bytes before it, so a damaged length is caught before it is
 //! used, and a scan for the next record rejects a false magic after 16 bytes, not after
@@ -18,7 +50,8 @@
 //! that a later ssed can add fields; a record of a version this one does not know is cut.
 //!
 //! Decoding never allocates: it borrows the file image, and every length is checked against
-//! what is left of the record before it is used.
+//! what is left of the record before it is used. Offsets in the file are u64 everywhere: a file
+//! may pass 4 GiB (see `recover`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -392,7 +425,7 @@ fn cut(from: usize, to: usize, why: CutReason) -> Cut {
 }
 
 /// Why no good record starts at an offset.
-enum Bad {
+pub(super) enum Bad {
     /// The framing does not verify: the bytes are scanned for the next record. `torn`: they
     /// could be the start of a record that the end of the file cut short.
     Framing { torn: bool },
@@ -402,7 +435,7 @@ enum Bad {
 }
 
 /// The record at `at`, with the bytes it takes.
-fn try_record(image: &[u8], at: usize) -> Result<(usize, View<'_>), Bad> {
+pub(super) fn try_record(image: &[u8], at: usize) -> Result<(usize, View<'_>), Bad> {
     let rest = &image[at..];
     if rest.len() < HEAD_LEN {
         let n = rest.len().min(RECORD_MAGIC.len());
@@ -436,20 +469,60 @@ fn try_record(image: &[u8], at: usize) -> Result<(usize, View<'_>), Bad> {
 /// The first offset at or after `from` where a record's framing verifies (the end of the
 /// image when there is none).
 fn resync(image: &[u8], from: usize) -> usize {
+    match resync_within(image, from, true) {
+        Resync::At(at) => at,
+        Resync::End | Resync::NeedMore(_) => image.len(),
+    }
+}
+
+/// Where the search for the next record stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resync {
+    /// A record's framing verifies here.
+    At(usize),
+    /// None starts before the end of the bytes.
+    End,
+    /// Only with bytes that are not the whole file: a record may start here, and the bytes
+    /// after the end are needed to tell. Nothing before it can start one.
+    NeedMore(usize),
+}
+
+/// The first offset at or after `from` in `bytes` where a record's framing verifies. `complete`
+/// says whether `bytes` run to the end of the file; when they do not, a record that may start
+/// near their end is not taken for garbage, but asked to be read whole (`NeedMore`).
+pub(super) fn resync_within(bytes: &[u8], from: usize, complete: bool) -> Resync {
     let mut at = from;
-    while let Some(i) = image
-        .get(at..)
-        .and_then(|r| r.iter().position(|&b| b == 0xFF))
-    {
+    while let Some(i) = bytes.get(at..).and_then(find_ff) {
         at += i;
-        if image[at..].starts_with(&RECORD_MAGIC)
-            && matches!(try_record(image, at), Ok(_) | Err(Bad::Content { .. }))
-        {
-            return at;
+        let rest = &bytes[at..];
+        let n = rest.len().min(RECORD_MAGIC.len());
+        if rest[..n] == RECORD_MAGIC[..n] {
+            match try_record(bytes, at) {
+                Ok(_) | Err(Bad::Content { .. }) => return Resync::At(at),
+                Err(Bad::Framing { torn: true }) if !complete => return Resync::NeedMore(at),
+                Err(Bad::Framing { .. }) => {}
+            }
         }
         at += 1;
     }
-    image.len()
+    Resync::End
+}
+
+/// Where the first 0xFF (a record magic's first byte) is, looked for eight bytes at a time:
+/// the search may cross gigabytes of zeros, what a crash can leave in a file.
+fn find_ff(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        // A word holds 0xFF where its complement holds a zero byte.
+        let complement = !u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if complement.wrapping_sub(ONES) & !complement & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&b| b == 0xFF).map(|i| at + i)
 }
 
 fn decode_payload(payload: &[u8]) -> Result<View<'_>, CutReason> {
@@ -591,6 +664,25 @@ mod tests {
 
     fn pieces(image: &[u8]) -> Vec<Piece<'_>> {
         Scanner::new(image).collect()
+    }
+
+    #[test]
+    fn the_search_for_a_record_finds_the_first_ff_wherever_it_is() {
+        for len in 0..40 {
+            assert_eq!(find_ff(&vec![0u8; len]), None);
+            for at in 0..len {
+                let mut bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 255) as u8).collect();
+                bytes
+                    .iter_mut()
+                    .filter(|b| **b == 0xFF)
+                    .for_each(|b| *b = 0);
+                bytes[at] = 0xFF;
+                if at + 1 < len {
+                    bytes[len - 1] = 0xFF;
+                }
+                assert_eq!(find_ff(&bytes), Some(at), "{len} {at}");
+            }
+        }
     }
 
     #[test]
