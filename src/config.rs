@@ -368,6 +368,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether subscribers' tokens are checked with some key: the 0.x one, or a Mercure 1.0
+    /// issuer's.
+    pub fn has_subscriber_key(&self) -> bool {
+        self.subscriber_jwt_key.is_some() || self.issuers.iter().any(|i| i.subscriber_key.is_some())
+    }
+
     /// Refuses the settings of the host and listening sections that cannot work together, or
     /// that this build cannot serve.
     fn validate_host_settings(&self) -> Result<(), String> {
@@ -382,10 +388,10 @@ impl Config {
                     .into(),
             );
         }
-        if self.anonymous && self.subscriber_jwt_key.is_none() {
+        if self.anonymous && !self.has_subscriber_key() {
             return Err(
-                "anonymous goes with subscriber_jwt_key: without a subscriber key every \
-                        subscriber is let in already"
+                "anonymous goes with subscriber_jwt_key or an issuer's subscriber key: without \
+                 one every subscriber is let in already"
                     .into(),
             );
         }

@@ -515,10 +515,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--fsync goes with --history-file: without a history file nothing is synced".into(),
         );
     }
-    if options.config.anonymous && options.config.subscriber_jwt_key.is_none() {
+    if options.config.anonymous && !options.config.has_subscriber_key() {
         return Err(
-            "--anonymous goes with --subscriber-jwt-key: without a subscriber key \
-                    every subscriber is let in already"
+            "--anonymous goes with --subscriber-jwt-key (or --issuer and its key): without a \
+             subscriber key every subscriber is let in already"
                 .into(),
         );
     }
