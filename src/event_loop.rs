@@ -523,8 +523,9 @@ impl EventLoop {
         };
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
+        // A lingering connection said its close_notify when it half-closed.
         #[cfg(feature = "tls")]
-        if let Some(tls) = conn.tls.as_mut() {
+        if let Some(tls) = conn.tls.as_mut().filter(|_| conn.phase != Phase::Lingering) {
             tls.close_notify(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
         }
         if conn.phase == Phase::Streaming && conn.sub_index != u32::MAX {

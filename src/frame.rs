@@ -40,7 +40,8 @@ impl FieldError {
             FieldError::Retry => "retry must be a number of milliseconds (ASCII digits)",
             FieldError::Unreadable => {
                 "a private event reaches only subscribers whose token allows it, and this server \
-                 has no subscriber key (--subscriber-jwt-key): no subscriber could ever read it"
+                 has no subscriber key (--subscriber-jwt-key, or an issuer's): no subscriber could \
+                 ever read it"
             }
         }
     }

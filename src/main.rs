@@ -145,8 +145,8 @@ fn run(options: Options) -> ExitCode {
         }
     };
     let config = &options.config;
-    let open_to_all = config.subscribe_token.is_none()
-        && (config.subscriber_jwt_key.is_none() || config.anonymous);
+    let open_to_all =
+        config.subscribe_token.is_none() && (!config.has_subscriber_key() || config.anonymous);
     let access = hints_access(&options);
     let server = match Server::bind(options.config) {
         Ok(server) => server,

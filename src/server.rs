@@ -73,7 +73,7 @@ impl Server {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let counters = Arc::new(Counters::default());
         let mut intake = Intake::new(waker, config.publish_queue, counters.clone());
-        if config.subscriber_jwt_key.is_none() {
+        if !config.has_subscriber_key() {
             intake = intake.without_private_readers();
         }
         let intake = Arc::new(intake);

@@ -436,7 +436,7 @@ fn without_a_subscriber_key_a_private_event_is_refused_with_the_reason() {
     assert!(
         refused
             .text()
-            .contains("no subscriber key (--subscriber-jwt-key)"),
+            .contains("no subscriber key (--subscriber-jwt-key, or an issuer's)"),
         "{}",
         refused.text()
     );

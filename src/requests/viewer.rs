@@ -106,7 +106,7 @@ impl EventLoop {
     fn credential(&self) -> &'static str {
         if self.config.subscribe_token.is_some() {
             "token"
-        } else if self.config.subscriber_jwt_key.is_some() && !self.config.anonymous {
+        } else if self.config.has_subscriber_key() && !self.config.anonymous {
             "jwt"
         } else {
             "none"
