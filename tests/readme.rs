@@ -94,6 +94,80 @@ const RECIPES: &[Recipe] = &[
         ..RECIPE
     },
     Recipe {
+        block: "sudo apt install ./ssed_0.1.0_amd64.deb",
+        leave_out: &[
+            (
+                "sudo apt install ./ssed_0.1.0_amd64.deb",
+                "it installs into /usr and the package database, outside the sandbox: \
+                 tests/devices.rs builds, unpacks and checks (lintian) the three packages",
+            ),
+            (
+                "sudo apt install ./ssed_0.1.0_arm64.deb",
+                "another machine's package",
+            ),
+            (
+                "sudo apt install ./ssed_0.1.0_armhf.deb",
+                "another machine's package",
+            ),
+        ],
+        // The packages it names are the ones `make deb-ARCH` makes (tests/devices.rs made them).
+        after: "for arch in amd64 arm64 armhf; do dpkg-deb -I target/deb/ssed_0.1.0_$arch.deb \
+                >/dev/null; done",
+        ..RECIPE
+    },
+    Recipe {
+        block: "sudo dpkg --add-architecture arm64",
+        leave_out: &[
+            (
+                "sudo dpkg --add-architecture",
+                "the system's package setup: .ci/run does it",
+            ),
+            (
+                "sudo apt-get update",
+                "the network: .ci/run installs these packages",
+            ),
+            (
+                "sudo apt-get install rustc-web",
+                "the network: .ci/run installs these packages",
+            ),
+            ("    gcc-aarch64-linux-gnu", "(the same command)"),
+            ("    libstd-rust-web-dev:arm64", "(the same command)"),
+            ("    libc6:arm64", "(the same command)"),
+        ],
+        // Every package it names is installed.
+        after: "dpkg-query -W rustc-web cargo-web rust-web-llvm lld-22 qemu-user-static \
+                gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-i686-linux-gnu \
+                libstd-rust-web-dev:arm64 libstd-rust-web-dev:armhf libstd-rust-web-dev:i386 \
+                libc6:arm64 libc6:armhf libc6:i386 >/dev/null",
+        ..RECIPE
+    },
+    Recipe {
+        block: "make cross-arm64      # or cross-armhf, cross-i386",
+        after: "test -x target/cross/aarch64-unknown-linux-gnu/tiny/ssed \
+                -a -f target/cross/aarch64-unknown-linux-gnu/release/libssed.so",
+        ..RECIPE
+    },
+    Recipe {
+        block: "SSED_TEST_DAEMON=target/cross/armv7-unknown-linux-gnueabihf/release/ssed",
+        leave_out: &[
+            (
+                "SSED_TEST_DAEMON=",
+                "tests/devices.rs runs these suites against this daemon under qemu-arm-static",
+            ),
+            (
+                "    cargo test --release --all-features --test http_api",
+                "(the same command)",
+            ),
+            (
+                "make -C c-tests run CC=arm-linux-gnueabihf-gcc",
+                "tests/devices.rs builds and runs the C tests so under qemu-arm-static",
+            ),
+            ("    LIBDIR=$PWD/target/cross/armv7", "(the same command)"),
+        ],
+        after: "test -x target/cross/armv7-unknown-linux-gnueabihf/release/ssed",
+        ..RECIPE
+    },
+    Recipe {
         block: "# PREFIX=/usr/local",
         after: "test -x /usr/local/bin/ssed -a -f /usr/local/lib/pkgconfig/ssed.pc \
                 -a -f /usr/local/lib/systemd/system/ssed.socket",
@@ -161,6 +235,11 @@ const RECIPES: &[Recipe] = &[
         ..RECIPE
     },
     Recipe {
+        block: "--tls-cert cert.pem --tls-key key.pem &",
+        shows: &["data: hello"],
+        ..RECIPE
+    },
+    Recipe {
         block: "PUBLISHER_KEY=$(head -c 32",
         run: Run::Until("ssed: listening on http://127.0.0.1:8080"),
         ..RECIPE
@@ -172,6 +251,19 @@ const RECIPES: &[Recipe] = &[
     },
     Recipe {
         block: "SSED_PUBLISHER_JWT_KEY='!ChangeThis",
+        run: Run::Until("ssed: listening on http://127.0.0.1:8080"),
+        ..RECIPE
+    },
+    Recipe {
+        block: "     --anonymous --subscriptions --cors-origin https://example.com",
+        // The key file the next recipe writes.
+        before: "mkdir -p /etc/ssed\n\
+                 printf '%s' '!ChangeThisMercureHubJWTSecretKey!' > /etc/ssed/mercure.key",
+        run: Run::Until("ssed: listening on http://127.0.0.1:8080"),
+        ..RECIPE
+    },
+    Recipe {
+        block: "> /etc/ssed/mercure.key   # 32 bytes or more",
         run: Run::Until("ssed: listening on http://127.0.0.1:8080"),
         ..RECIPE
     },
