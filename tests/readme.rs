@@ -116,6 +116,22 @@ const RECIPES: &[Recipe] = &[
         ..RECIPE
     },
     Recipe {
+        block: "sudo apt install ./libssed1_0.1.0_arm64.deb",
+        leave_out: &[
+            (
+                "sudo apt install ./libssed1_0.1.0_arm64.deb",
+                "an arm64 machine's packages, installed outside the sandbox: tests/devices.rs \
+                 installs the amd64 ones and builds hello.c against them this way",
+            ),
+            ("cc hello.c $(pkg-config", "(with the packages above)"),
+        ],
+        // The packages hold what the lines need: the library, its header and its .pc file.
+        after: "dpkg-deb -c target/deb/libssed1_0.1.0_arm64.deb | grep -q 'libssed.so.1$' && \
+                dpkg-deb -c target/deb/libssed-dev_0.1.0_arm64.deb > /tmp/dev.list && \
+                grep -q 'include/ssed.h$' /tmp/dev.list && grep -q 'pkgconfig/ssed.pc$' /tmp/dev.list",
+        ..RECIPE
+    },
+    Recipe {
         block: "sudo dpkg --add-architecture arm64",
         leave_out: &[
             (
@@ -174,7 +190,7 @@ const RECIPES: &[Recipe] = &[
         ..RECIPE
     },
     Recipe {
-        block: "pkg-config --cflags --libs ssed",
+        block: "# static: libssed.a and the system libraries it needs (Libs.private)",
         files: &[HELLO_C],
         after: "test -x hello -a -x hello-static",
         ..RECIPE
