@@ -1237,7 +1237,7 @@ fn is_idle(conn: &Conn) -> bool {
     conn.phase == Phase::Head
         && conn.keep_alive
         && conn.input.is_empty()
-        && conn.out_bytes == 0
+        && !conn.has_output()
         && !conn.is_local()
 }
 

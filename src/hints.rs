@@ -19,6 +19,8 @@ pub enum Credential {
     TokenFromFlag(&'static str),
     /// A JSON Web Token signed with the key of this flag.
     Jwt(&'static str),
+    /// A Mercure 1.0 access token from a trusted issuer (`--issuer`).
+    AccessToken,
 }
 
 /// How the server is protected, and where it can be reached.
@@ -68,7 +70,7 @@ pub fn where_to_look(scheme: &str, addr: SocketAddr, access: &Access, demo: bool
             join,
             "token=TOKEN\"",
         ]),
-        Credential::Jwt(_) if jwt => line(&[
+        Credential::Jwt(_) | Credential::AccessToken if jwt => line(&[
             "subscribe: curl -N -H \"Authorization: Bearer $SUBSCRIBER_JWT\" \"",
             &base,
             "/events",
@@ -80,7 +82,9 @@ pub fn where_to_look(scheme: &str, addr: SocketAddr, access: &Access, demo: bool
     let (bearer, variable) = match access.publish {
         Credential::TokenFromEnv(variable) => (" -H \"Authorization: Bearer $", variable),
         Credential::TokenFromFlag(_) => (" -H \"Authorization: Bearer TOKEN", ""),
-        Credential::Jwt(_) if jwt => (" -H \"Authorization: Bearer $PUBLISHER_JWT", ""),
+        Credential::Jwt(_) | Credential::AccessToken if jwt => {
+            (" -H \"Authorization: Bearer $PUBLISHER_JWT", "")
+        }
         _ => ("", ""),
     };
     let quote = if bearer.is_empty() { "" } else { "\"" };
@@ -135,6 +139,13 @@ pub fn where_to_look(scheme: &str, addr: SocketAddr, access: &Access, demo: bool
                 claim,
                 " lists the topics it may use",
             ]),
+            Credential::AccessToken if jwt => line(&[
+                what,
+                ": ",
+                variable,
+                " stands for a Mercure 1.0 access token (typ at+jwt) from a trusted --issuer, \
+                 signed with its key; its authorization_details list the topics it may use",
+            ]),
             _ => {}
         }
     }
@@ -183,6 +194,24 @@ mod tests {
         assert!(
             out[3].contains("$SUBSCRIBER_JWT stands for a JSON Web Token")
                 && out[3].contains("--subscriber-jwt-key"),
+            "{out:?}"
+        );
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn issuers_keys_ask_for_an_access_token() {
+        let access = Access {
+            subscribe: Credential::AccessToken,
+            publish: Credential::AccessToken,
+            publish_socket: None,
+        };
+        let out = lines(&access, false);
+        assert!(out[1].contains("Bearer $SUBSCRIBER_JWT"), "{out:?}");
+        assert!(out[2].contains("Bearer $PUBLISHER_JWT"), "{out:?}");
+        assert!(
+            out[3].contains("$SUBSCRIBER_JWT stands for a Mercure 1.0 access token")
+                && out[4].contains("$PUBLISHER_JWT stands for a Mercure 1.0 access token"),
             "{out:?}"
         );
     }

@@ -262,6 +262,8 @@ fn hints_access(options: &Options) -> hints::Access {
         }
     } else if cfg!(feature = "jwt") && config.subscriber_jwt_key.is_some() && !config.anonymous {
         Credential::Jwt("the subscriber key (--subscriber-jwt-key)")
+    } else if cfg!(feature = "jwt") && config.has_subscriber_key() && !config.anonymous {
+        Credential::AccessToken
     } else {
         Credential::Nothing
     };
@@ -273,6 +275,8 @@ fn hints_access(options: &Options) -> hints::Access {
         }
     } else if cfg!(feature = "jwt") && config.publisher_jwt_key.is_some() {
         Credential::Jwt("the publisher key (--publisher-jwt-key)")
+    } else if cfg!(feature = "jwt") && config.issuers.iter().any(|i| i.publisher_key.is_some()) {
+        Credential::AccessToken
     } else {
         Credential::Nothing
     };

@@ -83,7 +83,7 @@ impl Server {
         #[cfg(not(feature = "host"))]
         let logger = Logger::new(config.log, None)?;
         #[cfg(feature = "tls")]
-        let tls = open_tls(&config)?;
+        let tls = open_tls(&config, &logger)?;
         let store = open_store(&config, intake.clone(), &logger)?;
         #[cfg(feature = "redis")]
         let cluster = store.cluster_publisher();
@@ -186,7 +186,7 @@ fn listening_socket(config: &Config) -> io::Result<std::net::TcpListener> {
 /// The certificate and key, when the listener speaks HTTPS: loaded now, so that a pair that
 /// cannot serve stops the server from starting, with the file and the reason.
 #[cfg(feature = "tls")]
-fn open_tls(config: &Config) -> io::Result<Option<Arc<crate::tls::Certificates>>> {
+fn open_tls(config: &Config, logger: &Logger) -> io::Result<Option<Arc<crate::tls::Certificates>>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
@@ -194,7 +194,7 @@ fn open_tls(config: &Config) -> io::Result<Option<Arc<crate::tls::Certificates>>
         cert: cert.clone(),
         key: key.clone(),
     };
-    let certificates = crate::tls::Certificates::open(files, config.log)?;
+    let certificates = crate::tls::Certificates::open(files, logger.clone())?;
     Ok(Some(Arc::new(certificates)))
 }
 

@@ -801,3 +801,39 @@ fn symfony_publishes_with_access_tokens() {
         ]
     );
 }
+
+/// The host's access hook hears what a Mercure 1.0 subscription asks for, its matchers, as the
+/// stream hook and the per-topic counts do.
+#[cfg(feature = "host")]
+#[test]
+fn the_access_hook_hears_the_matchers_of_a_subscription() {
+    use std::sync::{Arc, Mutex};
+
+    use ssed::{Access, AccessRequest, Hooks};
+
+    let asked: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let heard = asked.clone();
+    let server = TestServer::start(Config {
+        hooks: Hooks {
+            access: Some(Arc::new(move |request: &AccessRequest<'_>| {
+                heard.lock().unwrap().push(request.topics.to_vec());
+                Access::Allow
+            })),
+            ..Hooks::default()
+        },
+        ..config()
+    });
+    let _stream = server.subscribe(
+        "/.well-known/mercure?match_exact=https://example.com/a&topic=b",
+        "",
+    );
+    server.wait_subscribers(1);
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].len(), 2, "{asked:?}");
+    assert!(asked[0].iter().any(|t| t == "b"), "{asked:?}");
+    assert!(
+        asked[0].iter().any(|t| t.contains("example.com/a")),
+        "{asked:?}"
+    );
+}

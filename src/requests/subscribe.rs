@@ -73,7 +73,14 @@ impl EventLoop {
             let status = Status::BAD_REQUEST;
             return self.reject(conn, slot, status, cors, why, Refusal::BadRequest);
         }
-        if !self.host_allows(conn, slot, request, &query.topics, false, cors) {
+        // What the stream asks for as the stream hook and the counts see it: topics, and
+        // Mercure 1.0's matchers too.
+        let asked: Vec<String> = if self.host.wants_heads() {
+            selectors.iter().map(|s| s.as_str().to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        if !self.host_allows(conn, slot, request, &asked, false, cors) {
             return;
         }
         if self.streams_full() {

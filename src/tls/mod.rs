@@ -18,6 +18,7 @@ use rustls::ServerConfig;
 use rustls::server::ProducesTickets;
 
 use crate::config::LogLevel;
+use crate::log::Logger;
 
 pub(crate) use certificate::load;
 pub(crate) use session::{Buffers, Read, Session};
@@ -36,17 +37,20 @@ pub(crate) struct Certificates {
     /// still resumes after it.
     ticketer: Arc<dyn ProducesTickets>,
     current: Mutex<Arc<ServerConfig>>,
-    log: LogLevel,
+    log: Logger,
 }
 
 impl Certificates {
     /// Loads the pair, refusing what would not serve (the error names the file and why).
-    pub fn open(files: Files, log: LogLevel) -> io::Result<Certificates> {
+    pub fn open(files: Files, log: Logger) -> io::Result<Certificates> {
         let ticketer = rustls::crypto::ring::Ticketer::new()
             .map_err(|e| io::Error::other(format!("TLS session tickets: {e}")))?;
         let loaded = load(&files, &ticketer)?;
-        if log >= LogLevel::Info {
-            crate::log::line(format_args!("TLS: {}", loaded.describe(&files)));
+        if log.enabled(LogLevel::Info) {
+            log.line(
+                LogLevel::Info,
+                format_args!("TLS: {}", loaded.describe(&files)),
+            );
         }
         Ok(Certificates {
             files,
@@ -67,16 +71,18 @@ impl Certificates {
         match load(&self.files, &self.ticketer) {
             Ok(loaded) => {
                 *self.lock() = loaded.config.clone();
-                if self.log >= LogLevel::Info {
+                if self.log.enabled(LogLevel::Info) {
                     let what = loaded.describe(&self.files);
-                    crate::log::line(format_args!("TLS: reloaded {what}"));
+                    self.log
+                        .line(LogLevel::Info, format_args!("TLS: reloaded {what}"));
                 }
                 Ok(())
             }
             Err(e) => {
-                if self.log >= LogLevel::Quiet {
-                    crate::log::line(format_args!("TLS: keeping the certificate in use: {e}"));
-                }
+                self.log.line(
+                    LogLevel::Quiet,
+                    format_args!("TLS: keeping the certificate in use: {e}"),
+                );
                 Err(e)
             }
         }
