@@ -9,9 +9,8 @@ mod common;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
-use common::external::{ROOT, Ssed, TempDir, available, skip};
+use common::external::{Ssed, TempDir, available, skip};
 use common::jwt::{KEY, token};
 use common::{Block, Response, Sse, TestServer};
 use ssed::Config;
@@ -258,19 +257,7 @@ fn symfony_publishes_to_ssed_unchanged() {
     let url = format!("http://{}{HUB}", ssed.addr);
     let all = token(r#"{"mercure":{"publish":["*"]}}"#);
     let books_only = token(r#"{"mercure":{"publish":["https://example.com/books/{id}"]}}"#);
-    let script = Path::new(ROOT).join("tests/mercure/symfony_publish.php");
-    let output = Command::new("timeout")
-        .args(["60", "php"])
-        .arg(&script)
-        .args([&url, &all, &books_only])
-        .output()
-        .expect("run php");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "php failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = common::external::symfony_publish(&url, &all, &books_only);
     let ids: Vec<&str> = stdout.lines().collect();
     assert_eq!(ids.len(), 7, "{stdout}");
     for i in [0, 1, 2, 5, 6] {

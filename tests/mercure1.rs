@@ -728,9 +728,8 @@ fn the_drafts_publication_example() {
 /// `authorization_details`): the wire of a publication is the same in both protocols.
 #[test]
 fn symfony_publishes_with_access_tokens() {
-    use common::external::{ROOT, Ssed, available, skip};
+    use common::external::{Ssed, available, skip};
     use std::path::Path;
-    use std::process::Command;
 
     const SYMFONY_MERCURE: &str = "/usr/share/php/Symfony/Component/Mercure/autoload.php";
     if !available(&["php"], "the Symfony Mercure 1.0 test") {
@@ -758,19 +757,7 @@ fn symfony_publishes_with_access_tokens() {
                   &match_urlpattern=https://example.com/reviews/:id";
     let mut anonymous = Sse::open(ssed.addr, target, "");
     let mut allowed = Sse::open(ssed.addr, target, &bearer(&reader));
-    let script = Path::new(ROOT).join("tests/mercure/symfony_publish.php");
-    let output = Command::new("timeout")
-        .args(["60", "php"])
-        .arg(&script)
-        .args([&hub, &all, &books_only])
-        .output()
-        .expect("run php");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "php failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = common::external::symfony_publish(&hub, &all, &books_only);
     let ids: Vec<&str> = stdout.lines().collect();
     assert_eq!(ids.len(), 7, "{stdout}");
     assert_eq!(ids[3], "book-3-v2");

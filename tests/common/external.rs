@@ -281,6 +281,17 @@ pub fn run(command: &mut Command) -> std::process::Output {
     output
 }
 
+/// What tests/mercure/symfony_publish.php printed: Symfony's Mercure component publishing to
+/// `hub` with `all` (a token for every topic) and `books_only`, one line per update.
+pub fn symfony_publish(hub: &str, all: &str, books_only: &str) -> String {
+    let script = Path::new(ROOT).join("tests/mercure/symfony_publish.php");
+    let output = run(Command::new("timeout")
+        .args(["60", "php"])
+        .arg(&script)
+        .args([hub, all, books_only]));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// True when headless Chromium can be driven from tests/browser/: Chromium, node and the npm
 /// packages there. Otherwise skips (with what is missing), or fails when CI is set.
 pub fn browser_available(what: &str) -> bool {
