@@ -169,14 +169,18 @@ fn tiny_daemon_serves(target: &Target) {
     let size = fs::metadata(&tiny).expect("the tiny daemon").len();
     note(&format!("{} tiny daemon: {size} bytes", target.arch));
     assert!(size < TINY_BUDGET, "{size} bytes is over {TINY_BUDGET}");
-    let mut ssed = Ssed::start_with(&mut under_qemu(target, &tiny));
+    delivers_a_publish_then_stops(Ssed::start_with(&mut under_qemu(target, &tiny)), "small");
+}
+
+/// A publish to `ssed` reaches a subscriber with `data`, and SIGTERM stops it cleanly.
+fn delivers_a_publish_then_stops(mut ssed: Ssed, data: &str) {
     let mut sub = Sse::open(ssed.addr, "/events?topic=t", "");
     let mut publisher = connect(ssed.addr);
-    publisher
-        .write_all(b"POST /publish?topic=t&data=small HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let request =
+        format!("POST /publish?topic=t&data={data} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    publisher.write_all(request.as_bytes()).unwrap();
     assert_eq!(read_response(&mut publisher).status, 200);
-    assert_eq!(sub.next_event().data.as_deref(), Some("small"));
+    assert_eq!(sub.next_event().data.as_deref(), Some(data));
     ssed.process.signal(libc::SIGTERM);
     let exit = ssed.process.wait_exit(PATIENCE).expect("it stops");
     assert!(exit.success(), "{exit}");
@@ -542,20 +546,9 @@ fn installs_serves_and_purges(debs: &[PathBuf]) {
     );
 
     // The installed daemon publishes to a subscriber.
-    let mut ssed = Ssed::start_with(&mut Command::new("/usr/bin/ssed"));
-    let mut sub = Sse::open(ssed.addr, "/events?topic=t", "");
-    let mut publisher = connect(ssed.addr);
-    publisher
-        .write_all(b"POST /publish?topic=t&data=installed HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_response(&mut publisher).status, 200);
-    assert_eq!(sub.next_event().data.as_deref(), Some("installed"));
-    ssed.process.signal(libc::SIGTERM);
-    assert!(
-        ssed.process
-            .wait_exit(PATIENCE)
-            .expect("it stops")
-            .success()
+    delivers_a_publish_then_stops(
+        Ssed::start_with(&mut Command::new("/usr/bin/ssed")),
+        "installed",
     );
 
     // man finds the page; the unit is installed, neither enabled nor started.
