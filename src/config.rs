@@ -168,7 +168,19 @@ pub struct Config {
     pub issuers: Vec<Issuer>,
     /// Mercure 1.0's active subscriptions: subscription events and the subscription API.
     pub subscriptions: bool,
+    /// Event loops, each on a thread of its own (see `loops.rs`): the first serves every
+    /// request, and the streams are spread over all of them. 1 (the default here and in the C
+    /// library; the daemon's is [`Config::default_loops`]) is the single-loop server. Needs
+    /// the cargo feature `loops` beyond 1.
+    pub loops: usize,
 }
+
+/// The most event loops a server runs.
+pub const MAX_LOOPS: usize = 64;
+/// The daemon's default is one loop per core, at most this many: past a few loops a fan-out is
+/// bound by memory bandwidth rather than by cores, and each loop costs a thread and its share
+/// of every event's entries.
+pub const DEFAULT_LOOPS_CAP: usize = 8;
 
 /// A trusted issuer of Mercure 1.0 access tokens: the `iss` its tokens carry, and the keys its
 /// publishers' and subscribers' tokens are signed with (either may be absent). A key is
@@ -232,6 +244,7 @@ impl Default for Config {
             resource_identifier: None,
             issuers: Vec::new(),
             subscriptions: false,
+            loops: 1,
         }
     }
 }
@@ -282,8 +295,26 @@ impl Config {
             .map_err(|e| e.to_string())
     }
 
+    /// The daemon's default number of loops: one per core, at most [`DEFAULT_LOOPS_CAP`]; 1
+    /// in a build without the cargo feature `loops`.
+    pub fn default_loops() -> usize {
+        if !cfg!(feature = "loops") {
+            return 1;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(DEFAULT_LOOPS_CAP)
+    }
+
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        if self.loops == 0 || self.loops > MAX_LOOPS {
+            return Err(format!("loops must be from 1 to {MAX_LOOPS}"));
+        }
+        if self.loops > 1 && !cfg!(feature = "loops") {
+            return Err("this ssed was built with one event loop (cargo feature loops)".into());
+        }
         #[cfg(feature = "jwt")]
         self.hub()?;
         if self.subscriptions && !cfg!(feature = "jwt") {

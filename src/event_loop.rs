@@ -147,12 +147,22 @@ pub(crate) struct EventLoop {
     /// Mercure 1.0's active subscriptions (`--subscriptions`).
     #[cfg(feature = "jwt")]
     pub(crate) active: crate::requests::subscriptions::Active,
+    /// With several loops (`--loops`): this loop's place among them.
+    #[cfg(feature = "loops")]
+    pub(crate) role: Option<crate::loops::Role>,
+    /// Streams opened this turn that go to another loop at its end: their tokens, and the
+    /// index of the loop.
+    #[cfg(feature = "loops")]
+    moving: Vec<(usize, usize)>,
+    /// What the inbox held, kept between turns so that a turn allocates nothing.
+    #[cfg(feature = "loops")]
+    handed: Vec<crate::loops::Handed>,
 }
 
 impl EventLoop {
     pub fn new(
         poll: Poll,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         store: Store,
         counters: Arc<Counters>,
         config: Config,
@@ -162,7 +172,7 @@ impl EventLoop {
         Counters::set(&counters.history_events, store.retained() as u64);
         EventLoop {
             poll,
-            listener: Some(listener),
+            listener,
             store,
             counters,
             retry: config.retry.map(|ms| Arc::from(frame::retry_block(ms))),
@@ -195,6 +205,12 @@ impl EventLoop {
             waiting_heads: Vec::new(),
             #[cfg(feature = "jwt")]
             active: Default::default(),
+            #[cfg(feature = "loops")]
+            role: None,
+            #[cfg(feature = "loops")]
+            moving: Vec::new(),
+            #[cfg(feature = "loops")]
+            handed: Vec::new(),
         }
     }
 
@@ -205,7 +221,7 @@ impl EventLoop {
     }
 
     /// Runs until stopped, then flushes for up to a second and closes everything.
-    pub fn run(mut self) -> io::Result<()> {
+    pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.turn(&mut events, None)? {}
         Ok(())
@@ -229,7 +245,7 @@ impl EventLoop {
     /// stopped and closed everything.
     fn turn(&mut self, events: &mut Events, until: Option<Instant>) -> io::Result<bool> {
         let mut timeout = self.poll_timeout(Instant::now());
-        if timeout != Some(Duration::ZERO) && self.store.prepare_to_sleep() {
+        if timeout != Some(Duration::ZERO) && self.work_waiting() {
             timeout = Some(Duration::ZERO);
         }
         if let Some(until) = until {
@@ -263,6 +279,8 @@ impl EventLoop {
         }
         self.fire_timers(now);
         self.flush_due(now);
+        #[cfg(feature = "loops")]
+        self.hand_over_streams();
         if let Some(by) = self.shutdown_by
             && (now >= by || self.nothing_left_to_write())
         {
@@ -279,11 +297,26 @@ impl EventLoop {
         if drained {
             return true;
         }
+        // Another loop stops when the first tells it to, after the last events.
+        #[cfg(feature = "loops")]
+        if self.is_other() {
+            return false;
+        }
         if self.stop_seen.is_none() && self.store.stop_requested() {
             self.stop_seen = Some(now);
         }
         self.stop_seen
             .is_some_and(|seen| now >= seen + SHUTDOWN_GRACE)
+    }
+
+    /// Called before the loop may sleep: from now on new work wakes it. True when work is
+    /// waiting already, so that it must not sleep.
+    fn work_waiting(&self) -> bool {
+        #[cfg(feature = "loops")]
+        if let Some(role) = &self.role {
+            return role.work_waiting(&self.store, self.config.max_queue);
+        }
+        self.store.prepare_to_sleep()
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -435,7 +468,7 @@ impl EventLoop {
     /// capacity a publisher needs once its request has been answered.
     fn room_for_one_more(&mut self) -> bool {
         let most = self.config.max_clients + self.config.connection_reserve();
-        let holding = self.open - self.lingering - self.local_open;
+        let holding = self.open - self.lingering - self.local_open + self.streams_elsewhere();
         if holding < most {
             return true;
         }
@@ -463,21 +496,7 @@ impl EventLoop {
         loopback: bool,
         now: Instant,
     ) -> Option<u32> {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                // Grown in steps rather than doubled: a burst of connections leaves a small
-                // high-water mark, not twice the table.
-                if self.slots.len() == self.slots.capacity() {
-                    self.slots.reserve_exact(SLOT_STEP);
-                }
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let slot = self.new_slot();
         let token = self.token(slot);
         if let Err(e) = self.poll.registry().register(
             &mut stream,
@@ -499,6 +518,25 @@ impl EventLoop {
         self.open += 1;
         Counters::set(&self.counters.connections, self.open as u64);
         Some(slot)
+    }
+
+    /// A free slot, the table grown when every slot is taken.
+    pub(crate) fn new_slot(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                // Grown in steps rather than doubled: a burst of connections leaves a small
+                // high-water mark, not twice the table.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(SLOT_STEP);
+                }
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        }
     }
 
     fn close(&mut self, slot: u32) {
@@ -531,6 +569,10 @@ impl EventLoop {
         if conn.phase == Phase::Streaming && conn.sub_index != u32::MAX {
             self.remove_subscriber(conn.sub_index);
             self.host.stream_closed(&conn, slot, id);
+            #[cfg(feature = "loops")]
+            if let Some(crate::loops::Role::Other { inbox, .. }) = &self.role {
+                inbox.stream_closed();
+            }
         }
         if conn.phase == Phase::Lingering && !conn.is_local() {
             self.lingering -= 1;
@@ -547,10 +589,30 @@ impl EventLoop {
     /// to, and schedules the write of what it has queued (its head, a replay).
     /// True when `--max-clients` streams are open: another subscription must wait.
     pub(crate) fn streams_full(&self) -> bool {
-        self.subscribers.len() >= self.config.max_clients
+        self.subscribers.len() + self.streams_elsewhere() >= self.config.max_clients
+    }
+
+    /// Streams the other loops hold, less those still here on their way to one (with one
+    /// loop: none).
+    fn streams_elsewhere(&self) -> usize {
+        #[cfg(feature = "loops")]
+        if let Some(role) = &self.role {
+            return role.streams_elsewhere() - self.moving.len();
+        }
+        0
     }
 
     pub(crate) fn add_subscriber(&mut self, conn: &mut Conn, slot: u32) {
+        #[cfg(feature = "loops")]
+        self.place(conn, slot);
+        self.join_subscribers(conn, slot);
+        let id = self.token(slot).0 as u64;
+        self.host.stream_opened(conn, slot, id);
+    }
+
+    /// Makes `conn` one of this loop's subscribers, and schedules the write of what it has
+    /// queued.
+    pub(crate) fn join_subscribers(&mut self, conn: &mut Conn, slot: u32) {
         conn.sub_index = self.subscribers.len() as u32;
         self.subscribers.push(slot);
         Counters::set(&self.counters.subscribers, self.subscribers.len() as u64);
@@ -558,8 +620,6 @@ impl EventLoop {
             self.next_heartbeat = Some(Instant::now() + self.config.heartbeat);
         }
         self.due.mark(conn, slot);
-        let id = self.token(slot).0 as u64;
-        self.host.stream_opened(conn, slot, id);
     }
 
     fn remove_subscriber(&mut self, index: u32) {
@@ -858,10 +918,19 @@ impl EventLoop {
     /// Takes every event published since the last turn, queues each for its subscribers and
     /// keeps it for replay. Returns true when a stop was requested.
     pub(crate) fn take_published(&mut self) -> bool {
+        #[cfg(feature = "loops")]
+        if self.is_other() {
+            return self.take_handed();
+        }
         let mut batch = std::mem::take(&mut self.batch);
         let budget = self.intake_budget();
         let stop = self.store.take(&mut batch, budget);
         if !batch.is_empty() {
+            // First, so that the other loops write while this one does.
+            #[cfg(feature = "loops")]
+            if let Some(role) = &self.role {
+                role.hand_events(&batch);
+            }
             self.fan_out(&batch);
             #[cfg(feature = "jwt")]
             if self.config.subscriptions {
@@ -882,6 +951,14 @@ impl EventLoop {
     /// when publishers outpace the network; the publish queue fills and publishers are told so.
     fn intake_budget(&mut self) -> usize {
         let max_queue = self.config.max_queue;
+        #[cfg(feature = "loops")]
+        if self
+            .role
+            .as_ref()
+            .is_some_and(|role| role.others_behind(max_queue))
+        {
+            return 0;
+        }
         while let Some(&slot) = self.due.streams.front() {
             match self.slots[slot as usize].conn.as_ref() {
                 Some(conn) if conn.dirty && conn.phase == Phase::Streaming => {
@@ -1149,6 +1226,151 @@ impl EventLoop {
         }
     }
 
+    // ---- several loops (see loops.rs) -------------------------------------------------------
+
+    /// True on a loop other than the first: it holds streams only.
+    #[cfg(feature = "loops")]
+    fn is_other(&self) -> bool {
+        matches!(self.role, Some(crate::loops::Role::Other { .. }))
+    }
+
+    /// On the first loop: sends the stream just opened in `slot` to the loop with the fewest
+    /// streams, at the end of the turn, when that is not this one. Until then it is one of this
+    /// loop's subscribers, and gets what this loop hands the others meanwhile.
+    #[cfg(feature = "loops")]
+    fn place(&mut self, conn: &Conn, slot: u32) {
+        // A local publisher's connection stays with the publish socket's loop.
+        if conn.is_local() || self.shutdown_by.is_some() {
+            return;
+        }
+        let Some(crate::loops::Role::First { others }) = &self.role else {
+            return;
+        };
+        let here = self.subscribers.len() - self.moving.len();
+        if let Some(to) = self.role.as_ref().and_then(|role| role.place(here)) {
+            others[to].stream_added();
+            let token = self.token(slot).0;
+            self.moving.push((token, to));
+        }
+    }
+
+    /// Hands the streams placed this turn to their loops.
+    #[cfg(feature = "loops")]
+    fn hand_over_streams(&mut self) {
+        use crate::loops::{Handed, Role};
+        if self.moving.is_empty() {
+            return;
+        }
+        let mut moving = std::mem::take(&mut self.moving);
+        for (token, to) in moving.drain(..) {
+            let Some(Role::First { others }) = &self.role else {
+                break;
+            };
+            let inbox = others[to].clone();
+            let moved = self.slot_of(Token(token)).and_then(|slot| self.move_out(slot));
+            match moved {
+                // An inbox whose loop has ended drops it: the server is stopping.
+                Some(moved) => {
+                    inbox.hand(Handed::Stream(Box::new(moved)));
+                }
+                // Closed before the end of the turn.
+                None => inbox.stream_closed(),
+            }
+        }
+        self.moving = moving;
+    }
+
+    /// Takes the stream in `slot` out of this loop, as it is, with what the host and the
+    /// subscription registry know of it.
+    #[cfg(feature = "loops")]
+    fn move_out(&mut self, slot: u32) -> Option<crate::loops::Moved> {
+        let token = self.token(slot).0;
+        let conn = self.conn(slot)?;
+        if conn.phase != Phase::Streaming || conn.sub_index == u32::MAX {
+            return None;
+        }
+        let mut conn = self.take_conn(slot)?;
+        self.remove_subscriber(conn.sub_index);
+        conn.sub_index = u32::MAX;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let entry = &mut self.slots[slot as usize];
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.open -= 1;
+        Counters::set(&self.counters.connections, self.open as u64);
+        Some(crate::loops::Moved {
+            conn,
+            #[cfg(feature = "host")]
+            hooked: self.host.moved_out(slot),
+            #[cfg(feature = "jwt")]
+            subscriptions: self.active.release(token),
+        })
+    }
+
+    /// On another loop: takes what the first loop handed over, in order: events to fan out,
+    /// streams to adopt, the stop. Returns true once the stop has come.
+    #[cfg(feature = "loops")]
+    fn take_handed(&mut self) -> bool {
+        use crate::loops::{Handed, Role};
+        let mut handed = std::mem::take(&mut self.handed);
+        let budget = self.intake_budget();
+        if let Some(Role::Other { inbox, intake }) = &self.role {
+            let half = self.config.max_queue / 2;
+            let (taken, left) = inbox.take(&mut handed, budget);
+            // The first loop stopped taking events while this one was that far behind.
+            if left < half && left + taken >= half {
+                intake.wake();
+            }
+        }
+        let mut stop = false;
+        for next in handed.drain(..) {
+            match next {
+                Handed::Events(events) => self.fan_out(&events),
+                Handed::Stream(moved) => self.adopt(*moved),
+                Handed::Stop => stop = true,
+            }
+        }
+        self.handed = handed;
+        stop
+    }
+
+    /// Makes a stream handed over by the first loop one of this loop's subscribers.
+    #[cfg(feature = "loops")]
+    fn adopt(&mut self, moved: crate::loops::Moved) {
+        let mut conn = moved.conn;
+        let slot = self.new_slot();
+        let token = self.token(slot);
+        conn.dirty = false;
+        conn.write_blocked = false;
+        conn.armed = None;
+        let watched = self.poll.registry().register(
+            &mut conn.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        #[cfg(feature = "host")]
+        self.host.moved_in(slot, moved.hooked);
+        #[cfg(feature = "jwt")]
+        if let Some(list) = moved.subscriptions {
+            self.active.adopt(token.0, list);
+        }
+        if let Some(deadline) = conn.deadline {
+            conn.armed = Some(deadline);
+            self.timers.push(Reverse((deadline, token.0)));
+        }
+        self.open += 1;
+        Counters::set(&self.counters.connections, self.open as u64);
+        self.join_subscribers(&mut conn, slot);
+        self.slots[slot as usize].conn = Some(conn);
+        if let Err(e) = watched {
+            self.log(
+                LogLevel::Quiet,
+                format_args!("cannot watch a stream handed over: {e}"),
+            );
+            self.close(slot);
+        }
+    }
+
     // ---- shutdown ---------------------------------------------------------------------------
 
     fn begin_shutdown(&mut self, now: Instant) {
@@ -1158,6 +1380,14 @@ impl EventLoop {
         );
         self.shutdown_by = Some(now + SHUTDOWN_GRACE);
         self.next_heartbeat = None;
+        // The other loops stop after the streams and events handed to them so far.
+        #[cfg(feature = "loops")]
+        if self.role.is_some() {
+            self.hand_over_streams();
+            if let Some(role) = &self.role {
+                role.stop_others();
+            }
+        }
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }

@@ -35,10 +35,12 @@ pub(crate) struct Host {
     /// Open streams per topic, shared with every `Handle`.
     #[cfg(feature = "host")]
     pub presence: Arc<Presence>,
-    /// The peer of each open stream, by its connection's slot, kept only for the stream
-    /// hook's close.
+    /// The id the stream hook was told and the peer of each open stream, by its connection's
+    /// slot, kept only for the stream hook's close.
     #[cfg(feature = "host")]
-    peers: Vec<Option<SocketAddr>>,
+    peers: Vec<Option<(u64, Option<SocketAddr>)>>,
+    /// The first loop's: it lets the log hook's thread finish when it ends.
+    finishes: bool,
 }
 
 /// The answer to a refused request: its status and body.
@@ -59,7 +61,40 @@ impl Host {
             presence: Arc::default(),
             #[cfg(feature = "host")]
             peers: Vec::new(),
+            finishes: true,
         }
+    }
+
+    /// The host's side of another loop of the same server: the same hooks, counts and log.
+    #[cfg(feature = "loops")]
+    pub fn another(&self) -> Host {
+        Host {
+            logger: self.logger.clone(),
+            #[cfg(feature = "host")]
+            hooks: self.hooks.clone(),
+            #[cfg(feature = "host")]
+            presence: self.presence.clone(),
+            #[cfg(feature = "host")]
+            peers: Vec::new(),
+            finishes: false,
+        }
+    }
+
+    /// What the stream hook knows of the stream in `slot`, which leaves for another loop.
+    #[cfg(all(feature = "loops", feature = "host"))]
+    pub fn moved_out(&mut self, slot: u32) -> Option<(u64, Option<SocketAddr>)> {
+        self.peers.get_mut(slot as usize).and_then(Option::take)
+    }
+
+    /// Takes in what the stream hook knows of a stream handed over into `slot`.
+    #[cfg(all(feature = "loops", feature = "host"))]
+    pub fn moved_in(&mut self, slot: u32, hooked: Option<(u64, Option<SocketAddr>)>) {
+        let Some(hooked) = hooked else { return };
+        let slot = slot as usize;
+        if self.peers.len() <= slot {
+            self.peers.resize(slot + 1, None);
+        }
+        self.peers[slot] = Some(hooked);
     }
 
     /// Whether request heads must be kept for the access hook.
@@ -85,7 +120,7 @@ impl Host {
             if self.peers.len() <= slot {
                 self.peers.resize(slot + 1, None);
             }
-            self.peers[slot] = peer;
+            self.peers[slot] = Some((id, peer));
             hook(&StreamEvent {
                 opened: true,
                 id,
@@ -105,7 +140,12 @@ impl Host {
             let Some(hook) = &self.hooks.streams else {
                 return;
             };
-            let peer = self.peers.get_mut(slot as usize).and_then(Option::take);
+            // A stream handed over from another loop keeps the id it opened with.
+            let (id, peer) = self
+                .peers
+                .get_mut(slot as usize)
+                .and_then(Option::take)
+                .unwrap_or((id, None));
             hook(&StreamEvent {
                 opened: false,
                 id,
@@ -168,6 +208,8 @@ impl Host {
 impl Drop for Host {
     /// The loop is gone: every queued log line reaches the log hook before the server is.
     fn drop(&mut self) {
-        self.logger.finish();
+        if self.finishes {
+            self.logger.finish();
+        }
     }
 }

@@ -31,6 +31,8 @@ mod host;
 mod http;
 mod input;
 mod log;
+#[cfg(feature = "loops")]
+mod loops;
 #[doc(hidden)]
 pub mod mercure;
 mod params;
@@ -51,7 +53,8 @@ pub mod sys;
 mod tls;
 
 pub use config::{
-    Config, Cors, FsyncPolicy, Issuer, LogLevel, MAX_INTERVAL, MIN_REDIS_HISTORY, resolve_listen,
+    Config, Cors, FsyncPolicy, Issuer, LogLevel, MAX_INTERVAL, MAX_LOOPS, MIN_REDIS_HISTORY,
+    resolve_listen,
 };
 pub use event::Event;
 pub use frame::FieldError;

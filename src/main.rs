@@ -85,6 +85,11 @@ TCP socket it is given instead of --listen, and a Unix-domain one as its publish
 const HELP_HOST: &str = "\
   --metrics-topics       /metrics lists the open streams per topic (one series per topic)
 ";
+/// The help of `--loops` (cargo feature `loops`; the tiny daemon has one loop).
+const HELP_LOOPS: &str = "\
+  --loops N              event loops, one thread each; the first serves requests, streams are
+                         spread over all [default: the number of cores, at most 8]
+";
 
 /// What the command line asked for, beyond the server's own settings.
 struct Options {
@@ -114,6 +119,9 @@ fn main() -> ExitCode {
                 }
                 if cfg!(feature = "host") {
                     print!("{HELP_HOST}");
+                }
+                if cfg!(feature = "loops") {
+                    print!("{HELP_LOOPS}");
                 }
             }
             return ExitCode::SUCCESS;
@@ -295,7 +303,10 @@ fn hints_access(options: &Options) -> hints::Access {
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut options = Options {
-        config: Config::default(),
+        config: Config {
+            loops: Config::default_loops(),
+            ..Config::default()
+        },
         stdin: false,
         stdin_topic: String::new(),
         stdin_event: String::new(),
@@ -410,6 +421,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             #[cfg(not(feature = "sockets"))]
             "--publish-socket" => {
                 return Err(without(&flag, "the publish socket (cargo feature sockets)"));
+            }
+            #[cfg(feature = "loops")]
+            "--loops" => config.loops = loops(&flag, &value()?)?,
+            #[cfg(not(feature = "loops"))]
+            "--loops" => {
+                if positive(&flag, &value()?)? != 1 {
+                    return Err(without(&flag, "more than one loop (cargo feature loops)"));
+                }
             }
             #[cfg(feature = "host")]
             "--metrics-topics" => config.metrics_topics = true,
@@ -563,6 +582,16 @@ fn max_clients(flag: &str, value: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// From 1 to `MAX_LOOPS`.
+#[cfg(feature = "loops")]
+fn loops(flag: &str, value: &str) -> Result<usize, String> {
+    let n = positive(flag, value)?;
+    if n > ssed::MAX_LOOPS {
+        return Err(format!("{flag}: at most {}", ssed::MAX_LOOPS));
+    }
+    Ok(n)
+}
+
 #[cfg(any(feature = "history-file", feature = "sockets", feature = "tls"))]
 fn path_value(flag: &str, value: String) -> Result<PathBuf, String> {
     if value.is_empty() {
@@ -579,7 +608,8 @@ fn path_value(flag: &str, value: String) -> Result<PathBuf, String> {
         feature = "redis",
         feature = "tls",
         feature = "host",
-        feature = "sockets"
+        feature = "sockets",
+        feature = "loops"
     ),
     allow(dead_code)
 )]

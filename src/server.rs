@@ -35,6 +35,18 @@ const BACKLOG: i32 = 4096;
 pub struct Server {
     event_loop: EventLoop,
     handle: Handle,
+    /// With `Config::loops` above 1: the other loops, until they start on threads of their
+    /// own, their inboxes, and their threads once started.
+    #[cfg(feature = "loops")]
+    others: Others,
+}
+
+#[cfg(feature = "loops")]
+#[derive(Default)]
+struct Others {
+    waiting: Vec<EventLoop>,
+    inboxes: Vec<Arc<crate::loops::Inbox>>,
+    running: Vec<JoinHandle<io::Result<()>>>,
 }
 
 /// A cheap, cloneable, `Send + Sync` handle to a server: publish, stop, read stats.
@@ -90,14 +102,32 @@ impl Server {
         let host = Host::new(&config, logger);
         #[cfg(feature = "host")]
         let presence = host.presence.clone();
-        let mut event_loop = EventLoop::new(poll, listener, store, counters.clone(), config, host);
+        #[cfg(feature = "loops")]
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut others = Others::new(&config, &intake, &store, &host, &counters)?;
+        let mut event_loop = EventLoop::new(
+            poll,
+            Some(listener),
+            store,
+            counters.clone(),
+            config,
+            host,
+        );
         event_loop.publish_socket = publish_socket;
+        #[cfg(feature = "loops")]
+        others.lead(&mut event_loop);
         #[cfg(feature = "tls")]
         if let Some(certificates) = &tls {
             event_loop.use_tls(certificates.clone());
+            #[cfg(feature = "loops")]
+            for other in &mut others.waiting {
+                other.use_tls(certificates.clone());
+            }
         }
         Ok(Server {
             event_loop,
+            #[cfg(feature = "loops")]
+            others,
             handle: Handle {
                 intake,
                 counters,
@@ -129,7 +159,7 @@ impl Server {
 
     /// Runs the loop on the calling thread until [`Handle::stop`] is called, then flushes for
     /// up to a second and closes every connection.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
         // However the loop ends, even by a panic, publishers must learn that it is gone.
         struct StopOnExit(Arc<Intake>);
         impl Drop for StopOnExit {
@@ -138,7 +168,19 @@ impl Server {
             }
         }
         let _guard = StopOnExit(self.handle.intake.clone());
-        self.event_loop.run()
+        #[cfg(feature = "loops")]
+        self.others.start(&self.handle.intake)?;
+        #[cfg(feature = "loops")]
+        let ran = {
+            // Another loop may end only after the first, or with a panic: stop them anyway.
+            let _stop = StopOthers(self.others.inboxes.clone());
+            let ran = self.event_loop.run();
+            self.others.stop();
+            ran.and(self.others.join())
+        };
+        #[cfg(not(feature = "loops"))]
+        let ran = self.event_loop.run();
+        ran
     }
 
     /// Runs the loop on the calling thread for `time` at most, then returns, leaving the server
@@ -149,12 +191,19 @@ impl Server {
     /// was up first. Events published meanwhile from any thread wait in the publish queue.
     pub fn run_for(&mut self, time: Duration) -> io::Result<bool> {
         let until = Instant::now() + time.min(crate::config::MAX_INTERVAL);
+        #[cfg(feature = "loops")]
+        self.others.start(&self.handle.intake)?;
         let ran = catch_unwind(AssertUnwindSafe(|| self.event_loop.run_until(until)));
         match ran {
             Ok(Ok(false)) => Ok(false),
             ended => {
                 // However the loop ends, publishers must learn that it is gone.
                 self.handle.intake.stop();
+                #[cfg(feature = "loops")]
+                {
+                    self.others.stop();
+                    let _ = self.others.join();
+                }
                 match ended {
                     Ok(result) => result,
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -168,6 +217,120 @@ impl Server {
         std::thread::Builder::new()
             .name("ssed".into())
             .spawn(move || self.run())
+    }
+}
+
+/// The loops beyond the first (`Config::loops`), each with its inbox (see `loops.rs`).
+#[cfg(feature = "loops")]
+impl Others {
+    /// `config.loops - 1` loops that take their events from the first loop and publish to
+    /// `store`'s intake; `counters` (the first loop's) add theirs up.
+    fn new(
+        config: &Config,
+        intake: &Arc<Intake>,
+        store: &Store,
+        host: &Host,
+        counters: &Counters,
+    ) -> io::Result<Others> {
+        let mut others = Others::default();
+        let mut counted = Vec::new();
+        for _ in 1..config.loops {
+            let poll = Poll::new()?;
+            let inbox = Arc::new(crate::loops::Inbox::new(Waker::new(poll.registry(), WAKER)?));
+            let own = Arc::new(Counters::default());
+            let mut event_loop = EventLoop::new(
+                poll,
+                None,
+                store.another(),
+                own.clone(),
+                config.clone(),
+                host.another(),
+            );
+            event_loop.role = Some(crate::loops::Role::Other {
+                inbox: inbox.clone(),
+                intake: intake.clone(),
+            });
+            others.waiting.push(event_loop);
+            others.inboxes.push(inbox);
+            counted.push(own);
+        }
+        if !counted.is_empty() {
+            let _ = counters.others.set(counted);
+        }
+        Ok(others)
+    }
+
+    /// Makes `first` the loop that hands these their events and streams.
+    fn lead(&self, first: &mut EventLoop) {
+        if !self.inboxes.is_empty() {
+            first.role = Some(crate::loops::Role::First {
+                others: self.inboxes.clone(),
+            });
+        }
+    }
+
+    /// Runs every loop not yet started on a thread of its own. A loop that ends, even by a
+    /// panic, stops the server: its streams are gone.
+    fn start(&mut self, intake: &Arc<Intake>) -> io::Result<()> {
+        struct Gone(Arc<crate::loops::Inbox>, Arc<Intake>);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                self.0.close();
+                self.1.stop();
+            }
+        }
+        while !self.waiting.is_empty() {
+            let index = self.running.len();
+            let mut other = self.waiting.remove(0);
+            let gone = Gone(self.inboxes[index].clone(), intake.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("ssed-loop-{}", index + 1))
+                .spawn(move || {
+                    let _gone = gone;
+                    other.run()
+                });
+            match spawned {
+                Ok(thread) => self.running.push(thread),
+                Err(e) => {
+                    // Those not started never read their inboxes.
+                    self.waiting.clear();
+                    for inbox in &self.inboxes[index..] {
+                        inbox.close();
+                    }
+                    intake.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every other loop to stop after what it was handed.
+    fn stop(&self) {
+        crate::loops::stop_all(&self.inboxes);
+    }
+
+    /// Waits for every started loop to end.
+    fn join(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.running.drain(..) {
+            let ended = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
+            result = result.and(ended);
+        }
+        result
+    }
+}
+
+/// Stops the other loops when dropped.
+#[cfg(feature = "loops")]
+struct StopOthers(Vec<Arc<crate::loops::Inbox>>);
+
+#[cfg(feature = "loops")]
+impl Drop for StopOthers {
+    fn drop(&mut self) {
+        crate::loops::stop_all(&self.0);
     }
 }
 

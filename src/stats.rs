@@ -81,8 +81,11 @@ pub struct Stats {
     pub events_delivered: u64,
 }
 
-/// The live counters.
+/// The live counters of one loop. With several loops (`--loops`), each counts its own, and the
+/// first loop's add the others' up when read: no counter is written by two loops.
 #[derive(Debug, Default)]
+// Each loop's on cache lines of their own.
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub connections: AtomicU64,
     pub subscribers: AtomicU64,
@@ -92,6 +95,9 @@ pub(crate) struct Counters {
     pub dropped_slow: AtomicU64,
     pub history_events: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
+    /// On the first loop, the other loops' counters.
+    #[cfg(feature = "loops")]
+    pub others: std::sync::OnceLock<Vec<std::sync::Arc<Counters>>>,
 }
 
 impl Counters {
@@ -107,7 +113,41 @@ impl Counters {
         counter.store(n, Relaxed);
     }
 
+    /// The server's counters: this loop's and the other loops'.
     pub fn snapshot(&self) -> Stats {
+        #[cfg(feature = "loops")]
+        if let Some(others) = self.others.get() {
+            let mut sum = self.own();
+            for other in others {
+                let o = other.own();
+                sum.connections += o.connections;
+                sum.subscribers += o.subscribers;
+                sum.events_published += o.events_published;
+                sum.bytes_sent += o.bytes_sent;
+                sum.subscribers_dropped_slow += o.subscribers_dropped_slow;
+                sum.history_events += o.history_events;
+                sum.requests_refused += o.requests_refused;
+                sum.events_delivered += o.events_delivered;
+            }
+            return sum;
+        }
+        self.own()
+    }
+
+    /// Refusals for `why`, on every loop.
+    fn refused_total(&self, why: Refusal) -> u64 {
+        let n = self.refused[why as usize].load(Relaxed);
+        #[cfg(feature = "loops")]
+        if let Some(others) = self.others.get() {
+            return n + others
+                .iter()
+                .map(|o| o.refused[why as usize].load(Relaxed))
+                .sum::<u64>();
+        }
+        n
+    }
+
+    fn own(&self) -> Stats {
         Stats {
             connections: self.connections.load(Relaxed),
             subscribers: self.subscribers.load(Relaxed),
@@ -177,14 +217,31 @@ impl Counters {
         );
         out.push_str("# TYPE ssed_requests_refused_total counter\n");
         for why in Refusal::ALL {
-            let n = self.refused[why as usize].load(Relaxed);
+            let n = self.refused_total(why);
             let _ = writeln!(
                 out,
                 "ssed_requests_refused_total{{reason=\"{}\"}} {n}",
                 why.label()
             );
         }
+        #[cfg(feature = "loops")]
+        self.render_loops(&mut out);
         out
+    }
+
+    /// How the streams are spread over the loops, when there are several.
+    #[cfg(feature = "loops")]
+    fn render_loops(&self, out: &mut String) {
+        let Some(others) = self.others.get() else {
+            return;
+        };
+        out.push_str("# HELP ssed_loop_subscribers Open event streams, by event loop.\n");
+        out.push_str("# TYPE ssed_loop_subscribers gauge\n");
+        let loops = std::iter::once(self).chain(others.iter().map(|o| &**o));
+        for (index, counters) in loops.enumerate() {
+            let n = counters.subscribers.load(Relaxed);
+            let _ = writeln!(out, "ssed_loop_subscribers{{loop=\"{index}\"}} {n}");
+        }
     }
 }
 

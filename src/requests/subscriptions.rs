@@ -32,6 +32,20 @@ pub(crate) struct Active {
     pub registry: Registry,
 }
 
+impl Active {
+    /// The subscriptions of the stream with `token`, which leaves for another loop.
+    #[cfg(feature = "loops")]
+    pub(crate) fn release(&mut self, token: usize) -> Option<Vec<Subscription>> {
+        self.streams.remove(&token)
+    }
+
+    /// Takes in the subscriptions of a stream handed over from another loop.
+    #[cfg(feature = "loops")]
+    pub(crate) fn adopt(&mut self, token: usize, list: Vec<Subscription>) {
+        self.streams.insert(token, list);
+    }
+}
+
 impl EventLoop {
     /// Announces the subscriptions of a stream that just opened: one per 1.0 matcher, under a
     /// fresh subscriber id, each with its payload from the token.

@@ -52,6 +52,24 @@ impl Entry {
         }
     }
 
+    /// The same event for another loop: the frame and topics shared, what its patterns
+    /// answered left to that loop to learn.
+    #[cfg(feature = "loops")]
+    pub fn share(&self) -> Entry {
+        Entry {
+            frame: self.frame.clone(),
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            topics: self.topics.clone(),
+            private: self.private,
+            position: self.position,
+            #[cfg(feature = "urlpattern")]
+            urls: std::cell::OnceCell::new(),
+            #[cfg(feature = "urlpattern")]
+            remembered: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
     /// The answer of the pattern `id` for this entry: remembered, or `matches` asked once.
     #[cfg(feature = "urlpattern")]
     pub fn remembered(&self, id: u64, matches: impl FnOnce() -> bool) -> bool {

@@ -136,6 +136,9 @@ pub(crate) struct Store {
     #[cfg(feature = "redis")]
     cluster: Option<Cluster>,
     taken: Vec<Accepted>,
+    /// On another loop of a cluster's node (`--loops`), where its publishes go.
+    #[cfg(feature = "redis")]
+    relay: Option<Arc<Publisher>>,
     /// Answers due to HTTP publishers that waited for the history file or Redis; the loop sends
     /// them.
     pub acks: Vec<Ack>,
@@ -151,8 +154,23 @@ impl Store {
             #[cfg(feature = "redis")]
             cluster: None,
             taken: Vec::new(),
+            #[cfg(feature = "redis")]
+            relay: None,
             acks: Vec::new(),
         }
+    }
+
+    /// The store of another loop (`--loops`): it is handed its events by the first loop and
+    /// never takes any itself, keeps none, and publishes where this one does.
+    #[cfg(feature = "loops")]
+    pub fn another(&self) -> Store {
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut store = Store::new(self.intake.clone(), 0);
+        #[cfg(feature = "redis")]
+        {
+            store.relay = self.cluster_publisher();
+        }
+        store
     }
 
     /// Delivers through the history file from now on: what it held at start fills the ring,
@@ -194,6 +212,13 @@ impl Store {
         #[cfg(feature = "redis")]
         if let Some(cluster) = &self.cluster {
             return match cluster.submit(event, waiter, form) {
+                Ok(()) => Submitted::Waiting,
+                Err(why) => Submitted::Done(Err(why)),
+            };
+        }
+        #[cfg(feature = "redis")]
+        if let Some(relay) = &self.relay {
+            return match relay.submit(event, waiter, form) {
                 Ok(()) => Submitted::Waiting,
                 Err(why) => Submitted::Done(Err(why)),
             };
