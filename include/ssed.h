@@ -211,7 +211,9 @@ typedef struct sse_stream_event {
 /**
  * Told of every stream that opens and closes (for hosts that keep presence themselves; the
  * counts alone are `sse_server_topic_subscribers`). Called on the loop's thread,
- * synchronously, so it must be fast: while it runs no other client is served. It must not
+ * synchronously, so it must be fast: while it runs no other client is served. With several
+ * `loops`, a stream's close is heard on the thread of the loop that holds it, so the callback
+ * may run on several threads at once; a stream's open and close carry the same id. It must not
  * call `sse_server_stop`, `sse_server_free` or `sse_server_run*` on its own server.
  */
 typedef void (*sse_stream_callback)(const struct sse_stream_event *event, void *data);
@@ -389,7 +391,8 @@ typedef struct sse_config {
   sse_access_callback access_callback;
   /**
    * When not NULL, told of every stream that opens and closes, on the loop's thread (see
-   * `sse_stream_callback`). Default NULL.
+   * `sse_stream_callback`; with several `loops`, on the thread of the stream's loop).
+   * Default NULL.
    */
   sse_stream_callback stream_callback;
   /**
@@ -422,6 +425,15 @@ typedef struct sse_config {
    * instead of creating one (socket activation). Default 0.
    */
   int64_t publish_socket_fd;
+  /**
+   * Event loops, each on a thread of its own: the first (the thread that runs
+   * `sse_server_run` or `sse_server_run_for`) serves every request, and the streams are
+   * spread over all of them, so that a fan-out uses that many cores. 0 (the default) and 1
+   * mean one loop. With more, the stream callback hears a stream close on the thread of the
+   * loop that holds it, so it may be called from several threads at once. At most 64; needs
+   * a libssed built with the cargo feature `loops` beyond 1.
+   */
+  size_t loops;
 } sse_config;
 
 /**

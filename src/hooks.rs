@@ -11,7 +11,9 @@
 //!   lookup in memory): while one runs, no other client of the server is served. Events
 //!   published meanwhile wait in the publish queue (up to its size; beyond it publishers get
 //!   "queue full") and are delivered, none lost, once the hook returns. An access hook that
-//!   takes more than 100 ms is logged.
+//!   takes more than 100 ms is logged. With several loops (`Config::loops`), requests are all
+//!   served by the first loop, but a stream closes on the loop that holds it: the stream hook
+//!   may then run on several threads at once.
 //!
 //! [`Config::hooks`]: crate::Config::hooks
 

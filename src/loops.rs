@@ -185,8 +185,9 @@ impl Role {
         }
     }
 
-    /// The other loop with the fewest streams, if it has fewer than `here`: where a new stream
-    /// goes.
+    /// The other loop with the fewest streams, if it has no more than `here`: where a new
+    /// stream goes. The first loop, which also serves every request, keeps it only when it has
+    /// fewer.
     pub fn place(&self, here: usize) -> Option<usize> {
         let Role::First { others } = self else {
             return None;
@@ -197,7 +198,7 @@ impl Role {
             .filter(|(_, inbox)| !inbox.gone.load(Ordering::Relaxed))
             .map(|(i, inbox)| (i, inbox.streams()))
             .min_by_key(|&(_, n)| n)?;
-        (fewest < here).then_some(index)
+        (fewest <= here).then_some(index)
     }
 
     /// True when another loop has not yet taken half of `max_queue` bytes of events: the first

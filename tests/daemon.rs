@@ -23,6 +23,7 @@ impl Daemon {
         Daemon::start_with(
             common::target::daemon()
                 .args(["--listen", "127.0.0.1:0"])
+                .args(["--loops", &common::target::loops().to_string()])
                 .args(args),
         )
     }

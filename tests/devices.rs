@@ -223,32 +223,11 @@ fn https_serves(target: &Target) {
     assert!(exit.success(), "{exit}");
 }
 
-/// The binary cargo built for the integration test `name`, beside this one. `cargo test`
-/// builds every test target before it runs any, so the newest of that name is this build's.
-fn suite_binary(name: &str) -> PathBuf {
-    let here = std::env::current_exe().expect("this test's path");
-    let deps = here.parent().expect("its directory");
-    let prefix = format!("{name}-");
-    fs::read_dir(deps)
-        .expect("the test directory")
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            let file = entry.file_name();
-            let file = file.to_string_lossy();
-            file.strip_prefix(&prefix)
-                .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
-        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
-        .max()
-        .map(|(_, path)| path)
-        .unwrap_or_else(|| panic!("no test binary {name}-* beside {}", here.display()))
-}
-
 fn suites_pass(target: &Target) {
     let daemon = release(target).join("ssed");
     for (suite, skipped) in SUITES {
         let started = Instant::now();
-        let mut command = Command::new(suite_binary(suite));
+        let mut command = Command::new(common::target::suite_binary(suite));
         command
             .args(["--test-threads", "2"])
             .env(common::target::DAEMON_VAR, &daemon)

@@ -58,7 +58,9 @@ pub struct sse_stream_event {
 
 /// Told of every stream that opens and closes (for hosts that keep presence themselves; the
 /// counts alone are `sse_server_topic_subscribers`). Called on the loop's thread,
-/// synchronously, so it must be fast: while it runs no other client is served. It must not
+/// synchronously, so it must be fast: while it runs no other client is served. With several
+/// `loops`, a stream's close is heard on the thread of the loop that holds it, so the callback
+/// may run on several threads at once; a stream's open and close carry the same id. It must not
 /// call `sse_server_stop`, `sse_server_free` or `sse_server_run*` on its own server.
 pub type sse_stream_callback =
     Option<unsafe extern "C" fn(event: *const sse_stream_event, data: *mut c_void)>;

@@ -136,7 +136,8 @@ pub struct sse_config {
     /// loop's thread (see `sse_access_callback`). Default NULL.
     pub access_callback: sse_access_callback,
     /// When not NULL, told of every stream that opens and closes, on the loop's thread (see
-    /// `sse_stream_callback`). Default NULL.
+    /// `sse_stream_callback`; with several `loops`, on the thread of the stream's loop).
+    /// Default NULL.
     pub stream_callback: sse_stream_callback,
     /// Passed as is to every callback above; the library never reads it. Default NULL.
     pub callback_data: *mut c_void,
@@ -158,6 +159,13 @@ pub struct sse_config {
     /// When not 0, a listening Unix-domain socket the server takes over as its publish socket
     /// instead of creating one (socket activation). Default 0.
     pub publish_socket_fd: i64,
+    /// Event loops, each on a thread of its own: the first (the thread that runs
+    /// `sse_server_run` or `sse_server_run_for`) serves every request, and the streams are
+    /// spread over all of them, so that a fan-out uses that many cores. 0 (the default) and 1
+    /// mean one loop. With more, the stream callback hears a stream close on the thread of the
+    /// loop that holds it, so it may be called from several threads at once. At most 64; needs
+    /// a libssed built with the cargo feature `loops` beyond 1.
+    pub loops: usize,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -245,6 +253,7 @@ fn config_defaults() -> sse_config {
         listen_fd: 0,
         publish_socket: std::ptr::null(),
         publish_socket_fd: 0,
+        loops: 0,
     }
 }
 
@@ -386,6 +395,7 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     // SAFETY: the caller's promise on `issuers` and `issuer_count`.
     config.issuers = unsafe { read_issuers(c.issuers, c.issuer_count) }?;
     config.subscriptions = c.subscriptions != 0;
+    config.loops = c.loops.max(1);
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,

@@ -247,7 +247,11 @@ impl Ssed {
 
     /// Runs `command`, which ends with the daemon's command line (as with a wrapper such as
     /// strace), adding `--listen 127.0.0.1:0` to it.
+    /// Unless it names its loops, the daemon runs those of `SSED_TEST_LOOPS`.
     pub fn start_with(command: &mut Command) -> Ssed {
+        if !command.get_args().any(|arg| arg == "--loops") {
+            command.args(["--loops", &super::target::loops().to_string()]);
+        }
         let mut process = Process::start(
             command
                 .args(["--listen", "127.0.0.1:0"])

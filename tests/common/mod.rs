@@ -30,7 +30,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Runs `config`; with one loop, as many as `SSED_TEST_LOOPS` says.
     pub fn start(mut config: Config) -> TestServer {
+        if config.loops == 1 {
+            config.loops = target::loops();
+        }
         if target::external_daemon().is_some() {
             return TestServer::start_daemon(&config);
         }

@@ -26,6 +26,20 @@ pub const DAEMON_VAR: &str = "SSED_TEST_DAEMON";
 /// The command that runs it (qemu for another architecture).
 pub const RUNNER_VAR: &str = "SSED_TEST_RUNNER";
 
+/// How many event loops the servers of the suites run (`--loops`, `Config::loops`): 1 unless
+/// the variable says otherwise.
+pub const LOOPS_VAR: &str = "SSED_TEST_LOOPS";
+
+/// The loops named by `SSED_TEST_LOOPS`, 1 by default.
+pub fn loops() -> usize {
+    match std::env::var(LOOPS_VAR) {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("{LOOPS_VAR}={n}: expected a number")),
+        Err(_) => 1,
+    }
+}
+
 /// The daemon named by `SSED_TEST_DAEMON`, if any.
 pub fn external_daemon() -> Option<PathBuf> {
     std::env::var_os(DAEMON_VAR)
@@ -170,6 +184,8 @@ pub fn daemon_args(config: &Config) -> Vec<String> {
         said, defaults,
         "the daemon has no flag for a setting of this test: it runs in-process only"
     );
+    args.push("--loops".into());
+    args.push(config.loops.to_string());
     args.push("-q".into());
     args
 }
@@ -342,4 +358,25 @@ fn scrape(addr: SocketAddr) -> Stats {
         history_events: value("ssed_history_events"),
         requests_refused: value("ssed_requests_refused_total"),
     }
+}
+
+/// The binary cargo built for the integration test `name`, beside this one. `cargo test`
+/// builds every test target before it runs any, so the newest of that name is this build's.
+pub fn suite_binary(name: &str) -> PathBuf {
+    let here = std::env::current_exe().expect("this test's path");
+    let deps = here.parent().expect("its directory");
+    let prefix = format!("{name}-");
+    std::fs::read_dir(deps)
+        .expect("the test directory")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            file.strip_prefix(&prefix)
+                .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .max()
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| panic!("no test binary {name}-* beside {}", here.display()))
 }
