@@ -88,7 +88,7 @@ CROSS_RUSTC    ?= /usr/bin/rustc
 CROSS_DIR      := $(ROOT)/target/cross
 # The cargo features of every cross-built release daemon and library, packages included (the
 # default build's): the one place to add a feature to the devices' builds.
-CROSS_FEATURES := jwt,history-file,tls,urlpattern,host,sockets
+CROSS_FEATURES := jwt,history-file,tls,urlpattern,host,sockets,loops
 ABI            := $(shell sed -n 's/^\#define SSE_ABI_VERSION //p' $(ROOT)/include/ssed.h)
 
 triple_arm64 := aarch64-unknown-linux-gnu

@@ -309,10 +309,12 @@ impl Config {
 
     /// Refuses settings the server cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        #[cfg(feature = "loops")]
         if self.loops == 0 || self.loops > MAX_LOOPS {
             return Err(format!("loops must be from 1 to {MAX_LOOPS}"));
         }
-        if self.loops > 1 && !cfg!(feature = "loops") {
+        #[cfg(not(feature = "loops"))]
+        if self.loops != 1 {
             return Err("this ssed was built with one event loop (cargo feature loops)".into());
         }
         #[cfg(feature = "jwt")]

@@ -303,10 +303,7 @@ fn hints_access(options: &Options) -> hints::Access {
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut options = Options {
-        config: Config {
-            loops: Config::default_loops(),
-            ..Config::default()
-        },
+        config: Config::default(),
         stdin: false,
         stdin_topic: String::new(),
         stdin_event: String::new(),
@@ -314,6 +311,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         publish_token_flag: false,
         subscribe_token_flag: false,
     };
+    #[cfg(feature = "loops")]
+    {
+        options.config.loops = Config::default_loops();
+    }
     options.config.publish_token = std::env::var("SSED_PUBLISH_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
@@ -426,7 +427,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--loops" => config.loops = loops(&flag, &value()?)?,
             #[cfg(not(feature = "loops"))]
             "--loops" => {
-                if positive(&flag, &value()?)? != 1 {
+                if value()? != "1" {
                     return Err(without(&flag, "more than one loop (cargo feature loops)"));
                 }
             }

@@ -85,7 +85,7 @@ pub struct Stats {
 /// first loop's add the others' up when read: no counter is written by two loops.
 #[derive(Debug, Default)]
 // Each loop's on cache lines of their own.
-#[repr(align(128))]
+#[cfg_attr(feature = "loops", repr(align(128)))]
 pub(crate) struct Counters {
     pub connections: AtomicU64,
     pub subscribers: AtomicU64,
