@@ -323,6 +323,18 @@ impl Others {
     }
 }
 
+/// A server dropped while its other loops run (after `run_for`) stops them and waits for them:
+/// no thread outlives it with its streams.
+#[cfg(feature = "loops")]
+impl Drop for Others {
+    fn drop(&mut self) {
+        if !self.running.is_empty() {
+            self.stop();
+            let _ = self.join();
+        }
+    }
+}
+
 /// Stops the other loops when dropped.
 #[cfg(feature = "loops")]
 struct StopOthers(Vec<Arc<crate::loops::Inbox>>);

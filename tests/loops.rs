@@ -215,6 +215,49 @@ fn the_stream_hook_hears_a_stream_close_on_its_loop_with_the_id_it_opened_with()
     thread.join().unwrap().unwrap();
 }
 
+/// A server bound for `run_for`, and the thread that will run its slices.
+fn bound_two_loops() -> (ssed::Server, ssed::Handle, std::net::SocketAddr) {
+    let mut config = two_loops();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.log = ssed::LogLevel::Off;
+    let server = ssed::Server::bind(config).unwrap();
+    let (handle, addr) = (server.handle(), server.local_addr());
+    (server, handle, addr)
+}
+
+#[test]
+fn a_host_that_runs_the_first_loop_in_slices_has_every_loop_serve_and_stop() {
+    let slice = std::time::Duration::from_millis(20);
+    let (mut server, handle, addr) = bound_two_loops();
+    let runner = std::thread::spawn(move || while !server.run_for(slice).unwrap() {});
+    let mut subs: Vec<Sse> = (0..2).map(|_| Sse::open(addr, "/events", "")).collect();
+    wait_until(|| handle.stats().subscribers == 2, "two streams");
+    handle.publish(&Event::new("sliced")).unwrap();
+    for sub in &mut subs {
+        assert_eq!(sub.next_event().data.as_deref(), Some("sliced"));
+    }
+    handle.stop();
+    runner.join().unwrap();
+    for sub in &mut subs {
+        assert!(sub.read_to_close().iter().any(|b| b.retry.is_some()));
+    }
+
+    // Dropped between slices, without a stop: the other loop stops too, and closes its stream.
+    let (mut server, handle, addr) = bound_two_loops();
+    let runner = std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < PATIENCE && handle.stats().subscribers < 2 {
+            assert!(!server.run_for(slice).unwrap());
+        }
+        drop(server);
+    });
+    let mut subs: Vec<Sse> = (0..2).map(|_| Sse::open(addr, "/events", "")).collect();
+    runner.join().unwrap();
+    for sub in &mut subs {
+        sub.read_to_close();
+    }
+}
+
 #[test]
 fn one_loop_has_no_loop_metrics_and_the_flag_is_checked() {
     let server = TestServer::start(Config {
