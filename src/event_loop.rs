@@ -570,6 +570,8 @@ impl EventLoop {
             self.remove_subscriber(conn.sub_index);
             self.host.stream_closed(&conn, slot, id);
             #[cfg(feature = "loops")]
+            self.not_moving(id as usize);
+            #[cfg(feature = "loops")]
             if let Some(crate::loops::Role::Other { inbox, .. }) = &self.role {
                 inbox.stream_closed();
             }
@@ -597,7 +599,7 @@ impl EventLoop {
     fn streams_elsewhere(&self) -> usize {
         #[cfg(feature = "loops")]
         if let Some(role) = &self.role {
-            return role.streams_elsewhere() - self.moving.len();
+            return role.streams_elsewhere().saturating_sub(self.moving.len());
         }
         0
     }
@@ -1246,11 +1248,23 @@ impl EventLoop {
         let Some(crate::loops::Role::First { others }) = &self.role else {
             return;
         };
-        let here = self.subscribers.len() - self.moving.len();
+        let here = self.subscribers.len().saturating_sub(self.moving.len());
         if let Some(to) = self.role.as_ref().and_then(|role| role.place(here)) {
             others[to].stream_added();
             let token = self.token(slot).0;
             self.moving.push((token, to));
+        }
+    }
+
+    /// A stream placed this turn closed before it left: its loop will not have it.
+    #[cfg(feature = "loops")]
+    fn not_moving(&mut self, token: usize) {
+        let Some(at) = self.moving.iter().position(|&(moving, _)| moving == token) else {
+            return;
+        };
+        let (_, to) = self.moving.swap_remove(at);
+        if let Some(crate::loops::Role::First { others }) = &self.role {
+            others[to].stream_closed();
         }
     }
 
@@ -1284,6 +1298,7 @@ impl EventLoop {
     /// subscription registry know of it.
     #[cfg(feature = "loops")]
     fn move_out(&mut self, slot: u32) -> Option<crate::loops::Moved> {
+        #[cfg(feature = "jwt")]
         let token = self.token(slot).0;
         let conn = self.conn(slot)?;
         if conn.phase != Phase::Streaming || conn.sub_index == u32::MAX {
@@ -1315,10 +1330,10 @@ impl EventLoop {
         let mut handed = std::mem::take(&mut self.handed);
         let budget = self.intake_budget();
         if let Some(Role::Other { inbox, intake }) = &self.role {
-            let half = self.config.max_queue / 2;
+            let behind = crate::loops::behind(self.config.max_queue);
             let (taken, left) = inbox.take(&mut handed, budget);
             // The first loop stopped taking events while this one was that far behind.
-            if left < half && left + taken >= half {
+            if left < behind && left + taken >= behind {
                 intake.wake();
             }
         }

@@ -141,7 +141,10 @@ impl Inbox {
     }
 
     pub fn stream_closed(&self) {
-        self.streams.fetch_sub(1, Ordering::Relaxed);
+        // Saturating: a loop that has ended counts none.
+        let _ = self
+            .streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// The owner has ended: what waits is dropped and nothing more is taken.
@@ -201,11 +204,11 @@ impl Role {
         (fewest <= here).then_some(index)
     }
 
-    /// True when another loop has not yet taken half of `max_queue` bytes of events: the first
-    /// loop takes no more from the store until it has (publishers are told the queue is full).
+    /// True when another loop has not yet taken [`behind`] bytes of events: the first loop
+    /// takes no more from the store until it has (publishers are told the queue is full).
     pub fn others_behind(&self, max_queue: usize) -> bool {
         match self {
-            Role::First { others } => others.iter().any(|i| i.backlog() >= max_queue / 2),
+            Role::First { others } => others.iter().any(|i| i.backlog() >= behind(max_queue)),
             Role::Other { .. } => false,
         }
     }
@@ -224,6 +227,12 @@ impl Role {
             stop_all(others);
         }
     }
+}
+
+/// Bytes of events not yet taken by another loop at which the first loop stops taking more:
+/// half of `max_queue`, and at least one.
+pub(crate) fn behind(max_queue: usize) -> usize {
+    (max_queue / 2).max(1)
 }
 
 /// Tells the loops of `inboxes` to stop once they have what was handed before (a second stop

@@ -200,12 +200,13 @@ impl Server {
                 // However the loop ends, publishers must learn that it is gone.
                 self.handle.intake.stop();
                 #[cfg(feature = "loops")]
-                {
-                    self.others.stop();
-                    let _ = self.others.join();
-                }
+                self.others.stop();
+                #[cfg(feature = "loops")]
+                let others = self.others.join();
+                #[cfg(not(feature = "loops"))]
+                let others = Ok(());
                 match ended {
-                    Ok(result) => result,
+                    Ok(result) => result.and_then(|stopped| others.map(|()| stopped)),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }

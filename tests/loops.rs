@@ -52,7 +52,7 @@ fn four_publishers_every_subscriber_on_every_loop_gets_every_event_once_in_id_or
         .map(|_| server.subscribe("/events?topic=t", ""))
         .collect();
     server.wait_subscribers(SUBSCRIBERS as u64);
-    assert_eq!(streams_per_loop(&server), [5, 5], "spread evenly");
+    wait_until(|| streams_per_loop(&server) == [5, 5], "spread evenly");
     // Two publish over HTTP, two through the handle, all at once.
     std::thread::scope(|scope| {
         for p in 0..4 {
@@ -105,8 +105,7 @@ fn a_loop_whose_streams_all_left_serves_new_ones() {
     // stays on the first.
     let mut on_other = server.subscribe("/events", "");
     let mut on_first = server.subscribe("/events", "");
-    server.wait_subscribers(2);
-    assert_eq!(streams_per_loop(&server), [1, 1]);
+    wait_until(|| streams_per_loop(&server) == [1, 1], "one stream on each loop");
     for round in 0..3 {
         drop(on_other);
         wait_until(|| streams_per_loop(&server) == [1, 0], "the other loop empty");
@@ -126,8 +125,7 @@ fn max_clients_counts_the_streams_of_every_loop_and_publishers_keep_their_reserv
         ..two_loops()
     });
     let mut subs: Vec<Sse> = (0..4).map(|_| server.subscribe("/events", "")).collect();
-    server.wait_subscribers(4);
-    assert_eq!(streams_per_loop(&server), [2, 2]);
+    wait_until(|| streams_per_loop(&server) == [2, 2], "two streams on each loop");
     let refused = server.get("/events");
     assert_eq!(refused.status, 503, "{}", refused.text());
     let published = server.publish_form("data=still");
@@ -142,6 +140,22 @@ fn max_clients_counts_the_streams_of_every_loop_and_publishers_keep_their_reserv
     server.wait_subscribers(4);
     server.publish_form("data=again");
     assert_eq!(again.next_event().data.as_deref(), Some("again"));
+}
+
+#[test]
+fn the_smallest_max_queue_still_delivers_on_every_loop() {
+    let server = TestServer::start(Config {
+        max_queue: 1,
+        ..two_loops()
+    });
+    let mut subs: Vec<Sse> = (0..2).map(|_| server.subscribe("/events", "")).collect();
+    wait_until(|| streams_per_loop(&server) == [1, 1], "one stream on each loop");
+    for i in 0..3 {
+        server.handle.publish(&Event::new(format!("small {i}"))).unwrap();
+        for sub in &mut subs {
+            assert_eq!(sub.next_event().data, Some(format!("small {i}")));
+        }
+    }
 }
 
 #[test]
@@ -187,11 +201,12 @@ fn replay_on_every_loop_meets_the_live_events_exactly() {
 #[test]
 fn the_stream_hook_hears_a_stream_close_on_its_loop_with_the_id_it_opened_with() {
     use std::sync::{Arc, Mutex};
-    let heard: Arc<Mutex<Vec<(bool, u64)>>> = Arc::default();
+    type Heard = Vec<(bool, u64, Option<std::net::SocketAddr>)>;
+    let heard: Arc<Mutex<Heard>> = Arc::default();
     let mut config = two_loops();
     let into = heard.clone();
     config.hooks.streams = Some(Arc::new(move |event: &ssed::StreamEvent| {
-        into.lock().unwrap().push((event.opened, event.id));
+        into.lock().unwrap().push((event.opened, event.id, event.peer));
     }));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.log = ssed::LogLevel::Off;
@@ -205,9 +220,11 @@ fn the_stream_hook_hears_a_stream_close_on_its_loop_with_the_id_it_opened_with()
     wait_until(|| handle.stats().subscribers == 0, "no stream");
     wait_until(|| heard.lock().unwrap().len() == 8, "every open and close heard");
     let heard = heard.lock().unwrap();
-    let opened: HashSet<u64> = heard.iter().filter(|(o, _)| *o).map(|(_, id)| *id).collect();
-    let closed: HashSet<u64> = heard.iter().filter(|(o, _)| !*o).map(|(_, id)| *id).collect();
+    // Each close names the id and the peer its stream opened with, whichever loop held it.
+    let opened: HashSet<_> = heard.iter().filter(|h| h.0).map(|h| (h.1, h.2)).collect();
+    let closed: HashSet<_> = heard.iter().filter(|h| !h.0).map(|h| (h.1, h.2)).collect();
     assert_eq!(opened.len(), 4, "{heard:?}");
+    assert!(opened.iter().all(|(_, peer)| peer.is_some()), "{heard:?}");
     assert_eq!(opened, closed, "{heard:?}");
     assert_eq!(handle.topic_subscribers(Some("h")), 0);
     drop(heard);
