@@ -113,6 +113,12 @@ static void invalid_configs(void)
     config = test_config();
     config.log_level = 7;
     refused(&config, "log_level");
+    config = test_config();
+    config.loops = -1;
+    refused(&config, "loops: -1 is negative");
+    config = test_config();
+    config.loops = 65;
+    refused(&config, "loops must be from 1 to 64");
     /* A JWT key under 32 bytes (or any, in a library built without JWT support) is refused,
      * naming the field and never quoting the key. */
     config = test_config();

@@ -60,7 +60,7 @@ static void read_all(client *c, long long ids[THREADS][EVENTS])
     }
 }
 
-static void run(size_t loops)
+static void run(int64_t loops)
 {
     sse_config config = test_config();
     config.loops = loops;
@@ -100,9 +100,9 @@ static void run(size_t loops)
           (unsigned long long)stats.events_published);
     CHECK(stats.subscribers_dropped_slow == 0, "nobody dropped");
     CHECK(stats.subscribers == 2, "two streams: %llu", (unsigned long long)stats.subscribers);
-    printf("%d events from %d threads delivered in order to two streams on %zu loop(s) "
+    printf("%d events from %d threads delivered in order to two streams on %lld loop(s) "
            "(%ld queue-full retries)\n",
-           THREADS * EVENTS, THREADS, loops, retries);
+           THREADS * EVENTS, THREADS, (long long)loops, retries);
 
     sse_server_free(&server);
     client_close(&c);

@@ -431,9 +431,9 @@ typedef struct sse_config {
    * spread over all of them, so that a fan-out uses that many cores. 0 (the default) and 1
    * mean one loop. With more, the stream callback hears a stream close on the thread of the
    * loop that holds it, so it may be called from several threads at once. At most 64; needs
-   * a libssed built with the cargo feature `loops` beyond 1.
+   * a libssed built with the cargo feature `loops` beyond 1; negative is refused.
    */
-  size_t loops;
+  int64_t loops;
 } sse_config;
 
 /**

@@ -86,7 +86,7 @@ typedef struct sse_config {
   int64_t listen_fd;
   const char *publish_socket;
   int64_t publish_socket_fd;
-  size_t loops;
+  int64_t loops;
 } sse_config;
 
 typedef struct sse_stats {

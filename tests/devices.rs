@@ -237,19 +237,8 @@ fn suites_pass(target: &Target) {
         for test in skipped {
             command.args(["--skip", test]);
         }
-        let output = command.output().expect("run the suite");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{suite} against the {} daemon under {}:\n{stdout}\n{}",
-            target.arch,
-            target.qemu,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let summary = stdout
-            .lines()
-            .find(|l| l.starts_with("test result:"))
-            .unwrap_or("no summary");
+        let what = format!("{suite} against the {} daemon under {}", target.arch, target.qemu);
+        let summary = common::target::suite_passes(&mut command, &what);
         note(&format!(
             "{} under qemu, {suite}: {summary} ({:.0?})",
             target.arch,

@@ -373,23 +373,13 @@ fn the_suites_pass_at_two_loops() {
     ];
     for suite in SUITES {
         let started = Instant::now();
-        let output = Command::new(common::target::suite_binary(suite))
-            .args(["--test-threads", "2"])
-            .env(common::target::LOOPS_VAR, "2")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the suite");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{suite} at two loops:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        let summary = common::target::suite_passes(
+            Command::new(common::target::suite_binary(suite))
+                .args(["--test-threads", "2"])
+                .env(common::target::LOOPS_VAR, "2")
+                .current_dir(env!("CARGO_MANIFEST_DIR")),
+            &format!("{suite} at two loops"),
         );
-        let summary = stdout
-            .lines()
-            .find(|l| l.starts_with("test result:"))
-            .unwrap_or("no summary");
         note(&format!(
             "at two loops, {suite}: {summary} ({:.0?})",
             started.elapsed()

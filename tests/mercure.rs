@@ -157,18 +157,20 @@ fn hub_ids_and_private_events_survive_a_restart_with_the_history_file() {
         history_file: Some(dir.join("history")),
         ..config()
     };
-    let ids: Vec<String> = {
-        let server = TestServer::start(with_file());
-        [
-            "topic=a&data=1",
-            "topic=a&data=2&private=on",
-            "topic=a&data=3",
-        ]
-        .iter()
-        .map(|form| publish(&server, form).text())
-        .collect()
-    };
+    let first = TestServer::start(with_file());
+    let ids: Vec<String> = [
+        "topic=a&data=1",
+        "topic=a&data=2&private=on",
+        "topic=a&data=3",
+    ]
+    .iter()
+    .map(|form| publish(&first, form).text())
+    .collect();
+    // Stopped and opened again with no child process starting between (see `STARTING`).
+    let restarting = common::external::no_children_starting();
+    drop(first);
     let server = TestServer::start(with_file());
+    drop(restarting);
     let after = format!("Last-Event-ID: {}\r\n", ids[0]);
     let reader = format!(
         "Authorization: Bearer {}\r\n",

@@ -164,8 +164,8 @@ pub struct sse_config {
     /// spread over all of them, so that a fan-out uses that many cores. 0 (the default) and 1
     /// mean one loop. With more, the stream callback hears a stream close on the thread of the
     /// loop that holds it, so it may be called from several threads at once. At most 64; needs
-    /// a libssed built with the cargo feature `loops` beyond 1.
-    pub loops: usize,
+    /// a libssed built with the cargo feature `loops` beyond 1; negative is refused.
+    pub loops: i64,
 }
 
 /// Where the listen address points by default (a static string, so `sse_config_init` allocates
@@ -395,7 +395,10 @@ pub(super) unsafe fn to_config(c: &sse_config) -> Result<Config, sse_result> {
     // SAFETY: the caller's promise on `issuers` and `issuer_count`.
     config.issuers = unsafe { read_issuers(c.issuers, c.issuer_count) }?;
     config.subscriptions = c.subscriptions != 0;
-    config.loops = c.loops.max(1);
+    config.loops = match c.loops {
+        0 => 1,
+        n => usize::try_from(n).map_err(|_| invalid(format!("loops: {n} is negative")))?,
+    };
     config.log = match c.log_level {
         0 => LogLevel::Off,
         1 => LogLevel::Quiet,
@@ -458,7 +461,7 @@ mod tests {
         // Fields are read by byte count (see sse_config): every byte up to the size must belong
         // to a field, or a padding byte could be read as a field added later.
         assert_eq!(
-            offset_of!(sse_config, publish_socket_fd) + size_of::<i64>(),
+            offset_of!(sse_config, loops) + size_of::<i64>(),
             size_of::<sse_config>()
         );
         assert_eq!(CONFIG_MIN_SIZE, offset_of!(sse_config, history_file));

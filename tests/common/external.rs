@@ -15,6 +15,21 @@ use super::PATIENCE;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// Held (shared) while a child process starts. A child holds a copy of every descriptor of the
+/// test process until it executes its program, and with it the lock of any history file open
+/// at that moment: a test that stops a server and opens its history file again at once holds
+/// it alone (`no_children_starting`), so that no child started meanwhile keeps the file locked.
+static STARTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn starting() -> std::sync::RwLockReadGuard<'static, ()> {
+    STARTING.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// No child process starts while this is held (see `STARTING`).
+pub fn no_children_starting() -> std::sync::RwLockWriteGuard<'static, ()> {
+    STARTING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Where a tool is: on the PATH, or in an sbin directory a non-root PATH may lack (nginx).
 pub fn find_tool(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -102,9 +117,11 @@ pub struct Process {
 
 impl Process {
     pub fn start(command: &mut Command) -> Process {
+        let started = starting();
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        drop(started);
         Process {
             child,
             group: false,
@@ -272,8 +289,16 @@ impl Ssed {
 /// Runs a command to its end and returns its output, failing with everything it printed when
 /// it does not succeed.
 pub fn run(command: &mut Command) -> std::process::Output {
-    let output = command
-        .output()
+    let started = starting();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    drop(started);
+    let output = child
+        .wait_with_output()
         .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     assert!(
         output.status.success(),

@@ -380,3 +380,23 @@ pub fn suite_binary(name: &str) -> PathBuf {
         .map(|(_, path)| path)
         .unwrap_or_else(|| panic!("no test binary {name}-* beside {}", here.display()))
 }
+
+/// Runs a test suite's binary as `command` says and fails, with everything it printed and
+/// `what` it ran against, unless it passes; returns its summary line.
+pub fn suite_passes(command: &mut Command, what: &str) -> String {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the suite");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{what}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find(|l| l.starts_with("test result:"))
+        .unwrap_or("no summary")
+        .to_owned()
+}
