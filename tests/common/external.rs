@@ -102,10 +102,27 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port nothing listens on at the moment of asking.
+/// A loopback port nothing listens on at the moment of asking, for a server the test starts
+/// on it. Taken below the kernel's ephemeral range, where no connection of a test running
+/// beside this one is given a port by itself: between this check and the server's bind, only
+/// another server could take it, and each call of this process asks a different port.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    const LOWEST: usize = 10_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .filter(|&low| low > LOWEST + 1000 && low <= 65_536)
+        .unwrap_or(32_768);
+    let span = ephemeral - LOWEST;
+    let start = std::process::id() as usize * 7919;
+    for _ in 0..span {
+        let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port from {LOWEST} to {ephemeral}");
 }
 
 /// A child process (and, when started as a group leader, its own children), stopped by its
