@@ -1281,7 +1281,9 @@ impl EventLoop {
                 break;
             };
             let inbox = others[to].clone();
-            let moved = self.slot_of(Token(token)).and_then(|slot| self.move_out(slot));
+            let moved = self
+                .slot_of(Token(token))
+                .and_then(|slot| self.move_out(slot));
             match moved {
                 // An inbox whose loop has ended drops it: the server is stopping.
                 Some(moved) => {

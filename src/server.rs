@@ -105,14 +105,8 @@ impl Server {
         #[cfg(feature = "loops")]
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut others = Others::new(&config, &intake, &store, &host, &counters)?;
-        let mut event_loop = EventLoop::new(
-            poll,
-            Some(listener),
-            store,
-            counters.clone(),
-            config,
-            host,
-        );
+        let mut event_loop =
+            EventLoop::new(poll, Some(listener), store, counters.clone(), config, host);
         event_loop.publish_socket = publish_socket;
         #[cfg(feature = "loops")]
         others.lead(&mut event_loop);
@@ -237,7 +231,10 @@ impl Others {
         let mut counted = Vec::new();
         for _ in 1..config.loops {
             let poll = Poll::new()?;
-            let inbox = Arc::new(crate::loops::Inbox::new(Waker::new(poll.registry(), WAKER)?));
+            let inbox = Arc::new(crate::loops::Inbox::new(Waker::new(
+                poll.registry(),
+                WAKER,
+            )?));
             let own = Arc::new(Counters::default());
             let mut event_loop = EventLoop::new(
                 poll,

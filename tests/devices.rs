@@ -237,7 +237,10 @@ fn suites_pass(target: &Target) {
         for test in skipped {
             command.args(["--skip", test]);
         }
-        let what = format!("{suite} against the {} daemon under {}", target.arch, target.qemu);
+        let what = format!(
+            "{suite} against the {} daemon under {}",
+            target.arch, target.qemu
+        );
         let summary = common::target::suite_passes(&mut command, &what);
         note(&format!(
             "{} under qemu, {suite}: {summary} ({:.0?})",

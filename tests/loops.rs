@@ -58,7 +58,8 @@ fn four_publishers_every_subscriber_on_every_loop_gets_every_event_once_in_id_or
         for p in 0..4 {
             let (addr, handle) = (server.addr, &server.handle);
             scope.spawn(move || {
-                let mut http = (p < 2).then(|| (common::connect(addr), common::HttpReader::default()));
+                let mut http =
+                    (p < 2).then(|| (common::connect(addr), common::HttpReader::default()));
                 for i in 0..EACH {
                     let data = format!("{p}-{i}");
                     match &mut http {
@@ -83,7 +84,10 @@ fn four_publishers_every_subscriber_on_every_loop_gets_every_event_once_in_id_or
             assert!(seen.insert(data.clone()), "{data} came twice");
             let (p, i) = data.split_once('-').unwrap();
             let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
-            assert_eq!(i, next_of[p], "publisher {p}'s events in the order published");
+            assert_eq!(
+                i, next_of[p],
+                "publisher {p}'s events in the order published"
+            );
             next_of[p] += 1;
             ids.push(event.id.unwrap().parse().unwrap());
             order.push(data);
@@ -105,12 +109,21 @@ fn a_loop_whose_streams_all_left_serves_new_ones() {
     // stays on the first.
     let mut on_other = server.subscribe("/events", "");
     let mut on_first = server.subscribe("/events", "");
-    wait_until(|| streams_per_loop(&server) == [1, 1], "one stream on each loop");
+    wait_until(
+        || streams_per_loop(&server) == [1, 1],
+        "one stream on each loop",
+    );
     for round in 0..3 {
         drop(on_other);
-        wait_until(|| streams_per_loop(&server) == [1, 0], "the other loop empty");
+        wait_until(
+            || streams_per_loop(&server) == [1, 0],
+            "the other loop empty",
+        );
         on_other = server.subscribe("/events", "");
-        wait_until(|| streams_per_loop(&server) == [1, 1], "a newcomer on the other loop");
+        wait_until(
+            || streams_per_loop(&server) == [1, 1],
+            "a newcomer on the other loop",
+        );
         let data = format!("round {round}");
         server.handle.publish(&Event::new(&data)).unwrap();
         assert_eq!(on_other.next_event().data.as_deref(), Some(data.as_str()));
@@ -125,7 +138,10 @@ fn max_clients_counts_the_streams_of_every_loop_and_publishers_keep_their_reserv
         ..two_loops()
     });
     let mut subs: Vec<Sse> = (0..4).map(|_| server.subscribe("/events", "")).collect();
-    wait_until(|| streams_per_loop(&server) == [2, 2], "two streams on each loop");
+    wait_until(
+        || streams_per_loop(&server) == [2, 2],
+        "two streams on each loop",
+    );
     let refused = server.get("/events");
     assert_eq!(refused.status, 503, "{}", refused.text());
     let published = server.publish_form("data=still");
@@ -149,9 +165,15 @@ fn the_smallest_max_queue_still_delivers_on_every_loop() {
         ..two_loops()
     });
     let mut subs: Vec<Sse> = (0..2).map(|_| server.subscribe("/events", "")).collect();
-    wait_until(|| streams_per_loop(&server) == [1, 1], "one stream on each loop");
+    wait_until(
+        || streams_per_loop(&server) == [1, 1],
+        "one stream on each loop",
+    );
     for i in 0..3 {
-        server.handle.publish(&Event::new(format!("small {i}"))).unwrap();
+        server
+            .handle
+            .publish(&Event::new(format!("small {i}")))
+            .unwrap();
         for sub in &mut subs {
             assert_eq!(sub.next_event().data, Some(format!("small {i}")));
         }
@@ -163,7 +185,10 @@ fn replay_on_every_loop_meets_the_live_events_exactly() {
     let server = TestServer::start(two_loops());
     let ids: Vec<String> = (0..5)
         .map(|i| {
-            let id = server.handle.publish(&Event::new(format!("old {i}"))).unwrap();
+            let id = server
+                .handle
+                .publish(&Event::new(format!("old {i}")))
+                .unwrap();
             id.unwrap().to_string()
         })
         .collect();
@@ -171,11 +196,16 @@ fn replay_on_every_loop_meets_the_live_events_exactly() {
     let publishing = std::thread::scope(|scope| {
         let publisher = scope.spawn(|| {
             for i in 0..200 {
-                server.handle.publish(&Event::new(format!("new {i}"))).unwrap();
+                server
+                    .handle
+                    .publish(&Event::new(format!("new {i}")))
+                    .unwrap();
             }
         });
         let header = format!("Last-Event-ID: {}\r\n", ids[1]);
-        let subs: Vec<Sse> = (0..6).map(|_| server.subscribe("/events", &header)).collect();
+        let subs: Vec<Sse> = (0..6)
+            .map(|_| server.subscribe("/events", &header))
+            .collect();
         publisher.join().unwrap();
         subs
     });
@@ -206,19 +236,26 @@ fn the_stream_hook_hears_a_stream_close_on_its_loop_with_the_id_it_opened_with()
     let mut config = two_loops();
     let into = heard.clone();
     config.hooks.streams = Some(Arc::new(move |event: &ssed::StreamEvent| {
-        into.lock().unwrap().push((event.opened, event.id, event.peer));
+        into.lock()
+            .unwrap()
+            .push((event.opened, event.id, event.peer));
     }));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.log = ssed::LogLevel::Off;
     let server = ssed::Server::bind(config).unwrap();
     let (handle, addr) = (server.handle(), server.local_addr());
     let thread = server.spawn().unwrap();
-    let subs: Vec<Sse> = (0..4).map(|_| Sse::open(addr, "/events?topic=h", "")).collect();
+    let subs: Vec<Sse> = (0..4)
+        .map(|_| Sse::open(addr, "/events?topic=h", ""))
+        .collect();
     wait_until(|| handle.stats().subscribers == 4, "four streams");
     assert_eq!(handle.topic_subscribers(Some("h")), 4);
     drop(subs);
     wait_until(|| handle.stats().subscribers == 0, "no stream");
-    wait_until(|| heard.lock().unwrap().len() == 8, "every open and close heard");
+    wait_until(
+        || heard.lock().unwrap().len() == 8,
+        "every open and close heard",
+    );
     let heard = heard.lock().unwrap();
     // Each close names the id and the peer its stream opened with, whichever loop held it.
     let opened: HashSet<_> = heard.iter().filter(|h| h.0).map(|h| (h.1, h.2)).collect();

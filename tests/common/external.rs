@@ -22,12 +22,16 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 static STARTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 fn starting() -> std::sync::RwLockReadGuard<'static, ()> {
-    STARTING.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    STARTING
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// No child process starts while this is held (see `STARTING`).
 pub fn no_children_starting() -> std::sync::RwLockWriteGuard<'static, ()> {
-    STARTING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    STARTING
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Where a tool is: on the PATH, or in an sbin directory a non-root PATH may lack (nginx).
