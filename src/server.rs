@@ -164,10 +164,10 @@ impl Server {
         let _guard = StopOnExit(self.handle.intake.clone());
         #[cfg(feature = "loops")]
         self.others.start(&self.handle.intake)?;
+        // However the first loop ends, the others stop too: here, or when `self.others` is
+        // dropped.
         #[cfg(feature = "loops")]
         let ran = {
-            // Another loop may end only after the first, or with a panic: stop them anyway.
-            let _stop = StopOthers(self.others.inboxes.clone());
             let ran = self.event_loop.run();
             self.others.stop();
             ran.and(self.others.join())
@@ -330,17 +330,6 @@ impl Drop for Others {
             self.stop();
             let _ = self.join();
         }
-    }
-}
-
-/// Stops the other loops when dropped.
-#[cfg(feature = "loops")]
-struct StopOthers(Vec<Arc<crate::loops::Inbox>>);
-
-#[cfg(feature = "loops")]
-impl Drop for StopOthers {
-    fn drop(&mut self) {
-        crate::loops::stop_all(&self.0);
     }
 }
 
