@@ -121,7 +121,8 @@ fn check_target(target: &Target) {
         return;
     }
     make(&[&format!("cross-{}", target.arch)]);
-    let parts: [(&str, fn(&Target)); 5] = [
+    type Part = (&'static str, fn(&Target));
+    let parts: [Part; 5] = [
         ("the tiny daemon", tiny_daemon_serves),
         ("HTTPS", https_serves),
         ("the suites", suites_pass),

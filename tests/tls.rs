@@ -44,8 +44,7 @@ fn start(cert: &Path, key: &Path, extra: &[&str]) -> Ssed {
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ssed = Ssed::start(&args);
-    ssed
+    Ssed::start(&args)
 }
 
 /// A `curl -N` subscriber whose output lines are read as they come.
@@ -249,11 +248,12 @@ fn a_trickled_client_hello_is_cut_at_the_head_timeout() {
         }
         let mut buf = [0u8; 64];
         match stream.read(&mut buf) {
-            Ok(0) | Err(_) if started.elapsed() > Duration::from_millis(1400) => {
-                if matches!(stream.read(&mut buf), Ok(0)) || started.elapsed() > PATIENCE {
-                    cut = Some(started.elapsed());
-                    break;
-                }
+            Ok(0) | Err(_)
+                if started.elapsed() > Duration::from_millis(1400)
+                    && (matches!(stream.read(&mut buf), Ok(0)) || started.elapsed() > PATIENCE) =>
+            {
+                cut = Some(started.elapsed());
+                break;
             }
             _ => {}
         }
@@ -337,7 +337,9 @@ fn a_renewal_under_100_streams_drops_none_and_new_connections_see_it() {
 
     // Every pair that cannot serve keeps the renewed one, with the file and the reason.
     let keep = "TLS: keeping the certificate in use";
-    let faults: [(&str, Box<dyn Fn()>, String); 4] = [
+    // What is broken, how, and the log line that says so.
+    type Fault<'a> = (&'a str, Box<dyn Fn() + 'a>, String);
+    let faults: [Fault<'_>; 4] = [
         (
             "a missing key",
             Box::new(|| std::fs::remove_file(&key).unwrap()),

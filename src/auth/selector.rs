@@ -157,8 +157,9 @@ fn shared_pattern(source: &str, base: &url::Url) -> Result<Arc<UrlMatcher>, Stri
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, Weak};
 
-    static PATTERNS: Mutex<Option<HashMap<(Box<str>, Box<str>), Weak<UrlMatcher>>>> =
-        Mutex::new(None);
+    /// (base URL, pattern source) to the matcher compiled from them.
+    type Table = HashMap<(Box<str>, Box<str>), Weak<UrlMatcher>>;
+    static PATTERNS: Mutex<Option<Table>> = Mutex::new(None);
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
     let key: (Box<str>, Box<str>) = (base.as_str().into(), source.into());
